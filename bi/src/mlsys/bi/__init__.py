@@ -1,0 +1,1 @@
+"""Streamlit BI for beverage demand forecasting."""

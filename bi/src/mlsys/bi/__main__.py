@@ -1,0 +1,56 @@
+"""Command line of the BI."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Streamlit BI for beverage demand forecasting (sales, predictions vs actuals, models).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+) -> None:
+    """Serve the BI; it reads the database and MLflow configured by the environment."""
+    app_path = Path(__file__).with_name("app.py")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app_path),
+            "--server.address",
+            host,
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--global.developmentMode",
+            "false",
+        ],
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the installed versions of the BI's main libraries."""
+    import streamlit
+
+    typer.echo(f"streamlit {streamlit.__version__}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Shared library of mlsys: settings, database, tables, migrations, logging, MLflow helpers."""

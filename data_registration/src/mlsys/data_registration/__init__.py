@@ -1,0 +1,1 @@
+"""Registers beverage master data and daily sales; generates labelled synthetic history."""

@@ -1,0 +1,94 @@
+"""Command line of the data-registration job."""
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlsys.common.logging import configure_logging
+from mlsys.data_registration.files import InvalidInput
+
+app = typer.Typer(
+    help="Register beverage master data and daily sales in the database "
+    "(SQLite under .mlsys/ by default, PostgreSQL with MLSYS_PROFILE=services).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def register(
+    master_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder with regions.csv, stores.csv, items.csv, item_prices.csv."),
+    ] = None,
+    sales: Annotated[
+        Path | None,
+        typer.Option(
+            help="Daily sales CSV with the columns "
+            "date,day_of_week,week_of_year,store,item,sales,total_sales_amount."
+        ),
+    ] = None,
+    latest_week_only: Annotated[
+        bool,
+        typer.Option(
+            help="Register only the ISO week after the latest one already in the database."
+        ),
+    ] = False,
+) -> None:
+    """Validate the files, then upsert them in one transaction (running twice changes nothing).
+
+    Bad input exits with status 1 and a `file:line:field: problem` message; nothing is written.
+    """
+    from mlsys.data_registration.register import register as run
+
+    configure_logging()
+    if master_dir is None and sales is None:
+        raise typer.BadParameter("give --master-dir, --sales or both")
+    try:
+        summary = run(master_dir=master_dir, sales_path=sales, latest_week_only=latest_week_only)
+    except InvalidInput as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(
+        f"master rows written: {summary.master_rows}; sales rows read: {summary.sales_rows_read}, "
+        f"selected: {summary.sales_rows_selected}, written: {summary.sales_rows_written}"
+    )
+
+
+def _date(value: str) -> date:
+    return datetime.strptime(value, "%Y-%m-%d").date()
+
+
+@app.command()
+def generate(
+    output_dir: Annotated[
+        Path, typer.Option(help="Folder to write the master files and the sales file into.")
+    ],
+    stores: Annotated[int, typer.Option(min=1, help="Number of stores.")] = 10,
+    items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 10,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2017-01-02",
+    end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")] = "2021-07-04",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    real_master_dir: Annotated[
+        Path | None,
+        typer.Option(help="Take store and item names and prices from this real master data."),
+    ] = Path("dataset/beverage"),
+) -> None:
+    """Write synthetic daily sales (weekly and yearly seasonality, price effects).
+
+    The files are labelled as generated, so no model is evaluated on them by accident.
+    """
+    from mlsys.data_registration.generate import GenerationSpec
+    from mlsys.data_registration.generate import generate as run
+
+    configure_logging()
+    spec = GenerationSpec(stores=stores, items=items, start=_date(start), end=_date(end), seed=seed)
+    real = real_master_dir if real_master_dir and real_master_dir.is_dir() else None
+    path = run(spec, output_dir, real)
+    typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app()

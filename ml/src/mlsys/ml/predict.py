@@ -1,0 +1,78 @@
+"""Prediction job: the champion forecasts next week's sales for every store and item."""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mlsys.common.bulk import bulk_upsert
+from mlsys.common.db import get_engine
+from mlsys.common.logging import get_logger
+from mlsys.common.settings import mlflow_settings
+from mlsys.common.tables import WeeklySalesPrediction
+from mlsys.common.tracking import CHAMPION, configure_mlflow
+from mlsys.ml import model
+from mlsys.ml.backtest import week_label
+from mlsys.ml.data import load_inputs, store_ids
+from mlsys.ml.features import WEEK, week_start, weekly_frame
+from mlsys.ml.tracking import load_run_config
+
+log = get_logger(__name__)
+
+
+@dataclass
+class PredictionResult:
+    week: str
+    version: int
+    run_id: str
+    rows: int
+    written: int
+
+
+def next_week(daily: pd.DataFrame) -> pd.Timestamp:
+    """The ISO week after the week of the latest registered day."""
+    return week_start(daily["date"]).max() + WEEK
+
+
+def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> PredictionResult:
+    """Store forecasts for `week` (default: the next one).
+
+    Idempotent per week, store, item and model version.
+    """
+    import mlflow
+
+    configure_mlflow()
+    name = mlflow_settings().registered_model_name
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias(name, alias)
+    booster = mlflow.lightgbm.load_model(f"models:/{name}@{alias}")
+    cfg = load_run_config(version.run_id)
+
+    engine = get_engine()
+    daily, prices = load_inputs(engine, cfg.data.include_generated)
+    target = week if week is not None else next_week(daily)
+    frame = weekly_frame(daily[daily["date"] < target], prices, cfg.features, target_weeks=[target])
+    rows = frame[(frame["week_start"] == target) & frame["base"].notna()]
+    stores, items = store_ids(engine)
+    predictions = pd.DataFrame(
+        {
+            "week_start": target.date(),
+            "store_id": rows["store"].astype(str).map(stores).to_numpy(),
+            "item_id": rows["item"].astype(str).map(items).to_numpy(),
+            "model_version": int(version.version),
+            "model_name": name,
+            "run_id": version.run_id,
+            "prediction": model.predict(booster, rows),
+        }
+    )
+    with engine.begin() as connection:
+        written = bulk_upsert(connection, WeeklySalesPrediction.__table__, predictions)
+    log.info(
+        "predicted week=%s version=%s rows=%d written=%d",
+        week_label(target),
+        version.version,
+        len(predictions),
+        written,
+    )
+    return PredictionResult(
+        week_label(target), int(version.version), version.run_id, len(predictions), written
+    )
