@@ -57,7 +57,7 @@ def period_start(dates: pd.Series, period: str) -> pd.Series:
     if period == "daily":
         return dates
     if period == "weekly":  # ISO weeks, labelled by their Monday
-        return dates - pd.to_timedelta(dates.dt.weekday, unit="D")
+        return dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")
     return dates.dt.to_period("M").dt.start_time
 
 

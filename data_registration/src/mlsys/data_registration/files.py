@@ -118,7 +118,7 @@ def read_sales(path: Path, store_ids: dict[str, str], item_ids: dict[str, str]) 
     """Daily sales as (date, store_id, item_id, sales, total_sales_amount), validated."""
     frame = read_csv(path, SALES_COLUMNS)
     dates = parse_date(path, frame, "date")
-    weekday_names = DAY_NAMES[dates.dt.weekday.to_numpy()]
+    weekday_names = DAY_NAMES[dates.dt.day_of_week.to_numpy()]
     _first_bad(
         path,
         frame,

@@ -89,7 +89,7 @@ def generate(spec: GenerationSpec, output_dir: Path, real_master_dir: Path | Non
     item_level = rng.lognormal(np.log(35), 0.5, n_items)
     weekday_shape = WEEKDAY_LEVEL * rng.uniform(0.95, 1.05, (n_items, 7))
     yearly = MONTH_LEVEL[days.month.to_numpy() - 1] * (
-        1 + 0.03 * np.sin(2 * np.pi * days.dayofyear.to_numpy() / 365.25)
+        1 + 0.03 * np.sin(2 * np.pi * days.day_of_year.to_numpy() / 365.25)
     )
     year_index = days.year.to_numpy() - spec.start.year
     price_table = prices["price"].to_numpy().reshape(-1, n_items)  # (years, items)
@@ -101,14 +101,14 @@ def generate(spec: GenerationSpec, output_dir: Path, real_master_dir: Path | Non
         yearly[:, None, None]
         * store_level[None, :, None]
         * item_level[None, None, :]
-        * weekday_shape.T[days.weekday.to_numpy()][:, None, :]
+        * weekday_shape.T[days.day_of_week.to_numpy()][:, None, :]
         * price_effect[:, None, :]
     )
     sales = rng.poisson(mean).astype(np.int64)
     frame = pd.DataFrame(
         {
             "date": np.repeat(days.strftime("%Y-%m-%d").to_numpy(), n_stores * n_items),
-            "day_of_week": np.repeat(DAY_NAMES[days.weekday.to_numpy()], n_stores * n_items),
+            "day_of_week": np.repeat(DAY_NAMES[days.day_of_week.to_numpy()], n_stores * n_items),
             "week_of_year": np.repeat(days.isocalendar().week.to_numpy(), n_stores * n_items),
             "store": np.tile(np.repeat(stores["name"].to_numpy(), n_items), n_days),
             "item": np.tile(items["name"].to_numpy(), n_days * n_stores),

@@ -35,7 +35,7 @@ WEEK = pd.Timedelta(days=7)
 
 
 def week_start(dates: pd.Series) -> pd.Series:
-    return (dates - pd.to_timedelta(dates.dt.weekday, unit="D")).dt.normalize()
+    return (dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")).dt.normalize()
 
 
 def complete_weeks(daily: pd.DataFrame) -> list[pd.Timestamp]:
@@ -54,7 +54,7 @@ def _item_levels(
         .agg(sales=("sales", "sum"), n=("sales", "size"))
         .reset_index()
     )
-    item_day["dow"] = item_day["date"].dt.weekday
+    item_day["dow"] = item_day["date"].dt.day_of_week
     item_day["month"] = item_day["date"].dt.year * 12 + item_day["date"].dt.month
     items = item_day["item"].unique()
     rows = []

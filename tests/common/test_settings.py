@@ -1,0 +1,31 @@
+from mlsys.common.settings import (
+    PostgresSettings,
+    Profile,
+    database_url,
+    mlflow_tracking_uri,
+    platform_settings,
+)
+
+
+def test_local_profile_is_the_default(local_home, monkeypatch):
+    monkeypatch.delenv("MLSYS_PROFILE")
+    assert platform_settings().profile is Profile.local
+    assert database_url() == f"sqlite:///{(local_home / 'mlsys.db').resolve()}"
+    assert mlflow_tracking_uri() == f"sqlite:///{(local_home / 'mlflow.db').resolve()}"
+
+
+def test_services_profile_reads_the_shared_variable_names(monkeypatch):
+    monkeypatch.setenv("MLSYS_PROFILE", "services")
+    monkeypatch.setenv("POSTGRES_HOST", "db.data.svc")
+    monkeypatch.setenv("POSTGRES_PORT", "6543")
+    monkeypatch.setenv("POSTGRES_USER", "forecaster")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
+    monkeypatch.setenv("POSTGRES_DB", "beverage")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
+    assert database_url() == "postgresql+psycopg://forecaster:s3cret@db.data.svc:6543/beverage"
+    assert mlflow_tracking_uri() == "http://mlflow.mlflow.svc:5000"
+
+
+def test_password_is_not_shown_in_settings_repr(monkeypatch):
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
+    assert "s3cret" not in repr(PostgresSettings())

@@ -1,0 +1,173 @@
+"""Shared fixtures: an isolated local home per test, real PostgreSQL databases, an MLflow
+server, and one trained demo state shared by the slow tests.
+
+With CI=true a missing service fails the test; elsewhere it is skipped with the reason.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / "dataset" / "beverage"
+REAL_SALES = REAL / "item_sale_records_202107_202112.csv"
+CI = os.environ.get("CI", "").lower() == "true"
+
+# A private TMPDIR: MLflow and Streamlit write temporary files that must not collide with
+# other runs on the same machine.
+_TMP = tempfile.mkdtemp(prefix="mlsys-tests-")
+os.environ["TMPDIR"] = _TMP
+tempfile.tempdir = _TMP
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def require(reachable: bool, what: str) -> None:
+    if reachable:
+        return
+    if CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but is not available")
+    pytest.skip(f"{what} is not available")
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a component CLI exactly as the Makefile, Dockerfile and Argo steps do."""
+    result = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, env=env or os.environ.copy(),
+        cwd=ROOT, timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(autouse=True)
+def local_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own embedded (local profile) state."""
+    home = tmp_path / "mlsys-home"
+    monkeypatch.setenv("MLSYS_PROFILE", "local")
+    monkeypatch.setenv("MLSYS_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
+
+
+# --- PostgreSQL ---------------------------------------------------------------------
+
+PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+
+
+def _admin():
+    return psycopg.connect(dbname="postgres", autocommit=True, **PG)
+
+
+def create_database(prefix: str) -> str:
+    require(port_open(PG["host"], PG["port"]), "PostgreSQL on localhost:5432")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _admin() as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with _admin() as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_db():
+    name = create_database("mlsys_test")
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture
+def services_profile(postgres_db, monkeypatch) -> str:
+    """The services profile against a fresh PostgreSQL database; returns its name."""
+    monkeypatch.setenv("MLSYS_PROFILE", "services")
+    monkeypatch.setenv("POSTGRES_HOST", PG["host"])
+    monkeypatch.setenv("POSTGRES_PORT", str(PG["port"]))
+    monkeypatch.setenv("POSTGRES_USER", PG["user"])
+    monkeypatch.setenv("POSTGRES_DB", postgres_db)
+    return postgres_db
+
+
+# --- MLflow server ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server with its own PostgreSQL database (as in compose/k8s)."""
+    database = create_database("mlflow_test")
+    artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
+    port = free_port()
+    env = os.environ | {
+        "POSTGRES_HOST": PG["host"], "POSTGRES_PORT": str(PG["port"]), "POSTGRES_USER": PG["user"],
+        "POSTGRES_PASSWORD": "", "MLFLOW_DB": database, "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
+        "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port),
+    }
+    log = open(artifacts.parent / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        ["bash", str(ROOT / "mlflow" / "serve.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError((artifacts.parent / "mlflow-server.log").read_text()[-3000:])
+            time.sleep(1)
+        yield uri
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+        drop_database(database)
+
+
+# --- one trained demo state -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory) -> Path:
+    """The demo's jobs run once (local profile) and shared by the slow tests, read-only."""
+    home = tmp_path_factory.mktemp("demo") / "mlsys-home"
+    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run_cli("mlsys.data_registration", "register", "--master-dir", str(REAL), "--sales", str(REAL_SALES), env=env)
+    run_cli("mlsys.ml", "backtest", "--from", "2021-35", "--to", "2021-51", "--output", str(home / "backtest.json"), env=env)
+    run_cli("mlsys.ml", "train", env=env)
+    run_cli("mlsys.ml", "predict", env=env)
+    return home
