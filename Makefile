@@ -10,7 +10,10 @@ SERVE ?= 1
 BI_PORT ?= 8501
 MLFLOW_PORT ?= 5000
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
+MLSYS_HOME ?= .mlsys
+HOME_DIR = $(abspath $(MLSYS_HOME))
 
+export MLSYS_HOME
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help
@@ -31,7 +34,7 @@ install: .venv/.synced ## install uv and every workspace member into .venv
 .PHONY: demo
 demo: install ## register the real sales, backtest, train, predict, then serve the BI and MLflow (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
-	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output .mlsys/backtest.json
+	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
 	$(PY) -m mlsys.ml predict
 ifneq ($(SERVE),0)
@@ -39,8 +42,8 @@ ifneq ($(SERVE),0)
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)   (Ctrl-C stops both)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
-	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(CURDIR)/.mlsys/mlflow.db \
-		--default-artifact-root $(CURDIR)/.mlsys/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
+	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
+		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	wait
 endif
 
@@ -63,5 +66,5 @@ fmt: install ## ruff fix and format
 	$(UV) run --frozen ruff format .
 
 .PHONY: clean
-clean: ## remove the local state (.mlsys) of the embedded profile
-	rm -rf .mlsys
+clean: ## remove the local state (MLSYS_HOME, default .mlsys) of the embedded profile
+	rm -rf $(HOME_DIR)

@@ -58,8 +58,12 @@ def free_port() -> int:
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a component CLI exactly as the Makefile, Dockerfile and Argo steps do."""
     result = subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, env=env or os.environ.copy(),
-        cwd=ROOT, timeout=900,
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        cwd=ROOT,
+        timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
@@ -126,13 +130,21 @@ def mlflow_server(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     port = free_port()
     env = os.environ | {
-        "POSTGRES_HOST": PG["host"], "POSTGRES_PORT": str(PG["port"]), "POSTGRES_USER": PG["user"],
-        "POSTGRES_PASSWORD": "", "MLFLOW_DB": database, "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
-        "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port),
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_PORT": str(PG["port"]),
+        "POSTGRES_USER": PG["user"],
+        "POSTGRES_PASSWORD": "",
+        "MLFLOW_DB": database,
+        "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(port),
     }
     log = open(artifacts.parent / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        ["bash", str(ROOT / "mlflow" / "serve.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        ["bash", str(ROOT / "mlflow" / "serve.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
@@ -166,8 +178,26 @@ def demo_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("demo") / "mlsys-home"
     env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    run_cli("mlsys.data_registration", "register", "--master-dir", str(REAL), "--sales", str(REAL_SALES), env=env)
-    run_cli("mlsys.ml", "backtest", "--from", "2021-35", "--to", "2021-51", "--output", str(home / "backtest.json"), env=env)
+    run_cli(
+        "mlsys.data_registration",
+        "register",
+        "--master-dir",
+        str(REAL),
+        "--sales",
+        str(REAL_SALES),
+        env=env,
+    )
+    run_cli(
+        "mlsys.ml",
+        "backtest",
+        "--from",
+        "2021-35",
+        "--to",
+        "2021-51",
+        "--output",
+        str(home / "backtest.json"),
+        env=env,
+    )
     run_cli("mlsys.ml", "train", env=env)
     run_cli("mlsys.ml", "predict", env=env)
     return home

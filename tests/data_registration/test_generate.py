@@ -13,7 +13,9 @@ from tests.conftest import REAL, REAL_SALES
 
 
 def generate(output, *args):
-    result = CliRunner().invoke(app, ["generate", "--output-dir", str(output), "--real-master-dir", str(REAL), *args])
+    result = CliRunner().invoke(
+        app, ["generate", "--output-dir", str(output), "--real-master-dir", str(REAL), *args]
+    )
     assert result.exit_code == 0, result.output
     return next(output.glob("generated_*.csv"))
 
@@ -28,7 +30,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 
 def test_output_is_labelled_and_in_the_real_format(tmp_path):
-    path = generate(tmp_path, "--stores", "2", "--items", "3", "--start", "2020-01-06", "--end", "2020-01-19")
+    path = generate(
+        tmp_path, "--stores", "2", "--items", "3", "--start", "2020-01-06", "--end", "2020-01-19"
+    )
     assert path.name.startswith("generated_")
     provenance = json.loads(path.with_name(path.name + ".provenance.json").read_text())
     assert provenance["generated"] is True and provenance["rows"] == 14 * 2 * 3
@@ -38,14 +42,18 @@ def test_output_is_labelled_and_in_the_real_format(tmp_path):
 
 
 def test_weekly_and_yearly_seasonality_and_price_effect(tmp_path):
-    path = generate(tmp_path, "--stores", "10", "--items", "10", "--start", "2018-01-01", "--end", "2019-12-31")
+    path = generate(
+        tmp_path, "--stores", "10", "--items", "10", "--start", "2018-01-01", "--end", "2019-12-31"
+    )
     frame = pd.read_csv(path, parse_dates=["date"])
     by_day = frame.groupby("day_of_week")["sales"].mean()
     assert by_day["FRI"] > by_day["SAT"] * 1.3
     by_month = frame.groupby(frame["date"].dt.month)["sales"].mean()
     assert by_month[7] > by_month[12] * 1.4
     frame["price"] = frame["total_sales_amount"] / frame["sales"].where(frame["sales"] > 0)
-    yearly = frame.groupby(["item", frame["date"].dt.year]).agg(price=("price", "mean"), sales=("sales", "mean"))
+    yearly = frame.groupby(["item", frame["date"].dt.year]).agg(
+        price=("price", "mean"), sales=("sales", "mean")
+    )
     change = yearly.groupby("item").agg(lambda s: s.iloc[1] / s.iloc[0])
     moved = change[(change["price"] - 1).abs() > 0.05]
     assert len(moved) >= 3
@@ -53,9 +61,15 @@ def test_weekly_and_yearly_seasonality_and_price_effect(tmp_path):
 
 
 def test_generated_sales_register_as_generated(tmp_path):
-    path = generate(tmp_path, "--stores", "2", "--items", "2", "--start", "2021-06-28", "--end", "2021-07-04")
-    result = CliRunner().invoke(app, ["register", "--master-dir", str(tmp_path), "--sales", str(path)])
+    path = generate(
+        tmp_path, "--stores", "2", "--items", "2", "--start", "2021-06-28", "--end", "2021-07-04"
+    )
+    result = CliRunner().invoke(
+        app, ["register", "--master-dir", str(tmp_path), "--sales", str(path)]
+    )
     assert result.exit_code == 0, result.output
     with get_engine().connect() as connection:
-        flags = connection.execute(select(ItemSale.is_generated, func.count()).group_by(ItemSale.is_generated)).all()
+        flags = connection.execute(
+            select(ItemSale.is_generated, func.count()).group_by(ItemSale.is_generated)
+        ).all()
     assert flags == [(True, 28)]

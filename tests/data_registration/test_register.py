@@ -29,7 +29,9 @@ def snapshot() -> dict:
     """Row counts of every table and a checksum of the sales."""
     with get_engine().connect() as connection:
         counts = {
-            model.__tablename__: connection.execute(select(func.count()).select_from(model)).scalar()
+            model.__tablename__: connection.execute(
+                select(func.count()).select_from(model)
+            ).scalar()
             for model in (Region, Store, Item, ItemPrice, ItemSale)
         }
         counts["sales_sum"] = connection.execute(select(func.sum(ItemSale.sales))).scalar()
@@ -46,7 +48,11 @@ def test_registering_twice_changes_no_row(profile):
     assert first.exit_code == 0, first.output
     after_first = snapshot()
     assert after_first == {
-        "regions": 3, "stores": 10, "items": 10, "item_prices": 10, "item_sales": 18_000,
+        "regions": 3,
+        "stores": 10,
+        "items": 10,
+        "item_prices": 10,
+        "item_sales": 18_000,
         "sales_sum": int(pd.read_csv(REAL_SALES)["sales"].sum()),
     }
     second = register("--master-dir", REAL, "--sales", REAL_SALES)
@@ -78,7 +84,12 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("kind", BAD_INPUTS)
 def test_bad_input_names_file_line_field_and_commits_nothing(profile, tmp_path, kind):
     sales = pd.read_csv(REAL_SALES, dtype=str)
-    assert register("--master-dir", REAL, "--sales", write_sales(sales[:5000], tmp_path / "ok.csv")).exit_code == 0
+    assert (
+        register(
+            "--master-dir", REAL, "--sales", write_sales(sales[:5000], tmp_path / "ok.csv")
+        ).exit_code
+        == 0
+    )
     before = snapshot()
 
     row, column, value = BAD_INPUTS[kind]

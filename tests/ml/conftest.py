@@ -26,4 +26,6 @@ def real_daily() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def real_prices() -> pd.DataFrame:
     prices = pd.read_csv(REAL / "item_prices.csv", parse_dates=["applied_from", "applied_to"])
-    return prices.rename(columns={"item_name": "item"})[["item", "price", "applied_from", "applied_to"]]
+    return prices.rename(columns={"item_name": "item"})[
+        ["item", "price", "applied_from", "applied_to"]
+    ]

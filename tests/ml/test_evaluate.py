@@ -14,7 +14,10 @@ def test_metrics_by_hand():
 
 
 def test_means_over_weeks():
-    weeks = [{"week": "2021-01", "model": {"wape": 0.1}}, {"week": "2021-02", "model": {"wape": 0.3}}]
+    weeks = [
+        {"week": "2021-01", "model": {"wape": 0.1}},
+        {"week": "2021-02", "model": {"wape": 0.3}},
+    ]
     assert mean_over_weeks(weeks) == {"model": {"wape": pytest.approx(0.2)}}
 
 

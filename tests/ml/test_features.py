@@ -1,6 +1,5 @@
 """Features of a week depend only on days before it, and behave like a forecast should."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,9 +16,13 @@ def full_frame(real_daily, real_prices, cfg):
 
 
 @pytest.mark.parametrize("week", ["2021-29", "2021-35", "2021-44", "2021-48", "2021-51"])
-def test_a_week_is_the_same_whether_or_not_later_data_exists(full_frame, real_daily, real_prices, cfg, week):
+def test_a_week_is_the_same_whether_or_not_later_data_exists(
+    full_frame, real_daily, real_prices, cfg, week
+):
     start = iso_week(week)
-    truncated = weekly_frame(real_daily[real_daily["date"] < start], real_prices, cfg.features, target_weeks=[start])
+    truncated = weekly_frame(
+        real_daily[real_daily["date"] < start], real_prices, cfg.features, target_weeks=[start]
+    )
     expected = full_frame[full_frame["week_start"] == start].set_index(["store", "item"])[COLUMNS]
     actual = truncated[truncated["week_start"] == start].set_index(["store", "item"])[COLUMNS]
     assert len(actual) == 100
@@ -44,7 +47,11 @@ def test_more_recent_sales_mean_a_higher_forecast(real_daily, real_prices, cfg):
     target = iso_week("2021-47")
     history = real_daily[real_daily["date"] < target]
     boosted = history.copy()
-    lately = (boosted["store"] == "chiba") & (boosted["item"] == "coffee") & (boosted["date"] >= target - pd.Timedelta(weeks=4))
+    lately = (
+        (boosted["store"] == "chiba")
+        & (boosted["item"] == "coffee")
+        & (boosted["date"] >= target - pd.Timedelta(weeks=4))
+    )
     boosted.loc[lately, "sales"] = (boosted.loc[lately, "sales"] * 1.5).round().astype(int)
 
     def forecast(daily):

@@ -2,11 +2,11 @@
 
 import json
 
-import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+import mlflow
 from mlsys.common.db import get_engine
 from mlsys.common.tables import BacktestPrediction, WeeklySalesPrediction
 from mlsys.common.tracking import CHAMPION, configure_mlflow
@@ -30,23 +30,33 @@ def test_backtest_on_the_real_weeks_beats_the_baselines(demo_home):
     assert model_wape <= 0.070
     assert model_wape < scores["last_week"]["wape"]
     assert model_wape < scores["mean_4_weeks"]["wape"]
-    print(f"backtest mean WAPE: model {model_wape:.4f}, last week {scores['last_week']['wape']:.4f}")
+    print(
+        f"backtest mean WAPE: model {model_wape:.4f}, last week {scores['last_week']['wape']:.4f}"
+    )
 
 
 def test_demo_state_has_champion_predictions_and_backtest_forecasts(demo_home, monkeypatch):
     monkeypatch.setenv("MLSYS_HOME", str(demo_home))
     with get_engine().connect() as connection:
         predictions = connection.execute(
-            select(WeeklySalesPrediction.week_start, func.count()).group_by(WeeklySalesPrediction.week_start)
+            select(WeeklySalesPrediction.week_start, func.count()).group_by(
+                WeeklySalesPrediction.week_start
+            )
         ).all()
-        backtests = connection.execute(select(func.count()).select_from(BacktestPrediction)).scalar()
+        backtests = connection.execute(
+            select(func.count()).select_from(BacktestPrediction)
+        ).scalar()
     assert [(str(week), count) for week, count in predictions] == [("2022-01-03", 100)]
     assert backtests == 17 * 100 + 8 * 100  # the backtest command and train's evaluation
     configure_mlflow()
-    champion = mlflow.MlflowClient().get_model_version_by_alias("beverage_sales_forecasting", CHAMPION)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(
+        "beverage_sales_forecasting", CHAMPION
+    )
     run = mlflow.get_run(champion.run_id)
     assert run.data.tags["data_fingerprint"]
-    assert "backtest_model_wape" in run.data.metrics and "backtest_last_week_wape" in run.data.metrics
+    assert (
+        "backtest_model_wape" in run.data.metrics and "backtest_last_week_wape" in run.data.metrics
+    )
     assert run.data.params["model.params.objective"] == "l1"
 
 
@@ -77,13 +87,17 @@ def test_predicting_from_a_database_ending_the_week_before_equals_the_backtest_f
     register("--sales", REAL_SALES)  # now the database holds every week
     daily, prices = load_inputs(get_engine(), include_generated=False)
     cfg = config()
-    _, forecasts, _ = backtest(weekly_frame(daily, prices, cfg.features), [iso_week("2021-46")], cfg)
+    _, forecasts, _ = backtest(
+        weekly_frame(daily, prices, cfg.features), [iso_week("2021-46")], cfg
+    )
     stores = pd.read_csv(REAL / "stores.csv").set_index("id")["name"]
     items = pd.read_csv(REAL / "items.csv").set_index("id")["name"]
     stored = stored.assign(store=stored["store_id"].map(stores), item=stored["item_id"].map(items))
     merged = stored.merge(forecasts.astype({"store": str, "item": str}), on=["store", "item"])
     assert len(merged) == 100
-    pd.testing.assert_series_equal(merged["prediction_x"], merged["prediction_y"], check_names=False, rtol=1e-9)
+    pd.testing.assert_series_equal(
+        merged["prediction_x"], merged["prediction_y"], check_names=False, rtol=1e-9
+    )
 
 
 def test_promotion_gate_and_idempotent_prediction():
@@ -96,7 +110,9 @@ def test_promotion_gate_and_idempotent_prediction():
     again = train(config())
     assert not again.promoted  # equal is not better
     configure_mlflow()
-    champion = mlflow.MlflowClient().get_model_version_by_alias("beverage_sales_forecasting", CHAMPION)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(
+        "beverage_sales_forecasting", CHAMPION
+    )
     assert int(champion.version) == strong.version
 
     first, second = predict(), predict()
@@ -106,16 +122,29 @@ def test_promotion_gate_and_idempotent_prediction():
 
 def test_generated_history_never_reaches_the_model(tmp_path, monkeypatch):
     """Backtest scores are identical with and without generated history in the database."""
+
     def backtest_scores(home, with_generated):
         monkeypatch.setenv("MLSYS_HOME", str(home))
         register("--master-dir", REAL, "--sales", REAL_SALES)
         if with_generated:
             generated = tmp_path / "generated"
-            run_cli("mlsys.data_registration", "generate", "--output-dir", str(generated),
-                    "--start", "2021-03-01", "--end", "2021-07-04", "--real-master-dir", str(REAL))
+            run_cli(
+                "mlsys.data_registration",
+                "generate",
+                "--output-dir",
+                str(generated),
+                "--start",
+                "2021-03-01",
+                "--end",
+                "2021-07-04",
+                "--real-master-dir",
+                str(REAL),
+            )
             register("--sales", next(generated.glob("generated_*.csv")))
         output = home / "scores.json"
-        run_cli("mlsys.ml", "backtest", "--from", "2021-31", "--to", "2021-32", "--output", str(output))
+        run_cli(
+            "mlsys.ml", "backtest", "--from", "2021-31", "--to", "2021-32", "--output", str(output)
+        )
         return json.loads(output.read_text())
 
     assert backtest_scores(tmp_path / "a", True) == backtest_scores(tmp_path / "b", False)

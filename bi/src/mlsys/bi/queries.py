@@ -128,17 +128,26 @@ def predictions_vs_actuals(engine: Engine) -> pd.DataFrame:
 
 def model_history(tracking_uri: str, model_name: str) -> pd.DataFrame:
     """Registered versions with aliases and backtest metrics, newest first."""
+    from mlflow.exceptions import MlflowException
+
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        aliases = client.get_registered_model(model_name).aliases  # {alias: version}
+    except MlflowException:  # nothing registered yet
+        return pd.DataFrame()
     rows = []
+    # search results leave `aliases` empty, so they come from the registered model above
     for version in client.search_model_versions(f"name = '{model_name}'"):
         run = client.get_run(version.run_id)
         metrics = run.data.metrics
         rows.append(
             {
                 "version": int(version.version),
-                "aliases": ", ".join(version.aliases),
+                "aliases": ", ".join(
+                    a for a, v in aliases.items() if str(v) == str(version.version)
+                ),
                 "created": pd.to_datetime(version.creation_timestamp, unit="ms"),
                 "model_wape": metrics.get("backtest_model_wape"),
                 "last_week_wape": metrics.get("backtest_last_week_wape"),

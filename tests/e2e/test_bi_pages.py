@@ -1,0 +1,122 @@
+"""Every BI page renders in headless Chromium with its charts and without a Streamlit error."""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, require
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / ".mlsys" / "screenshots"
+PAGES = {  # url path: (heading, minimum number of charts)
+    "": ("Sales explorer", 2),
+    "evaluation": ("Predictions against actuals", 2),
+    "models": ("Model history", 1),
+}
+
+
+@pytest.fixture(scope="module")
+def bi_url(demo_home):
+    port = free_port()
+    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(demo_home)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlsys.bi", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(CHROMIUM.exists(), "Debian's chromium at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_with_charts(bi_url, browser, path):
+    heading, charts = PAGES[path]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{bi_url}/{path}")
+    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    chart = page.locator('[data-testid="stVegaLiteChart"]')
+    chart.nth(charts - 1).wait_for(timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"bi_{path or 'sales'}.png", full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlert"]').count() == 0  # no "no data yet" notice
+    assert chart.count() >= charts
+    assert (
+        page.locator(
+            '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+        ).count()
+        >= charts
+    )
+    assert not errors
+    page.close()
+
+
+def test_model_history_names_the_champion(bi_url, browser):
+    page = browser.new_page()
+    page.goto(f"{bi_url}/models")
+    page.get_by_text("Champion", exact=True).wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "version 1"
+    page.close()
+
+
+def test_filters_change_the_sales_chart(bi_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(bi_url)
+    page.get_by_role("heading", name="Sales explorer").wait_for(timeout=60_000)
+    total = page.locator('[data-testid="stMetricValue"]').first
+    total.wait_for()
+    everything = total.inner_text()
+    page.get_by_text("monthly").click()
+    page.locator('[data-testid="stMultiSelect"]').nth(2).click()
+    page.get_by_role("option", name="coffee").click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=stMetricValue]').innerText !== before",
+        arg=everything,
+        timeout=30_000,
+    )
+    assert int(total.inner_text().replace(",", "")) < int(everything.replace(",", ""))
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=SCREENSHOTS / "bi_sales_coffee_monthly.png", full_page=True)
+    page.close()

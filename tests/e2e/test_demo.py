@@ -1,0 +1,70 @@
+"""`make demo` works, is idempotent, and serves the BI and the MLflow UI."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def counts(home):
+    with sqlite3.connect(home / "mlsys.db") as db:
+        tables = ["item_sales", "weekly_sales_predictions", "stores", "items"]
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def wait_for(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_make_demo_twice_then_serve(tmp_path):
+    home = tmp_path / "home"
+    env = os.environ | {"MLSYS_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    first = subprocess.run(
+        ["make", "demo", "SERVE=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "promoted to champion" in first.stdout
+    after_first = counts(home)
+    assert after_first == {
+        "item_sales": 18_000,
+        "weekly_sales_predictions": 100,
+        "stores": 10,
+        "items": 10,
+    }
+
+    bi_port, mlflow_port = free_port(), free_port()
+    demo = subprocess.Popen(
+        ["make", "demo", f"BI_PORT={bi_port}", f"MLFLOW_PORT={mlflow_port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        wait_for(f"http://127.0.0.1:{bi_port}/_stcore/health", deadline)
+        wait_for(f"http://127.0.0.1:{mlflow_port}/health", deadline)
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        output, _ = demo.communicate(timeout=60)
+    assert f"BI:     http://localhost:{bi_port}" in output
+    assert "not promoted" in output  # the same model again does not replace the champion
+    assert counts(home) == after_first

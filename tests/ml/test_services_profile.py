@@ -1,0 +1,71 @@
+"""The whole forecasting flow in the services profile: PostgreSQL on localhost and a real
+MLflow tracking server (PostgreSQL backend store, proxied artifacts) started by the test."""
+
+import json
+import os
+
+import pytest
+from sqlalchemy import func, select
+
+import mlflow
+from mlsys.common.db import get_engine
+from mlsys.common.tables import ItemSale, WeeklySalesPrediction
+from tests.conftest import REAL, REAL_SALES, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_register_backtest_train_predict_against_services(
+    services_profile, mlflow_server, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"it_{services_profile}")
+    monkeypatch.setenv("MLFLOW_REGISTERED_MODEL_NAME", f"it_{services_profile}")
+    env = os.environ.copy()
+    assert env["MLSYS_PROFILE"] == "services"
+
+    for _ in range(2):  # registering twice is idempotent on PostgreSQL too
+        run_cli(
+            "mlsys.data_registration",
+            "register",
+            "--master-dir",
+            str(REAL),
+            "--sales",
+            str(REAL_SALES),
+            env=env,
+        )
+    with get_engine().connect() as connection:
+        assert connection.execute(select(func.count()).select_from(ItemSale)).scalar() == 18_000
+
+    output = tmp_path / "backtest.json"
+    run_cli(
+        "mlsys.ml",
+        "backtest",
+        "--from",
+        "2021-48",
+        "--to",
+        "2021-51",
+        "--output",
+        str(output),
+        env=env,
+    )
+    assert json.loads(output.read_text())["model"]["wape"] > 0
+
+    first = run_cli("mlsys.ml", "train", "evaluation.weeks=3", env=env)
+    assert "registered version 1" in first.stdout and "promoted to champion" in first.stdout
+    second = run_cli("mlsys.ml", "train", "evaluation.weeks=3", env=env)
+    assert "registered version 2" in second.stdout and "not promoted" in second.stdout
+
+    predicted = run_cli("mlsys.ml", "predict", env=env)
+    assert "week 2022-01: 100 predictions by version 1" in predicted.stdout
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            select(
+                WeeklySalesPrediction.model_version, WeeklySalesPrediction.run_id, func.count()
+            ).group_by(WeeklySalesPrediction.model_version, WeeklySalesPrediction.run_id)
+        ).all()
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    champion = client.get_model_version_by_alias(f"it_{services_profile}", "champion")
+    assert rows == [(1, champion.run_id, 100)]
+    # the model's artifacts went through the server's artifact proxy
+    assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")

@@ -1,0 +1,26 @@
+"""Every CLI explains itself, exactly as the images and Argo steps will call it."""
+
+import pytest
+
+from tests.conftest import run_cli
+
+COMMANDS = {
+    "mlsys.data_registration": ["register", "generate"],
+    "mlsys.ml": ["backtest", "train", "predict"],
+    "mlsys.bi": ["serve"],
+}
+
+
+@pytest.mark.parametrize("component", COMMANDS)
+def test_help_lists_the_commands(component):
+    result = run_cli(component, "--help")
+    for command in COMMANDS[component]:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("component", "command"), [(c, k) for c, ks in COMMANDS.items() for k in ks]
+)
+def test_each_command_has_help(component, command):
+    result = run_cli(component, command, "--help")
+    assert "Usage" in result.stdout and "--help" in result.stdout
