@@ -114,6 +114,16 @@ def test_missing_column_is_reported_on_the_header_line(profile, tmp_path):
     assert snapshot() == before
 
 
+def test_duplicate_rows_are_reported_with_the_second_line(profile, tmp_path):
+    sales = pd.read_csv(REAL_SALES, dtype=str)[:3000]
+    duplicated = pd.concat([sales, sales.iloc[[10]]], ignore_index=True)  # line 3002 repeats 12
+    path = write_sales(duplicated, tmp_path / "dup.csv")
+    result = register("--master-dir", REAL, "--sales", path)
+    assert result.exit_code == 1
+    assert f"{path}:3002:date: duplicate (date, store, item)" in result.output
+    assert snapshot()["item_sales"] == 0
+
+
 def test_unknown_region_in_master_data_fails(tmp_path):
     master = tmp_path / "master"
     master.mkdir()

@@ -13,7 +13,7 @@ def cfg():
 
 @pytest.fixture(scope="session")
 def real_daily() -> pd.DataFrame:
-    """The real sales in the shape `load_daily_sales` returns, without a database."""
+    """The real daily sales with store, item and region names, without a database."""
     sales = pd.read_csv(REAL_SALES, parse_dates=["date"])
     stores = pd.read_csv(REAL / "stores.csv").rename(columns={"name": "store"})
     daily = sales.merge(stores[["store", "region"]], on="store")

@@ -5,14 +5,14 @@ import pytest
 
 from mlsys.ml import model
 from mlsys.ml.backtest import iso_week
-from mlsys.ml.features import FEATURES, weekly_frame
+from mlsys.ml.features import FEATURES, SalesHistory, weekly_frame
 
 COLUMNS = ["base", "last_week", "mean_4_weeks", "history_weeks", *FEATURES]
 
 
 @pytest.fixture(scope="module")
 def full_frame(real_daily, real_prices, cfg):
-    return weekly_frame(real_daily, real_prices, cfg.features)
+    return weekly_frame(SalesHistory.from_daily(real_daily), real_prices, cfg.features)
 
 
 @pytest.mark.parametrize("week", ["2021-29", "2021-35", "2021-44", "2021-48", "2021-51"])
@@ -20,9 +20,8 @@ def test_a_week_is_the_same_whether_or_not_later_data_exists(
     full_frame, real_daily, real_prices, cfg, week
 ):
     start = iso_week(week)
-    truncated = weekly_frame(
-        real_daily[real_daily["date"] < start], real_prices, cfg.features, target_weeks=[start]
-    )
+    earlier = SalesHistory.from_daily(real_daily[real_daily["date"] < start])
+    truncated = weekly_frame(earlier, real_prices, cfg.features, target_weeks=[start])
     expected = full_frame[full_frame["week_start"] == start].set_index(["store", "item"])[COLUMNS]
     actual = truncated[truncated["week_start"] == start].set_index(["store", "item"])[COLUMNS]
     assert len(actual) == 100
@@ -30,7 +29,12 @@ def test_a_week_is_the_same_whether_or_not_later_data_exists(
 
 
 def test_a_target_week_without_sales_gets_features(real_daily, real_prices, cfg):
-    frame = weekly_frame(real_daily, real_prices, cfg.features, target_weeks=[iso_week("2022-01")])
+    frame = weekly_frame(
+        SalesHistory.from_daily(real_daily),
+        real_prices,
+        cfg.features,
+        target_weeks=[iso_week("2022-01")],
+    )
     target = frame[frame["week_start"] == iso_week("2022-01")]
     assert len(target) == 100
     assert target["sales"].isna().all()
@@ -55,7 +59,9 @@ def test_more_recent_sales_mean_a_higher_forecast(real_daily, real_prices, cfg):
     boosted.loc[lately, "sales"] = (boosted.loc[lately, "sales"] * 1.5).round().astype(int)
 
     def forecast(daily):
-        frame = weekly_frame(daily, real_prices, cfg.features, target_weeks=[target])
+        frame = weekly_frame(
+            SalesHistory.from_daily(daily), real_prices, cfg.features, target_weeks=[target]
+        )
         booster = model.fit(model.training_rows(frame, target, cfg), cfg)
         rows = frame[frame["week_start"] == target].set_index(["store", "item"])
         return pd.Series(model.predict(booster, rows), index=rows.index)

@@ -85,10 +85,10 @@ def test_predicting_from_a_database_ending_the_week_before_equals_the_backtest_f
     assert set(stored["week_start"].astype(str)) == {"2021-11-15"}
 
     register("--sales", REAL_SALES)  # now the database holds every week
-    daily, prices = load_inputs(get_engine(), include_generated=False)
+    history, prices = load_inputs(get_engine(), include_generated=False)
     cfg = config()
     _, forecasts, _ = backtest(
-        weekly_frame(daily, prices, cfg.features), [iso_week("2021-46")], cfg
+        weekly_frame(history, prices, cfg.features), [iso_week("2021-46")], cfg
     )
     stores = pd.read_csv(REAL / "stores.csv").set_index("id")["name"]
     items = pd.read_csv(REAL / "items.csv").set_index("id")["name"]

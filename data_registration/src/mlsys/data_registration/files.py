@@ -5,6 +5,7 @@ every failure names the file, the line and the field a person has to fix.
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,10 @@ class InvalidInput(ValueError):
         super().__init__(f"{path}:{line}:{field}: {problem}")
 
 
-def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_csv(path: Path, columns: list[str], nrows: int | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise InvalidInput(path, 0, "-", "file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=nrows)
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise InvalidInput(
@@ -49,11 +50,16 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame[columns]
 
 
+def line_numbers(frame: pd.DataFrame) -> pd.Index:
+    """File lines of a frame's rows: the reader numbers rows from 0 across chunks."""
+    return frame.index + 2  # +1 for the header, +1 for counting from one
+
+
 def _first_bad(path: Path, frame: pd.DataFrame, bad: pd.Series, field: str, problem: str) -> None:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = frame[field].iloc[row]
-        raise InvalidInput(path, row + 2, field, f"{problem}: {value!r}")  # +1 header, +1 one-based
+        raise InvalidInput(path, int(line_numbers(frame)[row]), field, f"{problem}: {value!r}")
 
 
 def parse_integer(path: Path, frame: pd.DataFrame, field: str, minimum: int = 0) -> pd.Series:
@@ -114,9 +120,26 @@ def read_master(directory: Path) -> MasterData:
     return MasterData(regions=regions, stores=stores, items=items, item_prices=prices)
 
 
-def read_sales(path: Path, store_ids: dict[str, str], item_ids: dict[str, str]) -> pd.DataFrame:
-    """Daily sales as (date, store_id, item_id, sales, total_sales_amount), validated."""
-    frame = read_csv(path, SALES_COLUMNS)
+def read_sales(
+    path: Path, store_ids: dict[str, str], item_ids: dict[str, str], chunk_rows: int = 500_000
+) -> Iterator[pd.DataFrame]:
+    """Validated chunks of daily sales: date, store_id, item_id, sales, total_sales_amount.
+
+    Chunks keep memory flat for files of any size; their index counts rows from 0 across
+    the file, so `line_numbers` gives each row's line.
+    """
+    read_csv(path, SALES_COLUMNS, nrows=0)  # the header, checked before any row is read
+    reader = pd.read_csv(
+        path, dtype=str, keep_default_na=False, usecols=SALES_COLUMNS, chunksize=chunk_rows
+    )
+    with reader:
+        for frame in reader:
+            yield _validate_sales(path, frame, store_ids, item_ids)
+
+
+def _validate_sales(
+    path: Path, frame: pd.DataFrame, store_ids: dict[str, str], item_ids: dict[str, str]
+) -> pd.DataFrame:
     dates = parse_date(path, frame, "date")
     weekday_names = DAY_NAMES[dates.dt.day_of_week.to_numpy()]
     _first_bad(
@@ -128,7 +151,7 @@ def read_sales(path: Path, store_ids: dict[str, str], item_ids: dict[str, str]) 
     )
     require_known(path, frame, "store", set(store_ids), "store")
     require_known(path, frame, "item", set(item_ids), "item")
-    sales = pd.DataFrame(
+    return pd.DataFrame(
         {
             "date": dates.dt.date,
             "store_id": frame["store"].map(store_ids),
@@ -137,9 +160,12 @@ def read_sales(path: Path, store_ids: dict[str, str], item_ids: dict[str, str]) 
             "total_sales_amount": parse_integer(path, frame, "total_sales_amount"),
         }
     )
-    duplicated = sales.duplicated(["date", "store_id", "item_id"])
-    _first_bad(path, frame, duplicated, "date", "duplicate (date, store, item)")
-    return sales
+
+
+def count_lines(path: Path) -> int:
+    """Data lines of a file, counted fast (for the progress bar)."""
+    with path.open("rb") as file:
+        return sum(block.count(b"\n") for block in iter(lambda: file.read(1 << 20), b"")) - 1
 
 
 def is_generated(path: Path) -> bool:

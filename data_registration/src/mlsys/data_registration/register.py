@@ -10,13 +10,22 @@ from rich.progress import Progress
 from sqlalchemy import Connection, Engine, func, select
 
 from mlsys.common import migrate
-from mlsys.common.bulk import bulk_upsert
+from mlsys.common.bulk import DuplicateKey, Staging, bulk_upsert
 from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
 from mlsys.common.tables import Item, ItemPrice, ItemSale, Region, Store
-from mlsys.data_registration.files import MasterData, is_generated, read_master, read_sales
+from mlsys.data_registration.files import (
+    InvalidInput,
+    MasterData,
+    count_lines,
+    is_generated,
+    line_numbers,
+    read_master,
+    read_sales,
+)
 
 log = get_logger(__name__)
+SALES_COLUMNS = ["date", "store_id", "item_id", "sales", "total_sales_amount", "is_generated"]
 
 
 @dataclass
@@ -54,13 +63,13 @@ def write_master(connection: Connection, master: MasterData) -> int:
     return written
 
 
-def select_next_week(sales: pd.DataFrame, latest: date | None) -> pd.DataFrame:
-    """The rows of the ISO week after the latest registered one (all rows if none yet)."""
-    if latest is None:
-        first = week_start(min(sales["date"]))
-    else:
-        first = week_start(latest) + timedelta(days=7)
-    return sales[(sales["date"] >= first) & (sales["date"] < first + timedelta(days=7))]
+def first_week_to_register(connection: Connection, sales_path: Path) -> date:
+    """The ISO week after the latest registered one, or the file's first week if none."""
+    latest = latest_sales_date(connection)
+    if latest is not None:
+        return week_start(latest) + timedelta(days=7)
+    dates = pd.read_csv(sales_path, usecols=["date"])["date"]
+    return week_start(pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce").min().date())
 
 
 def register(
@@ -71,7 +80,10 @@ def register(
     engine: Engine | None = None,
     show_progress: bool = True,
 ) -> RegistrationSummary:
-    """Load master data and/or daily sales idempotently; raises InvalidInput on bad input."""
+    """Load master data and/or daily sales idempotently; raises InvalidInput on bad input.
+
+    Everything happens in one transaction: a bad row anywhere leaves the database as it was.
+    """
     engine = engine or get_engine()
     migrate.upgrade(engine)
     summary = RegistrationSummary()
@@ -82,23 +94,37 @@ def register(
             summary.master_rows = write_master(connection, master)
         if sales_path is None:
             return summary
+        week = first_week_to_register(connection, sales_path) if latest_week_only else None
+        staging = Staging(connection, ItemSale.__table__, SALES_COLUMNS)
+        generated = is_generated(sales_path)
         store_ids, item_ids = master_ids(connection)
-        sales = read_sales(sales_path, store_ids, item_ids)
-        summary.sales_rows_read = len(sales)
-        if latest_week_only:
-            sales = select_next_week(sales, latest_sales_date(connection))
-        sales = sales.assign(is_generated=is_generated(sales_path))
-        summary.sales_rows_selected = len(sales)
-        if len(sales):
-            summary.weeks = (week_start(min(sales["date"])), week_start(max(sales["date"])))
+        first, last = None, None
         with Progress(disable=not show_progress, transient=True) as progress:
-            task = progress.add_task(f"registering {sales_path.name}", total=len(sales))
-            summary.sales_rows_written = bulk_upsert(
-                connection,
-                ItemSale.__table__,
-                sales,
-                progress=lambda rows: progress.advance(task, rows),
-            )
+            task = progress.add_task(f"reading {sales_path.name}", total=count_lines(sales_path))
+            for chunk in read_sales(sales_path, store_ids, item_ids):
+                summary.sales_rows_read += len(chunk)
+                progress.advance(task, len(chunk))
+                if week is not None:
+                    chunk = chunk[
+                        (chunk["date"] >= week) & (chunk["date"] < week + timedelta(days=7))
+                    ]
+                if chunk.empty:
+                    continue
+                staging.add(chunk.assign(is_generated=generated), lines=line_numbers(chunk))
+                summary.sales_rows_selected += len(chunk)
+                first = min(filter(None, [first, chunk["date"].min()]))
+                last = max(filter(None, [last, chunk["date"].max()]))
+        try:
+            summary.sales_rows_written = staging.merge()
+        except DuplicateKey as duplicate:
+            raise InvalidInput(
+                sales_path,
+                duplicate.line,
+                "date",
+                f"duplicate (date, store, item): {duplicate.key}",
+            ) from duplicate
+        if first is not None:
+            summary.weeks = (week_start(first), week_start(last))
     log.info(
         "registered master_rows=%d sales_read=%d sales_selected=%d sales_written=%d",
         summary.master_rows,

@@ -70,9 +70,9 @@ def backtest(
     cfg = load_config(overrides)
     configure_mlflow()
     engine = get_engine()
-    daily, prices = load_inputs(engine, cfg.data.include_generated)
+    history, prices = load_inputs(engine, cfg.data.include_generated)
     weeks = list(pd.date_range(iso_week(from_week), iso_week(to_week), freq="7D"))
-    frame = weekly_frame(daily, prices, cfg.features)
+    frame = weekly_frame(history, prices, cfg.features)
     scores, forecasts, booster = run_backtest(frame, weeks, cfg)
     run_id, _ = log_forecasting_run(
         cfg=cfg,
@@ -81,7 +81,7 @@ def backtest(
         sample=training_rows(frame, weeks[-1], cfg),
         tags={
             "job": "backtest",
-            "data_fingerprint": fingerprint(daily),
+            "data_fingerprint": fingerprint(history),
             "evaluation_weeks": f"{from_week}..{to_week}",
         },
     )

@@ -17,6 +17,7 @@ the same whether or not later data exists: no leakage by construction (tests che
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,22 +39,57 @@ def week_start(dates: pd.Series) -> pd.Series:
     return (dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")).dt.normalize()
 
 
-def complete_weeks(daily: pd.DataFrame) -> list[pd.Timestamp]:
-    """Weeks with all seven days present; only these become training targets."""
-    days = daily[["date"]].drop_duplicates()
-    counts = days.groupby(week_start(days["date"])).size()
-    return sorted(counts[counts == 7].index)
+@dataclass(frozen=True)
+class SalesHistory:
+    """Sales aggregated as the features need them; the database computes these in SQL, so
+    millions of daily rows never have to be loaded into memory.
+
+    item_days: item, date, sales (summed over stores), n (number of stores reporting)
+    series_weeks: store, item, region, week_start, week_sales, days (days reported)
+    """
+
+    item_days: pd.DataFrame
+    series_weeks: pd.DataFrame
+
+    @classmethod
+    def from_daily(cls, daily: pd.DataFrame) -> "SalesHistory":
+        """From daily rows (date, store, item, region, sales): for tests and small data."""
+        item_days = daily.groupby(["item", "date"], observed=True, as_index=False).agg(
+            sales=("sales", "sum"), n=("sales", "size")
+        )
+        keyed = daily.assign(week_start=week_start(daily["date"]))
+        series_weeks = keyed.groupby(
+            ["store", "item", "region", "week_start"], observed=True, as_index=False
+        ).agg(week_sales=("sales", "sum"), days=("sales", "size"))
+        return cls(item_days, series_weeks)
+
+    @property
+    def empty(self) -> bool:
+        return self.item_days.empty
+
+    def before(self, day: pd.Timestamp) -> "SalesHistory":
+        """Only what was known before `day` (a Monday)."""
+        return SalesHistory(
+            self.item_days[self.item_days["date"] < day],
+            self.series_weeks[self.series_weeks["week_start"] < day],
+        )
+
+    def complete_weeks(self) -> list[pd.Timestamp]:
+        """Weeks with all seven days present; only these become training targets."""
+        days = self.item_days["date"].drop_duplicates()
+        counts = days.groupby(week_start(days)).size()
+        return sorted(counts[counts == 7].index)
+
+    def next_week(self) -> pd.Timestamp:
+        """The week after the week of the latest day."""
+        return week_start(self.item_days["date"]).max() + WEEK
 
 
 def _item_levels(
-    daily: pd.DataFrame, weeks: Iterable[pd.Timestamp], cfg: DictConfig
+    item_days: pd.DataFrame, weeks: Iterable[pd.Timestamp], cfg: DictConfig
 ) -> pd.DataFrame:
     """Per item and week: the level forecast per store, the unseen-month fraction, ..."""
-    item_day = (
-        daily.groupby(["item", "date"], observed=True)
-        .agg(sales=("sales", "sum"), n=("sales", "size"))
-        .reset_index()
-    )
+    item_day = item_days.sort_values(["date", "item"], ignore_index=True)
     item_day["dow"] = item_day["date"].dt.day_of_week
     item_day["month"] = item_day["date"].dt.year * 12 + item_day["date"].dt.month
     items = item_day["item"].unique()
@@ -113,11 +149,30 @@ def _item_levels(
     return pd.concat(rows, ignore_index=True)
 
 
-def _trailing(grid: pd.DataFrame, keys: list[str], column: str, weeks: int) -> pd.Series:
-    """Sum of `column` over the `weeks` weeks before each row's week (grid is contiguous)."""
-    return grid.groupby(keys, observed=True)[column].transform(
-        lambda s: s.shift(1).rolling(weeks, min_periods=1).sum()
-    )
+def _before(
+    values: pd.Series, weeks: int, window: int, how: str = "sum", min_periods: int = 1
+) -> np.ndarray:
+    """Sum or mean of each series' values over the `window` weeks before each week.
+
+    The grid holds every series over the same `weeks` consecutive weeks, sorted, so a
+    reshape gives one row per series and cumulative sums do all windows at once.
+    """
+    matrix = values.to_numpy(dtype=float).reshape(-1, weeks)
+    previous = np.full_like(matrix, np.nan)
+    previous[:, 1:] = matrix[:, :-1]
+    present = ~np.isnan(previous)
+    sums = np.cumsum(np.where(present, previous, 0.0), axis=1)
+    counts = np.cumsum(present, axis=1)
+    if window < weeks:
+        sums[:, window:] -= sums[:, :-window].copy()
+        counts[:, window:] -= counts[:, :-window].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = sums if how == "sum" else sums / counts
+    return np.where(counts >= min_periods, result, np.nan).ravel()
+
+
+def _previous(values: pd.Series, weeks: int) -> np.ndarray:
+    return _before(values, weeks, window=1)
 
 
 def _weekly_price(prices: pd.DataFrame, grid: pd.DataFrame) -> pd.Series:
@@ -133,7 +188,7 @@ def _weekly_price(prices: pd.DataFrame, grid: pd.DataFrame) -> pd.Series:
 
 
 def weekly_frame(
-    daily: pd.DataFrame,
+    history: SalesHistory,
     prices: pd.DataFrame,
     cfg: DictConfig,
     target_weeks: Iterable[pd.Timestamp] = (),
@@ -143,17 +198,17 @@ def weekly_frame(
     Columns: store, item, region, week_start, sales (NaN unless the week is complete),
     base, last_week, mean_4_weeks (the naive baselines), history_weeks and FEATURES.
     """
-    daily = daily.assign(week_start=week_start(daily["date"]))
-    complete = complete_weeks(daily)
+    complete = history.complete_weeks()
     targets = sorted(set(complete) | set(pd.Timestamp(t) for t in target_weeks))
-    all_weeks = pd.date_range(daily["week_start"].min(), max(targets), freq="7D")
+    observed = history.series_weeks
+    all_weeks = pd.date_range(observed["week_start"].min(), max(targets), freq="7D")
 
-    series = daily[["store", "item", "region"]].drop_duplicates()
+    series = observed[["store", "item", "region"]].drop_duplicates()
     grid = series.merge(pd.DataFrame({"week_start": all_weeks}), how="cross")
-    observed = daily.groupby(["store", "item", "week_start"], observed=True).agg(
-        week_sales=("sales", "sum"), days=("sales", "size")
+    grid = grid.join(
+        observed.set_index(["store", "item", "week_start"])[["week_sales", "days"]],
+        on=["store", "item", "week_start"],
     )
-    grid = grid.join(observed, on=["store", "item", "week_start"])
     grid[["week_sales", "days"]] = grid[["week_sales", "days"]].fillna(0.0)
     grid = grid.sort_values(["store", "item", "week_start"], ignore_index=True)
     grid["sales"] = grid["week_sales"].where(grid["week_start"].isin(complete))
@@ -163,38 +218,30 @@ def weekly_frame(
         ["week_sales", "days"]
     ].transform("sum")
     grid["item_sales"], grid["item_days"] = item_week["week_sales"], item_week["days"]
+    weeks = len(all_weeks)
     share = {}
-    for name, weeks in (("share", cfg.share_window_weeks), ("share_recent", 4)):
-        own = _trailing(grid, ["store", "item"], "week_sales", weeks) / _trailing(
-            grid, ["store", "item"], "days", weeks
-        )
-        avg = _trailing(grid, ["store", "item"], "item_sales", weeks) / _trailing(
-            grid, ["store", "item"], "item_days", weeks
-        )
+    for name, window in (("share", cfg.share_window_weeks), ("share_recent", 4)):
+        own = _before(grid["week_sales"], weeks, window) / _before(grid["days"], weeks, window)
+        avg = _before(grid["item_sales"], weeks, window) / _before(grid["item_days"], weeks, window)
         share[name] = own / avg
     grid["share"] = share["share"]
     grid["share_recent"] = share["share_recent"] / share["share"]
 
-    levels = _item_levels(daily, targets, cfg)
+    levels = _item_levels(history.item_days, targets, cfg)
     grid = grid.merge(levels, on=["item", "week_start"], how="left")
     grid["base"] = grid["share"] * grid["item_base"]
 
-    by_series = grid.groupby(["store", "item"], observed=True)
     residual = grid["sales"] / grid["base"]
-    grid["residual_last"] = residual.groupby([grid["store"], grid["item"]], observed=True).shift(1)
-    grid["residual_mean"] = residual.groupby(
-        [grid["store"], grid["item"]], observed=True
-    ).transform(lambda s: s.shift(1).rolling(cfg.residual_weeks, min_periods=1).mean())
-    grid["last_week"] = by_series["sales"].shift(1)
-    grid["mean_4_weeks"] = by_series["sales"].transform(lambda s: s.shift(1).rolling(4).mean())
-    grid["history_weeks"] = (
-        by_series["sales"].transform(lambda s: s.notna().cumsum().shift(1)).fillna(0)
+    grid["residual_last"] = _previous(residual, weeks)
+    grid["residual_mean"] = _before(residual, weeks, cfg.residual_weeks, how="mean")
+    grid["last_week"] = _previous(grid["sales"], weeks)
+    grid["mean_4_weeks"] = _before(grid["sales"], weeks, 4, how="mean", min_periods=4)
+    grid["history_weeks"] = np.nan_to_num(
+        _before(grid["sales"].notna().astype(float), weeks, weeks), nan=0.0
     )
 
     price = _weekly_price(prices, grid)
-    trailing_price = price.groupby([grid["store"], grid["item"]], observed=True).transform(
-        lambda s: s.shift(1).rolling(cfg.share_window_weeks, min_periods=1).mean()
-    )
+    trailing_price = _before(price, weeks, cfg.share_window_weeks, how="mean")
     grid["price_ratio"] = (price / trailing_price).fillna(1.0)
 
     rows = grid[grid["week_start"].isin(targets)]

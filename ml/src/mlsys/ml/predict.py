@@ -13,7 +13,7 @@ from mlsys.common.tracking import CHAMPION, configure_mlflow
 from mlsys.ml import model
 from mlsys.ml.backtest import week_label
 from mlsys.ml.data import load_inputs, store_ids
-from mlsys.ml.features import WEEK, week_start, weekly_frame
+from mlsys.ml.features import weekly_frame
 from mlsys.ml.tracking import load_run_config
 
 log = get_logger(__name__)
@@ -26,11 +26,6 @@ class PredictionResult:
     run_id: str
     rows: int
     written: int
-
-
-def next_week(daily: pd.DataFrame) -> pd.Timestamp:
-    """The ISO week after the week of the latest registered day."""
-    return week_start(daily["date"]).max() + WEEK
 
 
 def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> PredictionResult:
@@ -48,9 +43,9 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
     cfg = load_run_config(version.run_id)
 
     engine = get_engine()
-    daily, prices = load_inputs(engine, cfg.data.include_generated)
-    target = week if week is not None else next_week(daily)
-    frame = weekly_frame(daily[daily["date"] < target], prices, cfg.features, target_weeks=[target])
+    history, prices = load_inputs(engine, cfg.data.include_generated)
+    target = week if week is not None else history.next_week()
+    frame = weekly_frame(history.before(target), prices, cfg.features, target_weeks=[target])
     rows = frame[(frame["week_start"] == target) & frame["base"].notna()]
     stores, items = store_ids(engine)
     predictions = pd.DataFrame(

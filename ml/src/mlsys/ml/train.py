@@ -12,7 +12,7 @@ from mlsys.common.tracking import configure_mlflow, current_champion, promote_if
 from mlsys.ml import model
 from mlsys.ml.backtest import backtest, store_forecasts, week_label
 from mlsys.ml.data import fingerprint, load_inputs
-from mlsys.ml.features import WEEK, complete_weeks, weekly_frame
+from mlsys.ml.features import WEEK, SalesHistory, weekly_frame
 from mlsys.ml.tracking import load_run_config, log_forecasting_run
 
 log = get_logger(__name__)
@@ -28,17 +28,13 @@ class TrainingResult:
     promoted: bool
 
 
-def evaluation_weeks(daily: pd.DataFrame, count: int) -> list[pd.Timestamp]:
-    return complete_weeks(daily)[-count:]
-
-
-def champion_wape_on(weeks: list[pd.Timestamp], daily, prices) -> float | None:
+def champion_wape_on(weeks: list[pd.Timestamp], history: SalesHistory, prices) -> float | None:
     """The champion's config backtested on the same weeks as the candidate (a fair gate)."""
     champion = current_champion(mlflow_settings().registered_model_name, GATE_METRIC)
     if champion is None:
         return None
     champion_cfg = load_run_config(champion.run_id)
-    frame = weekly_frame(daily, prices, champion_cfg.features)
+    frame = weekly_frame(history, prices, champion_cfg.features)
     scores, _, _ = backtest(frame, weeks, champion_cfg, show_progress=False)
     return scores["model"]["wape"]
 
@@ -46,9 +42,9 @@ def champion_wape_on(weeks: list[pd.Timestamp], daily, prices) -> float | None:
 def train(cfg: DictConfig) -> TrainingResult:
     configure_mlflow()
     engine = get_engine()
-    daily, prices = load_inputs(engine, cfg.data.include_generated)
-    frame = weekly_frame(daily, prices, cfg.features)
-    weeks = evaluation_weeks(daily, cfg.evaluation.weeks)
+    history, prices = load_inputs(engine, cfg.data.include_generated)
+    frame = weekly_frame(history, prices, cfg.features)
+    weeks = history.complete_weeks()[-cfg.evaluation.weeks :]
     scores, forecasts, _ = backtest(frame, weeks, cfg)
 
     rows = model.training_rows(frame, weeks[-1] + WEEK, cfg)
@@ -61,7 +57,7 @@ def train(cfg: DictConfig) -> TrainingResult:
         sample=rows,
         tags={
             "job": "train",
-            "data_fingerprint": fingerprint(daily),
+            "data_fingerprint": fingerprint(history),
             "training_rows": str(len(rows)),
             "trained_through_week": week_label(weeks[-1]),
             "evaluation_weeks": f"{week_label(weeks[0])}..{week_label(weeks[-1])}",
@@ -70,7 +66,7 @@ def train(cfg: DictConfig) -> TrainingResult:
     )
     store_forecasts(engine, run_id, forecasts)
     wape = scores["model"]["wape"]
-    champion_wape = champion_wape_on(weeks, daily, prices)
+    champion_wape = champion_wape_on(weeks, history, prices)
     if champion_wape is not None:
         import mlflow
 

@@ -59,12 +59,6 @@ def upgrade() -> None:
         sa.Column("sales", sa.Integer(), nullable=False),
         sa.Column("total_sales_amount", sa.Integer(), nullable=False),
         sa.Column("is_generated", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["item_id"], ["items.id"], name=op.f("fk_item_sales_item_id_items")
-        ),
-        sa.ForeignKeyConstraint(
-            ["store_id"], ["stores.id"], name=op.f("fk_item_sales_store_id_stores")
-        ),
         sa.PrimaryKeyConstraint("date", "store_id", "item_id", name=op.f("pk_item_sales")),
     )
     op.create_table(
