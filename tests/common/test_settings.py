@@ -1,3 +1,5 @@
+import pytest
+
 from mlsys.common.settings import (
     PostgresSettings,
     Profile,
@@ -29,3 +31,13 @@ def test_services_profile_reads_the_shared_variable_names(monkeypatch):
 def test_password_is_not_shown_in_settings_repr(monkeypatch):
     monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
     assert "s3cret" not in repr(PostgresSettings())
+
+
+def test_outside_development_an_empty_database_password_is_refused(monkeypatch):
+    monkeypatch.setenv("MLSYS_PROFILE", "services")
+    monkeypatch.setenv("MLSYS_ENVIRONMENT", "production")
+    monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
+    with pytest.raises(RuntimeError, match="POSTGRES_PASSWORD is empty"):
+        database_url()
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
+    assert database_url().startswith("postgresql+psycopg://postgres:s3cret@")

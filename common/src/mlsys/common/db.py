@@ -1,11 +1,8 @@
-"""SQLAlchemy engine and sessions for the configured database."""
+"""SQLAlchemy engine for the configured database (one pool per URL per process)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
 
 from mlsys.common.settings import database_url
 
@@ -27,10 +24,3 @@ def engine_for(url: str) -> Engine:
 
 def get_engine() -> Engine:
     return engine_for(database_url())
-
-
-@contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    with sessionmaker(bind=engine or get_engine())() as session, session.begin():
-        yield session

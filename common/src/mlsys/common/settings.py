@@ -21,7 +21,7 @@ class PlatformSettings(BaseSettings):
 
     profile: Profile = Profile.local
     home: Path = Path(".mlsys")  # where the local profile keeps its files
-    environment: str = "development"
+    environment: str = "development"  # anything else refuses to run without secrets
 
 
 class PostgresSettings(BaseSettings):
@@ -63,7 +63,13 @@ def database_url() -> str:
     """SQLite file under MLSYS_HOME for the local profile, PostgreSQL for services."""
     platform = platform_settings()
     if platform.profile is Profile.services:
-        return postgres_settings().url()
+        postgres = postgres_settings()
+        if platform.environment != "development" and not postgres.password.get_secret_value():
+            raise RuntimeError(
+                f"POSTGRES_PASSWORD is empty while MLSYS_ENVIRONMENT={platform.environment}: "
+                "set it from the Secret (`make secrets`), or use MLSYS_ENVIRONMENT=development"
+            )
+        return postgres.url()
     platform.home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(platform.home / 'mlsys.db').resolve()}"
 
