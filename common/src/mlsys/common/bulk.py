@@ -13,6 +13,7 @@ import pyarrow as pa
 from pyarrow import csv
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 CHUNK_ROWS = 200_000
 Progress = Callable[[int], None]  # called with the number of rows just written
@@ -109,12 +110,11 @@ class Staging:
         savepoint = self.connection.begin_nested()
         try:
             result = self.connection.execute(statement)
-        except Exception as error:
-            # A key staged twice: roll back to find which one, for the message.
+        except DBAPIError as error:
+            # A key staged twice fails the MERGE (twice matched, or twice inserted): roll
+            # back to the savepoint and find which key, for the message.
             savepoint.rollback()
-            if "cannot affect row a second time" in str(error):
-                raise self.first_duplicate() or error from error
-            raise
+            raise self.first_duplicate() or error from error
         savepoint.commit()
         return max(result.rowcount, 0)
 
