@@ -65,6 +65,23 @@ fmt: install ## ruff fix and format
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
+# --- images: one Dockerfile per component, built from the repository root ---------------
+IMAGES := data_registration ml bi mlflow
+REGISTRY ?= localhost:5000
+TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+DOCKER := $(if $(filter 1,$(DRY_RUN)),@echo docker,docker)
+image = $(REGISTRY)/mlsys-$(subst _,-,$(1)):$(TAG)
+
+.PHONY: build_all push_all
+build_all: $(addprefix build-,$(IMAGES)) ## build every image (REGISTRY, TAG; DRY_RUN=1 prints the commands)
+push_all: $(addprefix push-,$(IMAGES)) ## build and push every image to REGISTRY
+
+build-%:
+	$(DOCKER) build -f $*/Dockerfile -t $(call image,$*) .
+
+push-%: build-%
+	$(DOCKER) push $(call image,$*)
+
 .PHONY: clean
 clean: ## remove the local state (MLSYS_HOME, default .mlsys) of the embedded profile
 	rm -rf $(HOME_DIR)
