@@ -82,6 +82,10 @@ build-%:
 push-%: build-%
 	$(DOCKER) push $(call image,$*)
 
+.PHONY: secrets
+secrets: ## write random database credentials for the Kubernetes Secrets (git-ignored, kept if present)
+	bash infrastructure/scripts/make_secrets.sh
+
 .PHONY: clean
 clean: ## remove the local state (MLSYS_HOME, default .mlsys) of the embedded profile
 	rm -rf $(HOME_DIR)

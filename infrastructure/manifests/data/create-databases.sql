@@ -1,0 +1,2 @@
+-- Runs once, when the volume is first initialised (docker-entrypoint-initdb.d).
+CREATE DATABASE mlflow;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Writes the env files that the kustomizations turn into Secret objects, with random
+# values, once: existing files are kept so that a running database keeps its password.
+# The files are git-ignored; nothing secret is ever committed.
+#   usage: make_secrets.sh [MANIFESTS_DIR]
+set -euo pipefail
+manifests="${1:-$(dirname "$0")/../manifests}"
+# One password for every copy; an existing one is reused.
+password="$(cat "$manifests"/*/secrets/postgres.env 2>/dev/null | sed -n 's/^POSTGRES_PASSWORD=//p' | head -n 1 || true)"
+password="${password:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}"
+for namespace in data mlflow beverage-sales-forecasting; do
+  file="$manifests/$namespace/secrets/postgres.env"
+  mkdir -p "$(dirname "$file")"
+  if [ -s "$file" ]; then
+    echo "kept $file"
+    continue
+  fi
+  umask 077
+  printf 'POSTGRES_USER=mlsys\nPOSTGRES_PASSWORD=%s\n' "$password" > "$file"
+  echo "wrote $file"
+done

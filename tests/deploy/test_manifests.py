@@ -1,0 +1,147 @@
+"""Kubernetes manifests validate against the 1.30 schema with unknown fields rejected,
+every variable a component receives is one its settings read, and every Secret a manifest
+uses is created by `make secrets`. No cluster is needed."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from mlsys.common.settings import MlflowSettings, PlatformSettings, PostgresSettings
+from tests.conftest import ROOT
+
+MANIFESTS = ROOT / "infrastructure" / "manifests"
+NAMESPACES = sorted(path.parent.name for path in MANIFESTS.glob("*/kustomization.yaml"))
+KUBERNETES = "1.30.0"
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory) -> Path:
+    """A copy of the manifests with the Secrets' env files written by `make secrets`."""
+    copy = tmp_path_factory.mktemp("manifests") / "manifests"
+    shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("secrets"))
+    subprocess.run(
+        ["bash", str(ROOT / "infrastructure/scripts/make_secrets.sh"), str(copy)],
+        check=True,
+        capture_output=True,
+    )
+    return copy
+
+
+def kustomization(folder: Path) -> dict:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
+def local_resources(folder: Path) -> list[dict]:
+    docs = []
+    for resource in kustomization(folder)["resources"]:
+        if not resource.startswith("https://"):
+            docs += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
+    return docs
+
+
+def rendered(folder: Path) -> list[dict]:
+    """`kubectl kustomize` output where kubectl is here and nothing must be downloaded."""
+    remote = any(r.startswith("https://") for r in kustomization(folder)["resources"])
+    if shutil.which("kubectl") and not remote:
+        output = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
+        ).stdout
+        return [d for d in yaml.safe_load_all(output) if d]
+    return local_resources(folder)
+
+
+def test_the_platform_namespaces_are_all_there():
+    assert NAMESPACES == ["argo", "beverage-sales-forecasting", "data", "mlflow"]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_resource_validates_strictly(manifests, namespace):
+    documents = rendered(manifests / namespace)
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES, strict=True)
+
+
+def test_strict_validation_rejects_a_misspelled_field(manifests):
+    deployment = next(
+        d for d in rendered(manifests / "beverage-sales-forecasting") if d["kind"] == "Deployment"
+    )
+    deployment["spec"]["replicass"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+def test_data_services_are_statefulsets_with_claims_and_probes(manifests):
+    postgres = next(d for d in rendered(manifests / "data") if d["kind"] == "StatefulSet")
+    assert postgres["spec"]["volumeClaimTemplates"]
+    container = postgres["spec"]["template"]["spec"]["containers"][0]
+    assert {"readinessProbe", "livenessProbe", "resources"} <= set(container)
+
+
+def containers(documents: list[dict]):
+    for document in documents:
+        spec = document.get("spec", {})
+        pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get(
+            "spec", {}
+        ).get("template", {}).get("spec")
+        yield from (pod or {}).get("containers", [])
+
+
+def variables_read_by_components() -> set[str]:
+    names = set()
+    for settings in (PlatformSettings, PostgresSettings, MlflowSettings):
+        prefix = settings.model_config["env_prefix"]
+        names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
+    names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
+    return names | {"MLFLOW_DISABLE_TELEMETRY"}  # read by MLflow itself
+
+
+@pytest.mark.parametrize("namespace", ["mlflow", "beverage-sales-forecasting"])
+def test_every_variable_passed_to_a_component_is_read_by_it(manifests, namespace):
+    folder = manifests / namespace
+    documents = rendered(folder)
+    known = variables_read_by_components()
+    env_files = {}
+    for generator in kustomization(folder).get("configMapGenerator", []) + kustomization(
+        folder
+    ).get("secretGenerator", []):
+        env_files[generator["name"]] = [
+            line.split("=", 1)[0]
+            for env in generator.get("envs", [])
+            for line in (folder / env).read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        ]
+    for container in containers(documents):
+        passed = {e["name"] for e in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            reference = source.get("configMapRef") or source.get("secretRef")
+            passed |= set(env_files[re.sub(r"-[a-z0-9]{10}$", "", reference["name"])])
+        assert passed, container["name"]
+        assert passed <= known, f"{container['name']}: not read by any settings: {passed - known}"
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_secret_used_is_created_by_make_secrets(manifests, namespace):
+    folder = manifests / namespace
+    generated = {g["name"] for g in kustomization(folder).get("secretGenerator", [])}
+    for generator in kustomization(folder).get("secretGenerator", []):
+        for env in generator["envs"]:
+            assert (folder / env).is_file(), f"make secrets did not write {env}"
+    used = set()
+    for document in local_resources(folder):
+        text = yaml.safe_dump(document)
+        used |= set(re.findall(r"secretKeyRef:\s*\n\s*key: \w+\n\s*name: ([\w-]+)", text))
+        used |= set(re.findall(r"secretRef:\s*\n\s*name: ([\w-]+)", text))
+    assert used == generated, f"{namespace}: used {used}, created by make secrets {generated}"
+
+
+def test_secret_env_files_are_never_committed():
+    tracked = subprocess.run(
+        ["git", "ls-files", "infrastructure"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "secrets/" not in tracked
