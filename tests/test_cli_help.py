@@ -6,7 +6,7 @@ from tests.conftest import run_cli
 
 COMMANDS = {
     "mlsys.data_registration": ["register", "generate"],
-    "mlsys.ml": ["backtest", "train", "predict"],
+    "mlsys.ml": ["validate", "backtest", "train", "promote", "predict"],
     "mlsys.bi": ["serve"],
 }
 

@@ -148,3 +148,20 @@ def test_generated_history_never_reaches_the_model(tmp_path, monkeypatch):
         return json.loads(output.read_text())
 
     assert backtest_scores(tmp_path / "a", True) == backtest_scores(tmp_path / "b", False)
+
+
+def test_validate_train_without_gate_then_promote_as_the_workflow_does(tmp_path):
+    sales = pd.read_csv(REAL_SALES)
+    few = tmp_path / "few.csv"
+    sales[sales["date"] < "2021-07-26"].to_csv(few, index=False)  # 3 weeks
+    register("--master-dir", REAL, "--sales", few)
+    refused = run_cli("mlsys.ml", "validate", check=False)
+    assert refused.returncode == 1
+    assert "3 complete weeks of sales, training needs at least 12" in refused.stderr
+
+    register("--sales", REAL_SALES)
+    assert run_cli("mlsys.ml", "validate").stdout.strip() == "data ok"
+    trained = run_cli("mlsys.ml", "train", "--no-promote", "evaluation.weeks=2")
+    assert "registered version 1" in trained.stdout and "not promoted" in trained.stdout
+    promoted = run_cli("mlsys.ml", "promote")
+    assert "version 1" in promoted.stdout and "promoted to champion" in promoted.stdout

@@ -94,15 +94,51 @@ def backtest(
 
 
 @app.command()
-def train(overrides: Overrides = None) -> None:
+def validate(overrides: Overrides = None) -> None:
+    """Check the registered sales before training: enough complete weeks, none missing,
+    every store-item series present in the latest week. Exits 1 listing the problems."""
+    from mlsys.ml.validate import validate_data
+
+    configure_logging()
+    problems = validate_data(load_config(overrides))
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("data ok")
+
+
+@app.command()
+def train(
+    overrides: Overrides = None,
+    promote: Annotated[
+        bool, typer.Option(help="Run the promotion gate right after registering.")
+    ] = True,
+) -> None:
     """Backtest the latest weeks, fit on all complete weeks, register the model in MLflow and
     give it the `champion` alias only if it beats the current champion on the same weeks."""
     from mlsys.ml.train import train as run
 
     configure_logging()
-    result = run(load_config(overrides))
+    result = run(load_config(overrides), promote=promote)
     verdict = "promoted to champion" if result.promoted else "not promoted"
     typer.echo(f"registered version {result.version} (backtest WAPE {result.wape:.4f}): {verdict}")
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        int | None, typer.Option(help="Registered version to judge; default: the latest.")
+    ] = None,
+) -> None:
+    """The promotion gate: the version becomes `champion` only if its backtest WAPE beats the
+    champion's config backtested on the same weeks."""
+    from mlsys.ml.train import gate
+
+    configure_logging()
+    result = gate(version)
+    verdict = "promoted to champion" if result.promoted else "not promoted"
+    typer.echo(f"version {result.version} (backtest WAPE {result.wape:.4f}): {verdict}")
 
 
 @app.command()

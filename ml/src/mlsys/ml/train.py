@@ -10,7 +10,7 @@ from mlsys.common.logging import get_logger
 from mlsys.common.settings import mlflow_settings
 from mlsys.common.tracking import configure_mlflow, current_champion, promote_if_better
 from mlsys.ml import model
-from mlsys.ml.backtest import backtest, store_forecasts, week_label
+from mlsys.ml.backtest import backtest, iso_week, store_forecasts, week_label
 from mlsys.ml.data import fingerprint, load_inputs
 from mlsys.ml.features import WEEK, SalesHistory, weekly_frame
 from mlsys.ml.tracking import load_run_config, log_forecasting_run
@@ -39,7 +39,8 @@ def champion_wape_on(weeks: list[pd.Timestamp], history: SalesHistory, prices) -
     return scores["model"]["wape"]
 
 
-def train(cfg: DictConfig) -> TrainingResult:
+def train(cfg: DictConfig, promote: bool = True) -> TrainingResult:
+    """Backtest, fit on every complete week, register; then the gate unless told not to."""
     configure_mlflow()
     engine = get_engine()
     history, prices = load_inputs(engine, cfg.data.include_generated)
@@ -49,7 +50,6 @@ def train(cfg: DictConfig) -> TrainingResult:
 
     rows = model.training_rows(frame, weeks[-1] + WEEK, cfg)
     booster = model.fit(rows, cfg)
-    name = mlflow_settings().registered_model_name
     run_id, version = log_forecasting_run(
         cfg=cfg,
         scores=scores,
@@ -62,22 +62,42 @@ def train(cfg: DictConfig) -> TrainingResult:
             "trained_through_week": week_label(weeks[-1]),
             "evaluation_weeks": f"{week_label(weeks[0])}..{week_label(weeks[-1])}",
         },
-        registered_model_name=name,
+        registered_model_name=mlflow_settings().registered_model_name,
     )
     store_forecasts(engine, run_id, forecasts)
-    wape = scores["model"]["wape"]
-    champion_wape = champion_wape_on(weeks, history, prices)
-    if champion_wape is not None:
-        import mlflow
+    if not promote:
+        return TrainingResult(run_id, version, scores["model"]["wape"], None, False)
+    return gate(version)
 
-        mlflow.MlflowClient().log_metric(run_id, "champion_wape_same_weeks", champion_wape)
-    # The gate compares both on the same weeks, so the candidate's own metric stands in for it.
+
+def gate(version: int | None = None) -> TrainingResult:
+    """The promotion gate: `version` (default: the latest) becomes champion only if its
+    backtest WAPE beats the champion's config backtested on the same weeks."""
+    import mlflow
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    name = mlflow_settings().registered_model_name
+    if version is None:
+        version = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    candidate = client.get_model_version(name, str(version))
+    run = client.get_run(candidate.run_id)
+    wape = run.data.metrics[GATE_METRIC]
+    first, last = (iso_week(w) for w in run.data.tags["evaluation_weeks"].split(".."))
+    weeks = list(pd.date_range(first, last, freq="7D"))
+    cfg = load_run_config(candidate.run_id)
+    champion = current_champion(name, GATE_METRIC)
+    champion_wape = None
+    if champion is not None and champion.version != version:
+        history, prices = load_inputs(get_engine(), cfg.data.include_generated, before=last + WEEK)
+        champion_wape = champion_wape_on(weeks, history, prices)
+        client.log_metric(candidate.run_id, "champion_wape_same_weeks", champion_wape)
     promoted = promote_if_better(name, version, GATE_METRIC, wape, champion_metric=champion_wape)
     log.info(
-        "trained version=%s wape=%.4f champion_wape=%s promoted=%s",
+        "gate version=%s wape=%.4f champion_wape=%s promoted=%s",
         version,
         wape,
         champion_wape,
         promoted,
     )
-    return TrainingResult(run_id, version, wape, champion_wape, promoted)
+    return TrainingResult(candidate.run_id, version, wape, champion_wape, promoted)
