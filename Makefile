@@ -68,7 +68,7 @@ fmt: install ## ruff fix and format
 # --- images: one Dockerfile per component, built from the repository root ---------------
 IMAGES := data_registration ml bi mlflow
 REGISTRY ?= localhost:5000
-TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+TAG ?= latest
 DOCKER := $(if $(filter 1,$(DRY_RUN)),@echo docker,docker)
 image = $(REGISTRY)/mlsys-$(subst _,-,$(1)):$(TAG)
 
@@ -82,9 +82,28 @@ build-%:
 push-%: build-%
 	$(DOCKER) push $(call image,$*)
 
+.PHONY: argo
+argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML
+	REGISTRY=$(REGISTRY) TAG=$(TAG) $(UV) run --frozen python infrastructure/argo/compile.py
+
+# --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
+DEPLOY := DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/deploy.sh
+
+.PHONY: initialize_deployment deploy_base deploy_job port_forward delete_namespaces
+initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting)
+	$(DEPLOY) initialize
+deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI and the initial data registration
+	$(DEPLOY) base
+deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG)
+	$(DEPLOY) job
+port_forward: ## BI on :8501, MLflow on :5000, Argo on :2746
+	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
+delete_namespaces: ## delete every namespace of the platform (and its data)
+	$(DEPLOY) delete
+
 .PHONY: secrets
 secrets: ## write random database credentials for the Kubernetes Secrets (git-ignored, kept if present)
-	bash infrastructure/scripts/make_secrets.sh
+	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/make_secrets.sh
 
 .PHONY: clean
 clean: ## remove the local state (MLSYS_HOME, default .mlsys) of the embedded profile

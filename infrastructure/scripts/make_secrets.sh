@@ -10,11 +10,15 @@ password="$(cat "$manifests"/*/secrets/postgres.env 2>/dev/null | sed -n 's/^POS
 password="${password:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}"
 for namespace in data mlflow beverage-sales-forecasting; do
   file="$manifests/$namespace/secrets/postgres.env"
-  mkdir -p "$(dirname "$file")"
   if [ -s "$file" ]; then
     echo "kept $file"
     continue
   fi
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "+ write $file (POSTGRES_USER, random POSTGRES_PASSWORD)"
+    continue
+  fi
+  mkdir -p "$(dirname "$file")"
   umask 077
   printf 'POSTGRES_USER=mlsys\nPOSTGRES_PASSWORD=%s\n' "$password" > "$file"
   echo "wrote $file"

@@ -1,0 +1,88 @@
+"""Argo CronWorkflows of beverage demand forecasting, written with Hera.
+
+`make argo` compiles them to the YAML beside this file (committed; a test fails when it
+differs from what these definitions compile to). `make deploy_job` applies the YAML.
+
+Schedules are weekly. For a demo, run them every 10 minutes without recompiling:
+
+    kubectl -n beverage-sales-forecasting patch cronworkflow register-next-week \\
+        --type merge -p '{"spec": {"schedule": "*/10 * * * *"}}'
+    kubectl -n beverage-sales-forecasting patch cronworkflow forecasting \\
+        --type merge -p '{"spec": {"schedule": "5-59/10 * * * *"}}'
+"""
+
+import os
+
+from hera.workflows import DAG, Container, CronWorkflow, Resources, RetryStrategy
+from hera.workflows import models as m
+
+NAMESPACE = "beverage-sales-forecasting"
+SERVICE_ACCOUNT = "workflow"  # manifests/beverage-sales-forecasting/workflow-rbac.yaml
+# The same ConfigMap and Secret as the BI and the initial registration Job.
+ENV_FROM = [
+    m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name="platform-config")),
+    m.EnvFromSource(secret_ref=m.SecretEnvSource(name="postgres-credentials")),
+]
+POD_SECURITY = m.PodSecurityContext(run_as_non_root=True, run_as_user=10001, run_as_group=10001)
+RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
+
+
+def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Container:
+    component = image.removeprefix("mlsys-").replace("-", "_")
+    # `make argo REGISTRY=... TAG=...`; the committed YAML uses the defaults
+    registry, tag = os.environ.get("REGISTRY", "localhost:5000"), os.environ.get("TAG", "latest")
+    return Container(
+        name=name,
+        image=f"{registry}/{image}:{tag}",
+        command=["python", "-m", f"mlsys.{component}"],
+        args=args,
+        env_from=ENV_FROM,
+        resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
+        retry_strategy=RETRY,
+        security_context=m.SecurityContext(
+            allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"])
+        ),
+    )
+
+
+def cron(name: str, schedule: str, entrypoint: str) -> CronWorkflow:
+    return CronWorkflow(
+        name=name,
+        namespace=NAMESPACE,
+        schedules=[schedule],
+        timezone="Asia/Tokyo",
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=600,
+        successful_jobs_history_limit=3,
+        failed_jobs_history_limit=3,
+        service_account_name=SERVICE_ACCOUNT,
+        security_context=POD_SECURITY,
+        entrypoint=entrypoint,
+    )
+
+
+def register_next_week() -> CronWorkflow:
+    """Every Monday 01:00: register the ISO week after the latest one in the database.
+    The image's bundled sales file stands in for the weekly delivery."""
+    with cron("register-next-week", "0 1 * * 1", "register") as workflow:
+        job("register", "mlsys-data-registration", [
+            "register",
+            "--sales", "/app/dataset/beverage/item_sale_records_202107_202112.csv",
+            "--latest-week-only",
+        ])  # fmt: skip
+    return workflow
+
+
+def forecasting() -> CronWorkflow:
+    """Every Monday 03:00: validate data -> backtest and train -> promotion gate -> predict."""
+    with cron("forecasting", "0 3 * * 1", "forecast") as workflow:
+        validate = job("validate-data", "mlsys-ml", ["validate"], memory="512Mi")
+        train = job("backtest-train", "mlsys-ml", ["train", "--no-promote"], memory="2Gi")
+        gate = job("promotion-gate", "mlsys-ml", ["promote"], memory="2Gi")
+        predict = job("predict", "mlsys-ml", ["predict"], memory="2Gi")
+        with DAG(name="forecast"):
+            validate() >> train() >> gate() >> predict()
+    return workflow
+
+
+WORKFLOWS = [register_next_week, forecasting]

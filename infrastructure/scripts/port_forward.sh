@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Opens the consoles on localhost until Ctrl-C: BI :8501, MLflow :5000, Argo :2746.
+set -euo pipefail
+run() {
+  if [ "${DRY_RUN:-0}" = 1 ]; then echo "+ $*"; else "$@" & fi
+}
+run kubectl -n beverage-sales-forecasting port-forward service/bi 8501:8501
+run kubectl -n mlflow port-forward service/mlflow 5000:5000
+run kubectl -n argo port-forward service/argo-server 2746:2746
+if [ "${DRY_RUN:-0}" != 1 ]; then
+  echo "BI http://localhost:8501  MLflow http://localhost:5000  Argo https://localhost:2746"
+  trap 'kill 0' INT TERM
+  wait
+fi

@@ -1,0 +1,142 @@
+"""Argo CronWorkflows: the committed YAML is what Hera compiles, every key is one Argo
+knows (Hera drops misspelled fields silently, so the YAML is checked against Hera's
+generated Argo models with unknown keys rejected), and every step runs a real CLI."""
+
+import importlib.util
+import typing
+
+import pydantic
+import pytest
+import yaml
+from hera.workflows.models import CronWorkflow
+
+from tests.conftest import ROOT, run_cli
+
+ARGO = ROOT / "infrastructure" / "argo"
+spec = importlib.util.spec_from_file_location("argo_compile", ARGO / "compile.py")
+argo_compile = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(argo_compile)
+COMMITTED = sorted(ARGO.glob("*.yaml"))
+
+
+def models_in(annotation) -> list[type[pydantic.BaseModel]]:
+    """Object models inside an annotation such as Optional[List[Template]]."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [] if issubclass(annotation, pydantic.RootModel) else [annotation]
+    return [model for argument in typing.get_args(annotation) for model in models_in(argument)]
+
+
+def mapping_values(annotation):
+    """For Optional[Dict[str, X]] the annotation X of the values, else None."""
+    if typing.get_origin(annotation) is dict:
+        return typing.get_args(annotation)[-1]
+    for argument in typing.get_args(annotation):
+        if (found := mapping_values(argument)) is not None:
+            return found
+    return None
+
+
+def unknown_keys(data, model: type[pydantic.BaseModel], path: str = "") -> list[str]:
+    """Keys of `data` (recursively) that the Argo model does not define."""
+    if isinstance(data, list):
+        return [p for i, item in enumerate(data) for p in unknown_keys(item, model, f"{path}[{i}]")]
+    if not isinstance(data, dict):
+        return []
+    fields = {(f.alias or n): f.annotation for n, f in model.model_fields.items()}
+    problems = []
+    for key, value in data.items():
+        if key not in fields:
+            problems.append(f"{path}.{key}")
+        elif (values := mapping_values(fields[key])) is not None:
+            for name, item in value.items():
+                for nested in models_in(values)[:1]:
+                    problems += unknown_keys(item, nested, f"{path}.{key}.{name}")
+        else:
+            for nested in models_in(fields[key])[:1]:
+                problems += unknown_keys(value, nested, f"{path}.{key}")
+    return problems
+
+
+def test_committed_yaml_is_what_hera_compiles(monkeypatch):
+    monkeypatch.delenv("REGISTRY", raising=False)
+    monkeypatch.delenv("TAG", raising=False)
+    compiled = argo_compile.compiled()
+    assert sorted(compiled) == COMMITTED, "run `make argo`"
+    for path, text in compiled.items():
+        assert path.read_text() == text, (
+            f"{path.name} differs from its Hera definition: run `make argo`"
+        )
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_every_key_is_known_to_argo(path):
+    document = yaml.safe_load(path.read_text())
+    assert document["kind"] == "CronWorkflow"
+    assert sorted(unknown_keys(document, CronWorkflow)) == []
+    CronWorkflow.model_validate(document)
+
+
+def test_a_misspelled_key_is_caught():
+    document = yaml.safe_load((ARGO / "forecasting.yaml").read_text())
+    document["spec"]["workflowSpec"]["templates"][0]["container"]["imagePullPolicyy"] = "Always"
+    document["spec"]["concurencyPolicy"] = "Forbid"
+    assert sorted(unknown_keys(document, CronWorkflow)) == [
+        ".spec.concurencyPolicy",
+        ".spec.workflowSpec.templates[0].container.imagePullPolicyy",
+    ]
+
+
+def test_forecasting_dag_order_and_safety():
+    spec = yaml.safe_load((ARGO / "forecasting.yaml").read_text())["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    workflow = spec["workflowSpec"]
+    assert workflow["serviceAccountName"] == "workflow"
+    dag = next(t for t in workflow["templates"] if t["name"] == workflow["entrypoint"])["dag"]
+    order = [(t["name"], t.get("depends")) for t in dag["tasks"]]
+    assert order == [
+        ("validate-data", None),
+        ("backtest-train", "validate-data"),
+        ("promotion-gate", "backtest-train"),
+        ("predict", "promotion-gate"),
+    ]
+
+
+def steps():
+    for path in COMMITTED:
+        workflow = yaml.safe_load(path.read_text())["spec"]["workflowSpec"]
+        for template in workflow["templates"]:
+            if "container" in template:
+                yield pytest.param(template, id=f"{path.stem}/{template['name']}")
+
+
+@pytest.mark.parametrize("template", list(steps()))
+def test_each_step_runs_a_real_command_with_retries_and_resources(template):
+    container = template["container"]
+    assert template["retryStrategy"]["limit"] >= 1
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    refs = {(s.get("configMapRef") or s.get("secretRef"))["name"] for s in container["envFrom"]}
+    assert refs == {"platform-config", "postgres-credentials"}  # from the namespace's kustomization
+    module = container["command"][-1]
+    subcommand, *options = container["args"]
+    help_text = run_cli(module, subcommand, "--help").stdout
+    for option in (o for o in options if o.startswith("--")):
+        assert option.split("=")[0] in help_text
+
+
+def test_workflow_service_account_has_a_namespaced_role():
+    rbac = list(
+        yaml.safe_load_all(
+            (
+                ROOT / "infrastructure/manifests/beverage-sales-forecasting/workflow-rbac.yaml"
+            ).read_text()
+        )
+    )
+    kinds = {d["kind"]: d for d in rbac}
+    assert set(kinds) == {"ServiceAccount", "Role", "RoleBinding"}  # no ClusterRole
+    assert kinds["Role"]["rules"] == [
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["workflowtaskresults"],
+            "verbs": ["create", "patch"],
+        }
+    ]
