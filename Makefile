@@ -101,8 +101,18 @@ port_forward: ## BI on :8501, MLflow on :5000, Argo on :2746
 delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
 
+# --- docker compose: the same stack on one host ------------------------------------------
+COMPOSE := $(if $(filter 1,$(DRY_RUN)),@echo docker compose,docker compose) --env-file env.secret
+
+.PHONY: up down
+up: secrets ## run PostgreSQL, MLflow, the registration, the ML job and the BI with docker compose
+	$(COMPOSE) up --build --detach
+	@echo "BI: http://localhost:8501  MLflow: http://localhost:5000"
+down: ## stop the compose stack (volumes are kept; `docker compose down -v` drops them)
+	$(COMPOSE) down
+
 .PHONY: secrets
-secrets: ## write random database credentials for the Kubernetes Secrets (git-ignored, kept if present)
+secrets: ## write random database credentials for Kubernetes and compose (git-ignored, kept if present)
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/make_secrets.sh
 
 .PHONY: clean

@@ -5,6 +5,7 @@ With CI=true a missing service fails the test; elsewhere it is skipped with the 
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from mlsys.common.settings import MlflowSettings, PlatformSettings, PostgresSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "dataset" / "beverage"
@@ -68,6 +71,17 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subproce
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def variables_read_by_components() -> set[str]:
+    """Every environment variable some component reads: the settings classes, the MLflow
+    server script, and MLflow's own switch. Deployment files may pass only these."""
+    names = set()
+    for settings in (PlatformSettings, PostgresSettings, MlflowSettings):
+        prefix = settings.model_config["env_prefix"]
+        names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
+    names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
+    return names | {"MLFLOW_DISABLE_TELEMETRY"}
 
 
 @pytest.fixture(autouse=True)

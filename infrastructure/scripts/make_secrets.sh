@@ -2,14 +2,15 @@
 # Writes the env files that the kustomizations turn into Secret objects, with random
 # values, once: existing files are kept so that a running database keeps its password.
 # The files are git-ignored; nothing secret is ever committed.
-#   usage: make_secrets.sh [MANIFESTS_DIR]
+# The same credentials go to env.secret at the repository root, for docker compose.
+#   usage: make_secrets.sh [MANIFESTS_DIR] [COMPOSE_ENV_FILE]
 set -euo pipefail
 manifests="${1:-$(dirname "$0")/../manifests}"
+compose_env="${2:-$(dirname "$0")/../../env.secret}"
 # One password for every copy; an existing one is reused.
-password="$(cat "$manifests"/*/secrets/postgres.env 2>/dev/null | sed -n 's/^POSTGRES_PASSWORD=//p' | head -n 1 || true)"
+password="$(cat "$manifests"/*/secrets/postgres.env "$compose_env" 2>/dev/null | sed -n 's/^POSTGRES_PASSWORD=//p' | head -n 1 || true)"
 password="${password:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}"
-for namespace in data mlflow beverage-sales-forecasting; do
-  file="$manifests/$namespace/secrets/postgres.env"
+for file in "$manifests"/{data,mlflow,beverage-sales-forecasting}/secrets/postgres.env "$compose_env"; do
   if [ -s "$file" ]; then
     echo "kept $file"
     continue

@@ -11,8 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlsys.common.settings import MlflowSettings, PlatformSettings, PostgresSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, variables_read_by_components
 
 MANIFESTS = ROOT / "infrastructure" / "manifests"
 NAMESPACES = sorted(path.parent.name for path in MANIFESTS.glob("*/kustomization.yaml"))
@@ -25,7 +24,12 @@ def manifests(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("manifests") / "manifests"
     shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("secrets"))
     subprocess.run(
-        ["bash", str(ROOT / "infrastructure/scripts/make_secrets.sh"), str(copy)],
+        [
+            "bash",
+            str(ROOT / "infrastructure/scripts/make_secrets.sh"),
+            str(copy),
+            str(copy / "env.secret"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -90,15 +94,6 @@ def containers(documents: list[dict]):
             "spec", {}
         ).get("template", {}).get("spec")
         yield from (pod or {}).get("containers", [])
-
-
-def variables_read_by_components() -> set[str]:
-    names = set()
-    for settings in (PlatformSettings, PostgresSettings, MlflowSettings):
-        prefix = settings.model_config["env_prefix"]
-        names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
-    names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
-    return names | {"MLFLOW_DISABLE_TELEMETRY"}  # read by MLflow itself
 
 
 @pytest.mark.parametrize("namespace", ["mlflow", "beverage-sales-forecasting"])

@@ -1,0 +1,69 @@
+"""docker-compose.yaml is valid Compose (unknown keys rejected), starts in dependency order
+through healthchecks and completion conditions, and passes only variables the components
+read. No Docker engine runs here, so this is what proves it."""
+
+import subprocess
+
+import pydantic
+import pytest
+import yaml
+from compose_pydantic.models import ComposeSpecification
+
+from tests.conftest import ROOT, variables_read_by_components
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def spec_part(document: dict) -> dict:
+    return {
+        key: value for key, value in document.items() if not key.startswith("x-")
+    }  # x-: extensions
+
+
+def test_is_valid_compose_with_unknown_keys_rejected():
+    ComposeSpecification.model_validate(spec_part(COMPOSE))
+    broken = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    broken["services"]["bi"]["healthcheck"]["intervall"] = "5s"
+    with pytest.raises(pydantic.ValidationError):
+        ComposeSpecification.model_validate(spec_part(broken))
+
+
+def test_the_forecasting_stack_is_there():
+    assert set(SERVICES) == {"postgres", "mlflow", "data-registration", "ml", "bi"}
+    for service in SERVICES.values():
+        if "build" in service:
+            assert (ROOT / service["build"]["dockerfile"]).is_file()
+            assert service["image"].startswith("mlsys-")
+
+
+def test_ordering_uses_health_and_completion_never_sleep():
+    for name, service in SERVICES.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert condition["condition"] in {"service_healthy", "service_completed_successfully"}
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dependency], f"{name} waits on {dependency}"
+        assert "sleep" not in str(service.get("command", "")) + str(service.get("entrypoint", ""))
+    assert (
+        SERVICES["ml"]["depends_on"]["data-registration"]["condition"]
+        == "service_completed_successfully"
+    )
+
+
+def test_data_lives_in_named_volumes():
+    assert set(COMPOSE["volumes"]) == {"postgres-data", "mlflow-artifacts"}
+    assert "postgres-data:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
+
+
+@pytest.mark.parametrize("name", [n for n, s in SERVICES.items() if "build" in s])
+def test_components_receive_only_variables_they_read(name):
+    passed = set(SERVICES[name]["environment"])
+    assert passed <= variables_read_by_components(), passed - variables_read_by_components()
+
+
+def test_make_up_dry_run_prints_the_compose_commands():
+    result = subprocess.run(
+        ["make", "up", "down", "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "docker compose --env-file env.secret up --build --detach" in result.stdout
+    assert "docker compose --env-file env.secret down" in result.stdout
