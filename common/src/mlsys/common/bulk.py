@@ -6,7 +6,7 @@ the same data twice writes nothing. All of it runs in the caller's transaction.
 """
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -16,7 +16,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 CHUNK_ROWS = 200_000
-Progress = Callable[[int], None]  # called with the number of rows just written
 
 
 class DuplicateKey(ValueError):
@@ -139,16 +138,12 @@ class Staging:
         return max(self.connection.execute(statement).rowcount, 0)
 
 
-def bulk_upsert(
-    connection: Connection, table: Table, frame: pd.DataFrame, progress: Progress | None = None
-) -> int:
+def bulk_upsert(connection: Connection, table: Table, frame: pd.DataFrame) -> int:
     """Stage `frame` in chunks and merge it; returns rows inserted or changed."""
     staging = Staging(connection, table, list(frame.columns))
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
         staging.add(chunk)
-        if progress:
-            progress(len(chunk))
     return staging.merge()
 
 

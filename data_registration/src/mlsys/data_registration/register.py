@@ -34,7 +34,6 @@ class RegistrationSummary:
     sales_rows_read: int = 0
     sales_rows_selected: int = 0
     sales_rows_written: int = 0
-    weeks: tuple[date, date] | None = None
 
 
 def week_start(day: date) -> date:
@@ -98,7 +97,6 @@ def register(
         staging = Staging(connection, ItemSale.__table__, SALES_COLUMNS)
         generated = is_generated(sales_path)
         store_ids, item_ids = master_ids(connection)
-        first, last = None, None
         with Progress(disable=not show_progress, transient=True) as progress:
             task = progress.add_task(f"reading {sales_path.name}", total=count_lines(sales_path))
             for chunk in read_sales(sales_path, store_ids, item_ids):
@@ -112,8 +110,6 @@ def register(
                     continue
                 staging.add(chunk.assign(is_generated=generated), lines=line_numbers(chunk))
                 summary.sales_rows_selected += len(chunk)
-                first = min(filter(None, [first, chunk["date"].min()]))
-                last = max(filter(None, [last, chunk["date"].max()]))
         try:
             summary.sales_rows_written = staging.merge()
         except DuplicateKey as duplicate:
@@ -123,8 +119,6 @@ def register(
                 "date",
                 f"duplicate (date, store, item): {duplicate.key}",
             ) from duplicate
-        if first is not None:
-            summary.weeks = (week_start(first), week_start(last))
     log.info(
         "registered master_rows=%d sales_read=%d sales_selected=%d sales_written=%d",
         summary.master_rows,

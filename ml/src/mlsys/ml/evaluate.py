@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-BASELINES = {"last_week": "last_week", "mean_4_weeks": "mean_4_weeks"}
+BASELINES = ("last_week", "mean_4_weeks")  # frame columns of weekly_frame
 
 
 def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -21,8 +21,8 @@ def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 def compare(rows: pd.DataFrame, model_prediction: np.ndarray) -> dict[str, dict[str, float]]:
     """Metrics of the model and of each baseline on the same rows."""
     result = {"model": metrics(rows["sales"], model_prediction)}
-    for name, column in BASELINES.items():
-        predicted = rows[column].fillna(rows["base"])  # a baseline without history falls back
+    for name in BASELINES:
+        predicted = rows[name].fillna(rows["base"])  # a baseline without history falls back
         result[name] = metrics(rows["sales"], predicted)
     return result
 
