@@ -64,6 +64,7 @@ class Staging:
                 copy.write(buffer.getvalue())
         else:
             placeholders = ", ".join(f":{c}" for c in [*self.columns, "line"])
+            staged = _sqlite_datetimes(staged)
             records = staged.astype(object).where(staged.notna(), None).to_dict("records")
             self.connection.execute(
                 text(f"INSERT INTO {self.name} VALUES ({placeholders})"), records
@@ -136,6 +137,18 @@ class Staging:
             f"ON CONFLICT ({', '.join(self.keys)}) {conflict}"
         )
         return max(self.connection.execute(statement).rowcount, 0)
+
+
+def _sqlite_datetimes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as the naive-UTC text SQLAlchemy's SQLite DateTime stores and reads."""
+    converted = {}
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        if pd.api.types.is_datetime64_dtype(values.dtype):
+            converted[column] = values.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return frame.assign(**converted) if converted else frame
 
 
 def bulk_upsert(connection: Connection, table: Table, frame: pd.DataFrame) -> int:

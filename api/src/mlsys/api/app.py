@@ -1,0 +1,103 @@
+"""The AIAnimals API application: routes under /v0, Swagger at /v0/docs, /metrics."""
+
+import threading
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.responses import FileResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from starlette.responses import Response
+
+from mlsys.api import metrics
+from mlsys.api.deps import SessionDep
+from mlsys.api.routes import access_logs, animals, likes, metadata, users
+from mlsys.api.schemas import Health
+from mlsys.common import storage
+from mlsys.common.db import get_engine
+from mlsys.common.logging import get_logger
+from mlsys.common.settings import Profile, auth_settings, platform_settings
+
+log = get_logger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    auth_settings()  # refuse to start without a secret key outside development
+    stop = threading.Event()
+    indexer = None
+    if platform_settings().profile is Profile.local:
+        # The local profile indexes new posts and likes inside the API process: the
+        # in-process cache is then invalidated by the process that serves it.
+        from mlsys.common.indexing import index_posts
+        from mlsys.common.messages import consume
+        from mlsys.common.migrate import upgrade
+        from mlsys.common.search import get_search_index
+
+        engine = get_engine()
+        upgrade(engine)
+        handler = partial(index_posts, engine, get_search_index())
+        indexer = threading.Thread(
+            target=consume,
+            args=("search-index", handler, engine),
+            kwargs={"stop": stop.is_set},
+            name="search-index",
+            daemon=True,
+        )
+        indexer.start()
+    yield
+    stop.set()
+    if indexer is not None:
+        indexer.join(timeout=10)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="AIAnimals API",
+        version="0.1.0",
+        description="Backend of the AIAnimals pet photo-sharing app. Log in with "
+        "`POST /v0/user/login` and send the token in the `token` header.",
+        docs_url="/v0/docs",
+        redoc_url=None,
+        openapi_url="/v0/openapi.json",
+        lifespan=lifespan,
+    )
+    # Each router carries its whole /v0/... prefix, so route templates (metrics) are whole.
+    for module in (users, metadata, animals, likes, access_logs):
+        app.include_router(module.router)
+
+    @app.get("/v0/health-check", response_model=Health, tags=["health"])
+    def health_check() -> Health:
+        """Liveness: the process answers."""
+        return Health(health="ok")
+
+    @app.get("/v0/health-check/ready", response_model=Health, tags=["health"])
+    def ready(session: SessionDep) -> Health:
+        """Readiness: the database answers."""
+        session.execute(text("SELECT 1"))
+        return Health(health="ok")
+
+    @app.get("/v0/photos/{key:path}", tags=["animal"], response_class=FileResponse)
+    def photo(key: str) -> FileResponse:
+        """A stored photo."""
+        try:
+            path = storage.path_of(key)
+        except storage.InvalidKey as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo") from error
+        if not path.is_file():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo")
+        return FileResponse(path)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(OperationalError)
+    def database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
+        log.error("database error path=%s error=%r", request.url.path, error)
+        return JSONResponse({"detail": "the database is unavailable, try again"}, 503)
+
+    app.add_middleware(metrics.MetricsMiddleware)
+    return app

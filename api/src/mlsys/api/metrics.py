@@ -1,0 +1,61 @@
+"""Prometheus metrics: request latency per route, search cache results, outbox lag."""
+
+from time import perf_counter
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mlsys.common.db import get_engine
+from mlsys.common.messages import outbox_lag
+
+REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SEARCH_CACHE = Counter(
+    "search_cache_requests_total", "Search cache lookups: hit, miss or bypass", ["result"]
+)
+
+
+class OutboxCollector(Collector):
+    """Measured at scrape time: messages waiting to be handed on, and the oldest's age."""
+
+    def collect(self):
+        with get_engine().connect() as connection:
+            waiting, age = outbox_lag(connection)
+        yield GaugeMetricFamily("outbox_waiting_messages", "Outbox messages not handed on", waiting)
+        yield GaugeMetricFamily(
+            "outbox_oldest_waiting_seconds", "Age of the oldest waiting outbox message", age
+        )
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no per-request task as BaseHTTPMiddleware has): time every request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = perf_counter(), [500]
+
+        async def send_and_record_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], route, str(status[0])).observe(
+                perf_counter() - start
+            )
+
+
+REGISTRY.register(OutboxCollector())

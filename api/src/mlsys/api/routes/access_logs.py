@@ -1,0 +1,27 @@
+from fastapi import APIRouter, status
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mlsys.api.animals import now
+from mlsys.api.deps import CurrentUserId, SessionDep
+from mlsys.api.schemas import AccessLogCreate
+from mlsys.common.tables import AccessLog
+
+router = APIRouter(prefix="/v0/access_log", tags=["access_log"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AccessLogCreate)
+def post_access_log(
+    session: SessionDep, user_id: CurrentUserId, access_log: AccessLogCreate
+) -> AccessLogCreate:
+    """Record what the user did with a search result (impression, select, see_long, like).
+
+    The natural key is (search_id, animal_id, action): the app may retry safely.
+    """
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(AccessLog)
+        .values(**access_log.model_dump(mode="json"), user_id=user_id, created_at=now())
+        .on_conflict_do_nothing(index_elements=["search_id", "animal_id", "action"])
+    )
+    session.commit()
+    return access_log

@@ -1,0 +1,176 @@
+import hashlib
+import json
+import secrets
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from sqlalchemy import select
+
+from mlsys.api import animals, metrics
+from mlsys.api.deps import CacheDep, CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
+from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse
+from mlsys.common import storage
+from mlsys.common.messages import add_to_outbox
+from mlsys.common.search import SearchQuery, SearchResult, SortBy
+from mlsys.common.tables import Animal, AnimalSubcategory
+
+router = APIRouter(prefix="/v0/animal", tags=["animal"])
+
+Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
+Offset = Annotated[int, Query(ge=0, le=10_000)]
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+PHOTO_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg"}
+
+
+@router.get("", response_model=list[AnimalPublic])
+def list_animals(
+    session: SessionDep,
+    _: CurrentUserId,
+    id: HexId | None = None,
+    animal_category_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    animal_subcategory_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    user_id: HexId | None = None,
+    deactivated: bool = False,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[AnimalPublic]:
+    """Posts, newest first, filtered by any of the parameters."""
+    filters = [Animal.deactivated.is_(deactivated)] + [
+        column == value
+        for column, value in (
+            (Animal.id, id),
+            (Animal.animal_category_id, animal_category_id),
+            (Animal.animal_subcategory_id, animal_subcategory_id),
+            (Animal.user_id, user_id),
+        )
+        if value is not None
+    ]
+    return animals.list_animals(session=session, filters=filters, limit=limit, offset=offset)
+
+
+@router.get("/liked_by", response_model=list[AnimalPublic])
+def liked_by(
+    session: SessionDep,
+    current_user_id: CurrentUserId,
+    user_id: Annotated[HexId | None, Query(description="Default: the logged-in user")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[AnimalPublic]:
+    """Posts a user has liked, most recently liked first."""
+    return animals.liked_by(
+        session=session, user_id=user_id or current_user_id, limit=limit, offset=offset
+    )
+
+
+@router.post("", response_model=AnimalPublic, status_code=status.HTTP_201_CREATED)
+def post_animal(
+    session: SessionDep,
+    user: CurrentUser,
+    photo: Annotated[UploadFile, File(description="PNG or JPEG, at most 5 MiB")],
+    name: Annotated[str, Form(min_length=1, max_length=128)],
+    description: Annotated[str, Form(max_length=2000)],
+    animal_category_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
+    animal_subcategory_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
+) -> AnimalPublic:
+    """Post a photo. It is stored, then the post and its `animal.created` message (search
+    indexing, moderation) are committed together; it becomes searchable once indexed."""
+    data = photo.file.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the photo is over 5 MiB")
+    extension = next((e for magic, e in PHOTO_TYPES.items() if data.startswith(magic)), None)
+    if extension is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "the photo must be a PNG or JPEG image"
+        )
+    category_of_breed = session.scalar(
+        select(AnimalSubcategory.animal_category_id).where(
+            AnimalSubcategory.id == animal_subcategory_id
+        )
+    )
+    if category_of_breed != animal_category_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"animal_subcategory_id {animal_subcategory_id} is not a breed of "
+            f"animal_category_id {animal_category_id} (see /v0/metadata)",
+        )
+    animal_id = uuid4().hex
+    key = f"uploads/{animal_id[:2]}/{animal_id}.{extension}"
+    storage.put(key, data)
+    created = animals.now()
+    try:
+        session.add(
+            Animal(
+                id=animal_id,
+                animal_category_id=animal_category_id,
+                animal_subcategory_id=animal_subcategory_id,
+                user_id=user.id,
+                name=name,
+                description=description,
+                photo_key=key,
+                deactivated=False,
+                is_generated=False,
+                created_at=created,
+                updated_at=created,
+            )
+        )
+        session.flush()
+        add_to_outbox(session.connection(), "animal.created", [{"animal_id": animal_id}])
+        session.commit()
+    except Exception:
+        storage.path_of(key).unlink(missing_ok=True)  # no photo without its post
+        raise
+    return animals.get_animal(session=session, animal_id=animal_id)
+
+
+def _cache_key(request: SearchRequest, limit: int, offset: int) -> str:
+    canonical = request.model_dump_json() + f"|{limit}|{offset}"
+    return "search:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _search_body(result: SearchResult, offset: int) -> bytes:
+    """The response without its search_id (cached as is; the id is added per request)."""
+    results = [
+        {
+            **hit.model_dump(mode="json", exclude={"photo_key"}),
+            "photo_url": storage.url_of(hit.photo_key),
+        }
+        for hit in result.results
+    ]
+    body = {
+        "hits": result.hits,
+        "max_score": max((hit.score for hit in result.results), default=0.0),
+        "offset": offset,
+        "results": results,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(
+    request: SearchRequest,
+    _: CurrentUserId,
+    cache: CacheDep,
+    index: SearchIndexDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Response:
+    """Search posts by phrases (all must match; ねこ, ネコ and 猫 are the same), category
+    and breed names, sorted by score, likes, newest or a seeded random order. Responses
+    are cached until a post, a like or a deactivation changes the index."""
+    cacheable = not (request.sort_by is SortBy.random and request.seed is None)
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    key = _cache_key(request, limit, offset)
+    body, generation = cache.lookup(key) if cacheable else (None, b"")
+    metrics.SEARCH_CACHE.labels("hit" if body else "miss" if cacheable else "bypass").inc()
+    if body is None:
+        query = SearchQuery(
+            **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset
+        )
+        body = _search_body(index.search(query), offset)
+        if cacheable:
+            cache.store(key, body, generation)
+    search_id = uuid4().hex
+    return Response(
+        b'{"search_id":"' + search_id.encode() + b'",' + body[1:], media_type="application/json"
+    )

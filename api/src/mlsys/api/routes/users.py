@@ -1,0 +1,58 @@
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, Body, HTTPException, status
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from mlsys.api.animals import now
+from mlsys.api.deps import SessionDep
+from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic
+from mlsys.api.security import create_token
+from mlsys.common.passwords import hash_password, verify_password
+from mlsys.common.tables import User
+
+router = APIRouter(prefix="/v0/user", tags=["user"])
+
+
+@router.post("/login", response_model=LoginResponse)
+def login(session: SessionDep, credentials: Annotated[LoginRequest, Body()]) -> LoginResponse:
+    """Log in with a handle name or an email address and the password; returns a token to
+    send in the `token` header (or as `Authorization: Bearer`)."""
+    user = session.scalar(
+        select(User).where(
+            or_(
+                User.handle_name == credentials.handle_name,
+                User.email_address == credentials.email_address,
+            )
+        )
+    )
+    # The hash is verified even for unknown users, so timing tells nobody who exists.
+    valid = verify_password(credentials.password, user.password_hash if user else None)
+    if not valid or user is None or user.deactivated:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    return LoginResponse(user_id=user.id, token=create_token(user.id))
+
+
+@router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
+def register(session: SessionDep, user_create: UserCreate) -> UserPublic:
+    """Register a new user (the password is stored as an Argon2id hash)."""
+    user = User(
+        id=uuid4().hex,
+        handle_name=user_create.handle_name,
+        email_address=user_create.email_address,
+        password_hash=hash_password(user_create.password),
+        age=user_create.age,
+        gender=user_create.gender,
+        deactivated=False,
+        created_at=now(),
+    )
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "this handle name or email address is already registered"
+        ) from error
+    return UserPublic.model_validate(user, from_attributes=True)

@@ -1,0 +1,155 @@
+"""Request and response bodies of the /v0 API (what the Android app sends and reads)."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+from mlsys.common.search import SortBy
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
+    handle_name: Name | None = None
+    email_address: Annotated[str, StringConstraints(max_length=128)] | None = None
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+    @model_validator(mode="after")
+    def _one_identifier(self):
+        if not self.handle_name and not self.email_address:
+            raise ValueError("give handle_name or email_address")
+        return self
+
+
+class LoginResponse(BaseModel):
+    user_id: str
+    token: str
+
+
+class UserCreate(Strict):
+    handle_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,64}$")] = Field(
+        description="3-64 letters, digits, _ . -"
+    )
+    email_address: EmailStr
+    password: Annotated[str, StringConstraints(min_length=8, max_length=128)]
+    age: int = Field(ge=0, le=150)
+    gender: int = Field(ge=0, le=2)
+
+
+class UserPublic(BaseModel):
+    id: str
+    handle_name: str
+    email_address: str
+    age: int
+    gender: int
+    created_at: datetime
+
+
+class AnimalCategoryPublic(BaseModel):
+    id: int
+    name_en: str
+    name_ja: str
+    is_deleted: bool
+
+
+class AnimalSubcategoryPublic(AnimalCategoryPublic):
+    animal_category_id: int
+
+
+class ViolationTypePublic(BaseModel):
+    id: str
+    name: str
+
+
+class Metadata(BaseModel):
+    animal_category: list[AnimalCategoryPublic]
+    animal_subcategory: list[AnimalSubcategoryPublic]
+    violation_type: list[ViolationTypePublic]
+
+
+class AnimalPublic(BaseModel):
+    id: str
+    name: str
+    description: str
+    photo_url: str
+    animal_category_id: int
+    animal_category_name_en: str
+    animal_category_name_ja: str
+    animal_subcategory_id: int
+    animal_subcategory_name_en: str
+    animal_subcategory_name_ja: str
+    user_id: str
+    user_handle_name: str
+    like: int
+    created_at: datetime
+
+
+class SearchRequest(Strict):
+    animal_category_name_en: Annotated[str, StringConstraints(max_length=64)] | None = None
+    animal_category_name_ja: Annotated[str, StringConstraints(max_length=64)] | None = None
+    animal_subcategory_name_en: Annotated[str, StringConstraints(max_length=64)] | None = None
+    animal_subcategory_name_ja: Annotated[str, StringConstraints(max_length=64)] | None = None
+    phrases: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=10, description="Every phrase must match (AND)."
+    )
+    sort_by: SortBy = SortBy.score
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**31 - 1,
+        description="sort_by=random: the same seed, the same order",
+    )
+
+
+class SearchHitPublic(AnimalPublic):
+    score: float
+
+
+class SearchResponse(BaseModel):
+    search_id: str = Field(description="Send it back with /v0/access_log")
+    hits: int
+    max_score: float
+    offset: int
+    results: list[SearchHitPublic]
+
+
+class LikeCreate(Strict):
+    animal_id: HexId
+
+
+class LikePublic(BaseModel):
+    animal_id: str
+    user_id: str
+    created_at: datetime
+
+
+class Action(StrEnum):
+    impression = "impression"
+    select = "select"
+    see_long = "see_long"
+    like = "like"
+
+
+class AccessLogCreate(Strict):
+    search_id: HexId
+    animal_id: HexId
+    action: Action
+    position: int | None = Field(default=None, ge=0, le=10_000)
+    phrases: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=10
+    )
+    animal_category_id: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    animal_subcategory_id: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    sort_by: SortBy = SortBy.score
+    model_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class Health(BaseModel):
+    health: str

@@ -1,0 +1,1 @@
+"""AIAnimals batch jobs: dataset generation, initial load, outbox relay, search indexing."""

@@ -1,0 +1,155 @@
+"""Command line of the AIAnimals batch jobs."""
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlsys.common.logging import configure_logging
+
+app = typer.Typer(
+    help="AIAnimals batch jobs: generate the synthetic activity, load everything into the "
+    "database (SQLite under .mlsys/ by default, PostgreSQL with MLSYS_PROFILE=services), "
+    "relay the outbox to RabbitMQ, and keep the search index in sync.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+GENERATED = Path(".mlsys/aianimals")
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option(help="Folder to write the CSV files into.")] = GENERATED,
+    posts: Annotated[int, typer.Option(min=1, help="Animal posts to generate.")] = 10_000,
+    searches: Annotated[
+        int, typer.Option(min=0, help="Search sessions in the access logs (20 results each).")
+    ] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 0,
+    dataset_dir: Annotated[
+        Path, typer.Option(help="The dataset folder with aianimals/ and images/.")
+    ] = Path("dataset"),
+) -> None:
+    """Generate posts, likes and search access logs (seeded) as CSV files.
+
+    Writes animals.csv, likes.csv, access_logs.csv, hidden_quality.csv (the click model's
+    hidden relevance, for evaluating rankers only) and provenance.json.
+    """
+    from mlsys.batch.dataset import read_master_data
+    from mlsys.batch.generate import generate as run
+    from mlsys.batch.generate import write
+
+    master = read_master_data(dataset_dir / "aianimals")
+    activity = run(master, dataset_dir / "images", posts, searches, seed)
+    write(activity, output, {"posts": posts, "searches": searches, "seed": seed})
+    typer.echo(
+        f"wrote {len(activity.animals)} posts, {len(activity.likes)} likes, "
+        f"{len(activity.access_logs)} access logs to {output}"
+    )
+
+
+@app.command("initial-load")
+def initial_load(
+    generated: Annotated[Path, typer.Option(help="Folder written by `generate`.")] = GENERATED,
+    dataset_dir: Annotated[
+        Path, typer.Option(help="The dataset folder with aianimals/ and images/.")
+    ] = Path("dataset"),
+) -> None:
+    """Load categories, breeds, violation types, users (passwords hashed with Argon2id),
+    posts, likes and access logs; copy the photos into storage; queue one outbox message
+    per new post for indexing and moderation. Running it twice changes nothing."""
+    from mlsys.batch.dataset import InvalidDataset, read_master_data
+    from mlsys.batch.load import initial_load as run
+    from mlsys.batch.load import read_generated
+    from mlsys.common.db import get_engine
+
+    configure_logging()
+    try:
+        master = read_master_data(dataset_dir / "aianimals")
+        summary = run(get_engine(), master, read_generated(generated), dataset_dir / "images")
+    except InvalidDataset as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    counts = ", ".join(f"{table} {count}" for table, count in summary.counts.items())
+    typer.echo(f"rows: {counts}")
+    typer.echo(
+        f"written: {sum(summary.written.values())}; new posts queued: {summary.new_posts}; "
+        f"photos copied: {summary.photos_copied}"
+    )
+
+
+def _stop_on_signal() -> callable:
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    return lambda: bool(stopping)
+
+
+@app.command()
+def relay(
+    follow: Annotated[
+        bool, typer.Option(help="Keep relaying new messages until stopped (SIGTERM).")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
+) -> None:
+    """Publish waiting outbox messages to RabbitMQ with publisher confirms (services
+    profile). While RabbitMQ is unreachable messages wait in the outbox; with --follow the
+    relay retries every interval."""
+    import time
+
+    import pika.exceptions
+
+    from mlsys.common.db import get_engine
+    from mlsys.common.logging import get_logger
+    from mlsys.common.messages import relay_outbox
+
+    configure_logging()
+    log, stop, engine = get_logger("mlsys.batch.relay"), _stop_on_signal(), get_engine()
+    while True:
+        try:
+            published = relay_outbox(engine)
+            typer.echo(f"published: {published}")
+        except pika.exceptions.AMQPError as error:
+            if not follow:
+                typer.echo(f"error: RabbitMQ is unreachable ({error!r}); messages wait", err=True)
+                raise typer.Exit(1) from error
+            log.warning("rabbitmq unreachable error=%r; retrying", error)
+        if not follow or stop():
+            return
+        time.sleep(interval)
+
+
+@app.command("search-index")
+def search_index(
+    idle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a message (default: run until stopped)."
+        ),
+    ] = None,
+) -> None:
+    """Consume the search-index queue (RabbitMQ, or the outbox in the local profile):
+    index new and changed posts, remove deactivated ones, invalidate cached searches."""
+    from functools import partial
+
+    from mlsys.common.db import get_engine
+    from mlsys.common.indexing import index_posts
+    from mlsys.common.messages import consume
+    from mlsys.common.migrate import upgrade
+    from mlsys.common.search import get_search_index
+
+    configure_logging()
+    engine = get_engine()
+    upgrade(engine)
+    handler = partial(index_posts, engine, get_search_index())
+    stats = consume(
+        "search-index", handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
+    )
+    typer.echo(
+        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,228 @@
+"""Seeded synthetic AIAnimals activity: posts, likes and search access logs.
+
+The original posts, likes and logs are not available, so they are generated with the
+same shape. Every post has a hidden quality; likes follow it, and access logs come from
+a position-based click model (a user examines rank k with probability 1/(k+1)^0.8 and
+clicks an examined result with a probability that grows with its relevance), so that a
+ranking model trained on the logs has something real to learn. The hidden relevance is
+written beside the data (`hidden_quality.csv`) to evaluate such a model, never to train it.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlsys.batch.dataset import MasterData, read_image_manifest
+
+GENERATOR_VERSION = 1
+FIRST_POST = datetime(2021, 6, 1, tzinfo=UTC)
+LAST_POST = datetime(2021, 12, 31, tzinfo=UTC)
+RESULTS_SHOWN = 20
+EXAMINATION_DECAY = 0.8
+
+PET_NAMES = [
+    "ポチ", "タマ", "モモ", "ココ", "ソラ", "マロン", "チョコ", "レオ", "ハナ", "コタロウ",
+    "ムギ", "きなこ", "あずき", "こむぎ", "さくら", "小太郎", "大福", "もち", "ルナ", "ミルク",
+    "クッキー", "はっちゃん", "ゴン", "シロ", "クロ", "トラ", "ミケ", "ベル", "リン", "まる",
+]  # fmt: skip
+# The same animal written three ways, as users do: searching any one must find them all.
+CATEGORY_WORDS = {"cat": ["猫", "ねこ", "ネコ"], "dog": ["犬", "いぬ", "イヌ"], "other": ["動物"]}
+ADJECTIVES = ["かわいい", "元気な", "眠そうな", "ふわふわの", "おとなしい", "やんちゃな", "小さな"]
+ACTIVITIES = [
+    "お昼寝中です", "散歩が大好きです", "おもちゃで遊んでいます", "ごはんを待っています",
+    "日向ぼっこしています", "こちらを見ています", "お風呂が苦手です", "毎日元気に走り回っています",
+]  # fmt: skip
+PLACES = ["公園で", "ソファの上で", "窓辺で", "庭で", "ベッドで", "海辺で", "リビングで"]
+
+
+@dataclass
+class GeneratedActivity:
+    animals: pd.DataFrame
+    likes: pd.DataFrame
+    access_logs: pd.DataFrame
+    hidden_quality: pd.DataFrame
+
+
+def _choice(rng: np.random.Generator, options: list[str], size: int) -> np.ndarray:
+    return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
+
+
+def generate_animals(master: MasterData, images: pd.DataFrame, posts: int, rng) -> pd.DataFrame:
+    categories = master.categories.set_index("id")
+    subcategories = master.subcategories
+    category_id = rng.choice([1, 2, 0], size=posts, p=[0.48, 0.49, 0.03])
+    # Breeds are not equally popular: a Zipf-like weight per breed within its category.
+    subcategory_id = np.zeros(posts, dtype=int)
+    for category in (0, 1, 2):
+        breeds = subcategories.loc[subcategories["animal_category_id"] == category, "id"].to_numpy()
+        weights = 1 / np.arange(1, len(breeds) + 1) ** 0.7
+        chosen = category_id == category
+        subcategory_id[chosen] = rng.choice(
+            rng.permutation(breeds), size=chosen.sum(), p=weights / weights.sum()
+        )
+    breed_ja = subcategories.set_index("id").loc[subcategory_id, "name_ja"].to_numpy()
+    category_en = categories.loc[category_id, "name_en"].to_numpy()
+    word = np.array([_choice(rng, CATEGORY_WORDS[c], 1)[0] for c in category_en], dtype=object)
+    adjective = _choice(rng, ADJECTIVES, posts)
+    name = _choice(rng, PET_NAMES, posts)
+    description = (
+        adjective + breed_ja + "の" + word + "の" + name + "です。"
+        + _choice(rng, PLACES, posts) + _choice(rng, ACTIVITIES, posts)
+    )  # fmt: skip
+    no_animal = rng.random(posts) < 0.03  # a few posts without an animal: for moderation
+    animal_files = images.loc[images["label"] == "animal", "file"].to_numpy()
+    other_files = images.loc[images["label"] == "no_animal", "file"].to_numpy()
+    photo = np.where(
+        no_animal,
+        other_files[rng.integers(0, len(other_files), posts)],
+        animal_files[rng.integers(0, len(animal_files), posts)],
+    )
+    span = (LAST_POST - FIRST_POST).total_seconds()
+    created_at = pd.to_datetime(
+        [FIRST_POST + timedelta(seconds=float(s)) for s in np.sort(rng.random(posts) * span)]
+    ).floor("s")
+    users = master.users["id"].to_numpy()
+    owner_weights = rng.pareto(1.5, len(users)) + 1  # a few users post a lot
+    return pd.DataFrame(
+        {
+            "id": _hex_ids(rng, posts),
+            "animal_category_id": category_id,
+            "animal_subcategory_id": subcategory_id,
+            "user_id": rng.choice(users, size=posts, p=owner_weights / owner_weights.sum()),
+            "name": name,
+            "description": description,
+            "photo_key": "dataset/" + pd.Series(photo, dtype=object),
+            "created_at": created_at,
+            "updated_at": created_at,
+            "adjective": adjective,  # kept for the click model; not loaded
+            "no_animal": no_animal,
+        }
+    )
+
+
+def generate_likes(animals: pd.DataFrame, users: np.ndarray, quality: np.ndarray, rng):
+    counts = np.minimum(rng.poisson(12 * quality**2), len(users))
+    post = np.repeat(np.arange(len(animals)), counts)
+    # Distinct likers per post: the first `count` users of a random permutation each.
+    likers = np.concatenate(
+        [rng.choice(len(users), size=count, replace=False) for count in counts[counts > 0]]
+    )
+    delay = pd.to_timedelta(rng.integers(60, 30 * 86400, len(post)), unit="s")
+    return pd.DataFrame(
+        {
+            "animal_id": animals["id"].to_numpy()[post],
+            "user_id": users[likers],
+            "created_at": pd.DatetimeIndex(animals["created_at"])[post] + delay,
+        }
+    )
+
+
+def _hex_ids(rng: np.random.Generator, count: int) -> list[str]:
+    raw = rng.bytes(16 * count).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def generate_access_logs(
+    animals: pd.DataFrame, master: MasterData, quality: np.ndarray, searches: int, rng
+) -> pd.DataFrame:
+    """Search sessions: a query, the results shown, and what the user did with them."""
+    breed_ja = master.subcategories.set_index("id")["name_ja"]
+    category_en = master.categories.set_index("id")["name_en"]
+    users = master.users["id"].to_numpy()
+    ids = animals["id"].to_numpy()
+    category = animals["animal_category_id"].to_numpy()
+    subcategory = animals["animal_subcategory_id"].to_numpy()
+    adjective = animals["adjective"].to_numpy()
+    likes = np.zeros(len(animals))
+    session_start = LAST_POST + timedelta(days=1)
+    search_ids = _hex_ids(rng, searches)
+    columns = {name: [] for name in ("search_id", "animal_id", "action", "user_id", "position",
+                                     "phrases", "animal_category_id", "animal_subcategory_id",
+                                     "sort_by", "created_at")}  # fmt: skip
+    for search in range(searches):
+        kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
+        pick = rng.integers(0, len(animals))
+        category_filter = subcategory_filter = None
+        if kind == "breed":
+            match = subcategory == subcategory[pick]
+            phrases = [breed_ja[subcategory[pick]]]
+            subcategory_filter = int(subcategory[pick]) if rng.random() < 0.3 else None
+        elif kind == "category":
+            match = category == category[pick]
+            phrases = [str(_choice(rng, CATEGORY_WORDS[category_en[category[pick]]], 1)[0])]
+            category_filter = int(category[pick]) if rng.random() < 0.3 else None
+        else:
+            match = (adjective == adjective[pick]) & (category == category[pick])
+            phrases = [adjective[pick], CATEGORY_WORDS[category_en[category[pick]]][0]]
+        candidates = np.flatnonzero(match)
+        sort_by = str(rng.choice(["score", "created_at", "like"], p=[0.7, 0.2, 0.1]))
+        if sort_by == "created_at":
+            order = candidates[::-1]  # posts are generated in order of creation
+        elif sort_by == "like":
+            order = candidates[np.argsort(-likes[candidates], kind="stable")]
+        else:  # lexical scores barely differ on short texts: close to a shuffle
+            order = rng.permutation(candidates)
+        shown = order[:RESULTS_SHOWN]
+        # Hidden relevance: the post's quality; an exact breed match counts more.
+        relevance = quality[shown] * (1.0 if kind == "breed" else 0.8)
+        examined = rng.random(len(shown)) < 1 / (np.arange(1, len(shown) + 1) ** EXAMINATION_DECAY)
+        selected = examined & (rng.random(len(shown)) < 0.05 + 0.8 * relevance)
+        seen_long = selected & (rng.random(len(shown)) < 0.2 + 0.7 * relevance)
+        liked = seen_long & (rng.random(len(shown)) < 0.6 * relevance)
+        likes[shown[liked]] += 1
+        user_id = users[rng.integers(0, len(users))]
+        when = session_start + timedelta(seconds=int(search * 37 + rng.integers(0, 30)))
+        for action, happened in (
+            ("impression", np.ones(len(shown), dtype=bool)),
+            ("select", selected),
+            ("see_long", seen_long),
+            ("like", liked),
+        ):
+            positions = np.flatnonzero(happened)
+            n = len(positions)
+            columns["search_id"] += [search_ids[search]] * n
+            columns["animal_id"] += list(ids[shown[positions]])
+            columns["action"] += [action] * n
+            columns["user_id"] += [user_id] * n
+            columns["position"] += positions.tolist()
+            columns["phrases"] += [phrases] * n
+            columns["animal_category_id"] += [category_filter] * n
+            columns["animal_subcategory_id"] += [subcategory_filter] * n
+            columns["sort_by"] += [sort_by] * n
+            columns["created_at"] += [when] * n
+    logs = pd.DataFrame(columns)
+    logs["model_name"] = None
+    logs["created_at"] = pd.to_datetime(logs["created_at"])
+    return logs.astype({"animal_category_id": "Int64", "animal_subcategory_id": "Int64"})
+
+
+def generate(master: MasterData, images_dir: Path, posts: int, searches: int, seed: int):
+    rng = np.random.default_rng(seed)
+    animals = generate_animals(master, read_image_manifest(images_dir), posts, rng)
+    quality = rng.beta(2, 4, posts)
+    quality[animals["no_animal"].to_numpy()] *= 0.1  # nobody likes a photo of a stapler
+    likes = generate_likes(animals, master.users["id"].to_numpy(), quality, rng)
+    access_logs = generate_access_logs(animals, master, quality, searches, rng)
+    hidden = pd.DataFrame({"animal_id": animals["id"], "quality": quality})
+    return GeneratedActivity(
+        animals.drop(columns=["adjective", "no_animal"]), likes, access_logs, hidden
+    )
+
+
+def write(activity: GeneratedActivity, directory: Path, provenance: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    activity.animals.to_csv(directory / "animals.csv", index=False)
+    activity.likes.to_csv(directory / "likes.csv", index=False)
+    logs = activity.access_logs.assign(phrases=activity.access_logs["phrases"].map(json.dumps))
+    logs.to_csv(directory / "access_logs.csv", index=False)
+    activity.hidden_quality.to_csv(directory / "hidden_quality.csv", index=False)
+    (directory / "provenance.json").write_text(
+        json.dumps(
+            {"generator": "mlsys.batch generate", "version": GENERATOR_VERSION, **provenance},
+            indent=2,
+        )
+    )

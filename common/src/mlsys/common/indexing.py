@@ -1,0 +1,87 @@
+"""The search-index consumer: keeps the search index in sync with the posts.
+
+Each message names a post (`{"animal_id": ...}`); the handler reads the post's current
+state from the database and upserts it, or deletes it when it is gone or deactivated.
+Reading the current state, not the message, makes the handler idempotent and immune to
+message order. After a batch is indexed, cached search responses are invalidated.
+"""
+
+from datetime import UTC
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from mlsys.common.cache import get_cache
+from mlsys.common.messages import Message
+from mlsys.common.search import AnimalDocument, SearchIndex
+from mlsys.common.tables import Animal, AnimalCategory, AnimalSubcategory, Like, User
+
+
+class InvalidMessage(ValueError):
+    """A message without a post id: retrying cannot fix it, it will be dead-lettered."""
+
+
+def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDocument]:
+    """Documents of the active posts among `animal_ids` (one query, likes counted in it)."""
+    likes = (
+        select(Like.animal_id, func.count().label("likes"))
+        .where(Like.animal_id.in_(animal_ids))
+        .group_by(Like.animal_id)
+        .subquery()
+    )
+    statement = (
+        select(
+            Animal,
+            AnimalCategory.name_en,
+            AnimalCategory.name_ja,
+            AnimalSubcategory.name_en,
+            AnimalSubcategory.name_ja,
+            User.handle_name,
+            func.coalesce(likes.c.likes, 0),
+        )
+        .join(AnimalCategory, AnimalCategory.id == Animal.animal_category_id)
+        .join(AnimalSubcategory, AnimalSubcategory.id == Animal.animal_subcategory_id)
+        .join(User, User.id == Animal.user_id)
+        .outerjoin(likes, likes.c.animal_id == Animal.id)
+        .where(Animal.id.in_(animal_ids), Animal.deactivated.is_(False))
+    )
+    with Session(engine) as session:
+        rows = session.execute(statement).all()
+    return {
+        animal.id: AnimalDocument(
+            id=animal.id,
+            name=animal.name,
+            description=animal.description,
+            photo_key=animal.photo_key,
+            animal_category_id=animal.animal_category_id,
+            animal_category_name_en=cat_en,
+            animal_category_name_ja=cat_ja,
+            animal_subcategory_id=animal.animal_subcategory_id,
+            animal_subcategory_name_en=sub_en,
+            animal_subcategory_name_ja=sub_ja,
+            user_id=animal.user_id,
+            user_handle_name=handle,
+            like=like_count,
+            # SQLite keeps no time zone; every timestamp here is UTC.
+            created_at=animal.created_at.replace(tzinfo=animal.created_at.tzinfo or UTC),
+        )
+        for animal, cat_en, cat_ja, sub_en, sub_ja, handle, like_count in rows
+    }
+
+
+def post_ids(messages: list[Message]) -> list[str]:
+    ids = []
+    for message in messages:
+        animal_id = message.payload.get("animal_id") if isinstance(message.payload, dict) else None
+        if not isinstance(animal_id, str) or not animal_id:
+            raise InvalidMessage(f"message {message.id} ({message.topic}) has no animal_id")
+        ids.append(animal_id)
+    return list(dict.fromkeys(ids))
+
+
+def index_posts(engine: Engine, index: SearchIndex, messages: list[Message]) -> None:
+    ids = post_ids(messages)
+    documents = load_documents(engine, ids)
+    index.upsert(list(documents.values()))
+    index.delete([i for i in ids if i not in documents])
+    get_cache().invalidate()
