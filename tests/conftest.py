@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -19,7 +20,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mlsys.common.settings import MlflowSettings, PlatformSettings, PostgresSettings
+from mlsys.common.settings import (
+    AuthSettings,
+    ElasticsearchSettings,
+    MlflowSettings,
+    PlatformSettings,
+    PostgresSettings,
+    RabbitmqSettings,
+    RedisSettings,
+    SearchSettings,
+    StorageSettings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "dataset" / "beverage"
@@ -32,6 +43,10 @@ _TMP = tempfile.mkdtemp(prefix="mlsys-tests-")
 os.environ["TMPDIR"] = _TMP
 tempfile.tempdir = _TMP
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# Argon2 at its production cost takes ~20 ms a hash; 2,848 users per load would dominate the
+# suite. Hashes carry their own parameters, so this changes cost, never correctness.
+os.environ["AUTH_HASH_MEMORY_KIB"] = "1024"
+os.environ["AUTH_HASH_TIME_COST"] = "1"
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -77,7 +92,17 @@ def variables_read_by_components() -> set[str]:
     """Every environment variable some component reads: the settings classes, the MLflow
     server script, and MLflow's own switch. Deployment files may pass only these."""
     names = set()
-    for settings in (PlatformSettings, PostgresSettings, MlflowSettings):
+    for settings in (
+        PlatformSettings,
+        PostgresSettings,
+        MlflowSettings,
+        RedisSettings,
+        RabbitmqSettings,
+        ElasticsearchSettings,
+        SearchSettings,
+        StorageSettings,
+        AuthSettings,
+    ):
         prefix = settings.model_config["env_prefix"]
         names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
     names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
@@ -215,3 +240,121 @@ def demo_home(tmp_path_factory) -> Path:
     run_cli("mlsys.ml", "train", env=env)
     run_cli("mlsys.ml", "predict", env=env)
     return home
+
+
+# --- AIAnimals: a small generated dataset, loaded once and copied per test -----------------
+
+AIANIMALS_POSTS = 600
+
+
+@pytest.fixture(scope="session")
+def aianimals_generated(tmp_path_factory) -> Path:
+    """A small seeded activity (posts, likes, access logs) written by the real CLI."""
+    directory = tmp_path_factory.mktemp("aianimals-generated")
+    run_cli(
+        "mlsys.batch", "generate", "--output", str(directory),
+        "--posts", str(AIANIMALS_POSTS), "--searches", "200", "--seed", "7",
+    )  # fmt: skip
+    return directory
+
+
+@pytest.fixture(scope="session")
+def aianimals_loaded(tmp_path_factory, aianimals_generated) -> Path:
+    """A local home with AIAnimals loaded and indexed, by the real CLIs (read-only)."""
+    home = tmp_path_factory.mktemp("aianimals") / "mlsys-home"
+    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
+    run_cli("mlsys.batch", "initial-load", "--generated", str(aianimals_generated), env=env)
+    run_cli("mlsys.batch", "search-index", "--idle-seconds", "0.5", env=env)
+    return home
+
+
+@pytest.fixture
+def aianimals_home(aianimals_loaded, local_home) -> Path:
+    """A private copy of the loaded home: tests may like, post and unlike freely."""
+    shutil.copytree(aianimals_loaded, local_home)
+    return local_home
+
+
+class ApiServer:
+    """The API on uvicorn in a thread, spoken to over real HTTP."""
+
+    def __init__(self):
+        import uvicorn
+
+        from mlsys.api.app import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(), port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the API did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def api(aianimals_home):
+    """The API (local profile) over a private copy of the loaded AIAnimals home."""
+    import httpx
+
+    from mlsys.common.cache import _cache_for
+    from mlsys.common.search import _index_for
+
+    _cache_for.cache_clear()  # one cache and index per home, as in a fresh process
+    _index_for.cache_clear()
+    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def login(client, handle_name: str = "dog_leigh", password: str = "password") -> dict:
+    response = client.post(
+        "/v0/user/login", json={"handle_name": handle_name, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return {"token": response.json()["token"]}
+
+
+# --- Redis and RabbitMQ: a key prefix and a vhost per test -----------------------------------
+
+
+@pytest.fixture
+def redis_prefix(monkeypatch):
+    require(port_open("127.0.0.1", 6379), "Redis on localhost:6379")
+    import redis
+
+    prefix = f"mlsys-test:{uuid.uuid4().hex[:10]}:"
+    monkeypatch.setenv("REDIS_KEY_PREFIX", prefix)
+    yield prefix
+    client = redis.Redis()
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def rabbitmq_vhost(monkeypatch):
+    require(
+        port_open("127.0.0.1", 5672) and shutil.which("rabbitmqctl") is not None,
+        "RabbitMQ on localhost:5672 (with rabbitmqctl)",
+    )
+    vhost = f"mlsys-test-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    monkeypatch.setenv("RABBITMQ_VHOST", vhost)
+    yield vhost
+    rabbitmqctl("delete_vhost", vhost)

@@ -22,7 +22,12 @@ import httpx
 from pydantic import BaseModel, Field
 
 from mlsys.common.japanese import index_terms, query_terms
-from mlsys.common.settings import Profile, elasticsearch_settings, platform_settings
+from mlsys.common.settings import (
+    Profile,
+    elasticsearch_settings,
+    platform_settings,
+    search_settings,
+)
 
 
 class SortBy(StrEnum):
@@ -99,7 +104,7 @@ _LOCAL_ORDER = {
     SortBy.like: "a.likes DESC, score DESC, a.id",
     SortBy.created_at: "a.created_at DESC, a.id",
     # A multiplicative hash of the row id, salted by the seed: a stable shuffle.
-    SortBy.random: "(a.rowid * 2654435761 + :seed) % 4294967311, a.id",
+    SortBy.random: "((a.rowid + :seed) * 2654435761) % 4294967311, a.id",
 }
 
 
@@ -369,8 +374,8 @@ class ElasticsearchIndex:
 
 
 @cache
-def _index_for(profile: Profile, location: str) -> SearchIndex:
-    if profile is Profile.services:
+def _index_for(engine: str, location: str) -> SearchIndex:
+    if engine == "elasticsearch":
         settings = elasticsearch_settings()
         auth = (settings.user, settings.password.get_secret_value()) if settings.user else None
         client = httpx.Client(base_url=location, auth=auth, timeout=10)
@@ -383,6 +388,9 @@ def _index_for(profile: Profile, location: str) -> SearchIndex:
 def get_search_index() -> SearchIndex:
     """The search index of the configured profile, one per process."""
     platform = platform_settings()
-    if platform.profile is Profile.services:
-        return _index_for(platform.profile, elasticsearch_settings().url)
-    return _index_for(platform.profile, str((platform.home / "search.sqlite").resolve()))
+    engine = search_settings().engine or (
+        "elasticsearch" if platform.profile is Profile.services else "local"
+    )
+    if engine == "elasticsearch":
+        return _index_for(engine, elasticsearch_settings().url)
+    return _index_for(engine, str((platform.home / "search.sqlite").resolve()))

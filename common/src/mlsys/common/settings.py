@@ -6,6 +6,7 @@ environment first.
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,15 @@ class RabbitmqSettings(BaseSettings):
     max_attempts: int = 3  # deliveries of one message before it is dead-lettered
 
 
+class SearchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEARCH_")
+
+    # None: Elasticsearch in the services profile, SQLite FTS5 under MLSYS_HOME in the
+    # local one. `local` also serves a services deployment without Elasticsearch (with one
+    # API replica, as the index is then a file).
+    engine: Literal["elasticsearch", "local"] | None = None
+
+
 class ElasticsearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ELASTICSEARCH_")
 
@@ -125,6 +135,10 @@ def rabbitmq_settings() -> RabbitmqSettings:
 
 def elasticsearch_settings() -> ElasticsearchSettings:
     return ElasticsearchSettings()
+
+
+def search_settings() -> SearchSettings:
+    return SearchSettings()
 
 
 def storage_root() -> Path:

@@ -1,0 +1,233 @@
+"""The API on the embedded local profile, over real HTTP: the Android app's sequence,
+authentication, likes with cache invalidation, posting photos, and clear errors."""
+
+import time
+
+import pytest
+
+from tests.conftest import login
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
+    b"\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00"
+    b"\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def search(api, token, body, **params):
+    response = api.post("/v0/animal/search", json=body, headers=token, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_until(condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def test_android_app_sequence(api):
+    """Login as dog_leigh -> metadata -> search (limit=100) -> open a post -> like ->
+    access logs with select, see_long and like, all with the `token` header."""
+    response = api.post("/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"})
+    assert response.status_code == 200
+    user_id, token = response.json()["user_id"], {"token": response.json()["token"]}
+
+    metadata = api.get("/v0/metadata", headers=token).json()
+    assert {c["name_en"] for c in metadata["animal_category"]} == {"other", "cat", "dog"}
+    assert len(metadata["animal_subcategory"]) == 38 and len(metadata["violation_type"]) == 5
+
+    found = search(api, token, {"phrases": ["ねこ"], "sort_by": "score"}, limit=100)
+    assert 0 < len(found["results"]) <= 100 and found["hits"] >= len(found["results"])
+    first = found["results"][0]
+    assert first["animal_category_name_en"] == "cat"
+
+    opened = api.get("/v0/animal", params={"id": first["id"]}, headers=token).json()
+    assert [a["id"] for a in opened] == [first["id"]]
+    photo = api.get(opened[0]["photo_url"])
+    assert photo.status_code == 200 and photo.content.startswith(b"\x89PNG")
+
+    liked = api.post("/v0/like", json={"animal_id": first["id"]}, headers=token)
+    assert liked.status_code == 201 and liked.json()["user_id"] == user_id
+
+    for position, action in enumerate(["select", "see_long", "like"]):
+        log = {
+            "search_id": found["search_id"],
+            "animal_id": first["id"],
+            "action": action,
+            "position": 0,
+            "phrases": ["ねこ"],
+            "sort_by": "score",
+        }
+        response = api.post("/v0/access_log", json=log, headers=token)
+        assert response.status_code == 201, (position, response.text)
+    from mlsys.common.db import get_engine
+
+    with get_engine().connect() as connection:
+        from sqlalchemy import text
+
+        actions = connection.execute(
+            text("SELECT action, user_id FROM access_logs WHERE search_id = :s ORDER BY action"),
+            {"s": found["search_id"]},
+        ).all()
+    assert actions == [("like", user_id), ("see_long", user_id), ("select", user_id)]
+    # A retried access log is harmless (natural key).
+    assert api.post("/v0/access_log", json=log, headers=token).status_code == 201
+
+
+def test_bearer_tokens_and_email_login_work_too(api):
+    response = api.post(
+        "/v0/user/login", json={"email_address": "dog_leigh@example.com", "password": "password"}
+    )
+    token = response.json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.get("/v0/animal", params={"limit": 1}, headers=bearer).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"token": "not-a-jwt"}, {"Authorization": "Bearer forged.token.value"}],
+)
+def test_reads_need_a_valid_token(api, headers):
+    response = api.get("/v0/animal", headers=headers)
+    assert response.status_code == 401
+    assert "token" in response.json()["detail"] or "log in" in response.json()["detail"]
+
+
+def test_an_expired_token_is_refused(api, monkeypatch):
+    monkeypatch.setenv("AUTH_TOKEN_MINUTES", "-1")
+    token = login(api)
+    response = api.get("/v0/animal", headers=token)
+    assert response.status_code == 401 and "expired" in response.json()["detail"]
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(api):
+    wrong = api.post("/v0/user/login", json={"handle_name": "dog_leigh", "password": "nope"})
+    unknown = api.post("/v0/user/login", json={"handle_name": "nobody_x", "password": "nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert api.post("/v0/user/login", json={"password": "x"}).status_code == 422
+
+
+def test_register_then_login(api):
+    user = {
+        "handle_name": "new_cat_fan",
+        "email_address": "new_cat_fan@example.com",
+        "password": "a long secret",
+        "age": 30,
+        "gender": 1,
+    }
+    created = api.post("/v0/user", json=user)
+    assert created.status_code == 201 and "password" not in created.text
+    assert api.post("/v0/user", json=user).status_code == 409
+    assert login(api, "new_cat_fan", "a long secret")
+    short = api.post("/v0/user", json=user | {"handle_name": "other", "password": "short"})
+    assert short.status_code == 422
+
+
+def test_like_and_unlike_invalidate_cached_searches(api):
+    token = login(api)
+    body = {"phrases": ["イヌ"], "sort_by": "like"}
+    before = search(api, token, body, limit=5)
+    target = before["results"][-1]
+    assert search(api, token, body, limit=5)["results"] == before["results"]  # cached
+    assert api.post("/v0/like", json={"animal_id": target["id"]}, headers=token).status_code == 201
+    again = api.post("/v0/like", json={"animal_id": target["id"]}, headers=token)
+    assert again.status_code == 200  # liking twice changes nothing
+
+    def like_count():
+        hits = search(
+            api,
+            token,
+            body | {"animal_subcategory_name_en": target["animal_subcategory_name_en"]},
+            limit=200,
+        )
+        return next(h["like"] for h in hits["results"] if h["id"] == target["id"])
+
+    wait_until(lambda: like_count() == target["like"] + 1)
+    gone = api.delete("/v0/like", params={"animal_id": target["id"]}, headers=token)
+    assert gone.status_code == 204
+    wait_until(lambda: like_count() == target["like"])
+    metrics = api.get("/metrics").text
+    assert 'search_cache_requests_total{result="hit"}' in metrics
+
+
+def test_a_user_removes_only_their_own_likes(api):
+    me = api.post("/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"})
+    token, my_id = {"token": me.json()["token"]}, me.json()["user_id"]
+    likes = api.get("/v0/like", params={"limit": 50}, headers=token).json()
+    other = next(like for like in likes if like["user_id"] != my_id)
+    params = {"animal_id": other["animal_id"], "user_id": other["user_id"]}
+    response = api.delete("/v0/like", params=params, headers=token)
+    assert response.status_code == 403 and "own likes" in response.json()["detail"]
+    assert api.get("/v0/like", params=params, headers=token).json()  # still there
+
+
+def test_a_posted_photo_becomes_searchable(api):
+    token = login(api)
+    form = {
+        "name": "ソラ",
+        "description": "ふわふわのサモエドの仔犬、はじめての雪",
+        "animal_category_id": "2",
+        "animal_subcategory_id": "30",
+    }
+    response = api.post(
+        "/v0/animal", data=form, files={"photo": ("sora.png", PNG, "image/png")}, headers=token
+    )
+    assert response.status_code == 201, response.text
+    posted = response.json()
+    assert api.get(posted["photo_url"]).content == PNG
+
+    def found():
+        hits = search(api, token, {"phrases": ["雪"], "animal_subcategory_name_ja": "サモエド"})
+        return [h["id"] for h in hits["results"]] == [posted["id"]]
+
+    wait_until(found)
+
+
+@pytest.mark.parametrize(
+    ("form", "photo", "message"),
+    [
+        ({"animal_category_id": "1", "animal_subcategory_id": "30"}, PNG, "not a breed"),
+        ({"animal_category_id": "2", "animal_subcategory_id": "30"}, b"GIF89a....", "PNG or JPEG"),
+    ],
+)
+def test_bad_posts_are_refused_and_nothing_is_stored(api, aianimals_home, form, photo, message):
+    token = login(api)
+    uploads = aianimals_home / "storage" / "uploads"
+    data = {"name": "x", "description": "y", **form}
+    response = api.post("/v0/animal", data=data, files={"photo": ("p", photo)}, headers=token)
+    assert response.status_code == 422 and message in response.text
+    assert not uploads.exists() or not any(uploads.rglob("*.*"))
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"limit": 201}, {}),
+        ({"offset": -1}, {}),
+        ({}, {"sort_by": "popularity"}),
+        ({}, {"phrases": "ねこ"}),
+        ({}, {"unknown": 1}),
+    ],
+)
+def test_bad_search_input_is_a_clear_422(api, params, body):
+    response = api.post("/v0/animal/search", json=body, params=params, headers=login(api))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"]
+
+
+def test_health_metrics_and_docs(api):
+    assert api.get("/v0/health-check").json() == {"health": "ok"}
+    assert api.get("/v0/health-check/ready").status_code == 200
+    assert api.get("/v0/docs").status_code == 200
+    paths = api.get("/v0/openapi.json").json()["paths"]
+    assert "/v0/animal/search" in paths and "/v0/user/login" in paths
+    metrics = api.get("/metrics").text
+    assert (
+        'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v0/health-check"'
+        in metrics
+    )
+    assert "outbox_waiting_messages" in metrics

@@ -1,0 +1,55 @@
+"""The response cache: hits, invalidation by generation, and no stale value stored late."""
+
+import time
+
+import pytest
+import redis
+
+from mlsys.common.cache import InProcessCache, RedisCache
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def cache(request):
+    if request.param == "in-process":
+        return InProcessCache(ttl_seconds=60)
+    prefix = request.getfixturevalue("redis_prefix")
+    return RedisCache(redis.Redis(), prefix, ttl_seconds=60)
+
+
+def test_a_stored_value_is_a_hit(cache):
+    value, generation = cache.lookup("k")
+    assert value is None
+    cache.store("k", b'{"hits":1}', generation)
+    assert cache.lookup("k") == (b'{"hits":1}', generation)
+
+
+def test_invalidate_turns_every_entry_into_a_miss(cache):
+    for key in ("a", "b"):
+        cache.store(key, b"v", cache.lookup(key)[1])
+    cache.invalidate()
+    assert cache.lookup("a")[0] is None and cache.lookup("b")[0] is None
+
+
+def test_a_value_computed_before_an_invalidation_is_never_served(cache):
+    _, generation = cache.lookup("k")  # a request starts computing ...
+    cache.invalidate()  # ... a like changes the index meanwhile ...
+    cache.store("k", b"stale", generation)  # ... and the old result is stored late
+    assert cache.lookup("k")[0] is None
+
+
+def test_entries_expire():
+    cache = InProcessCache(ttl_seconds=0.05)
+    cache.store("k", b"v", cache.lookup("k")[1])
+    time.sleep(0.1)
+    assert cache.lookup("k")[0] is None
+
+
+@pytest.mark.integration
+def test_redis_entries_have_a_ttl_and_live_under_the_prefix(redis_prefix):
+    client = redis.Redis()
+    cache = RedisCache(client, redis_prefix, ttl_seconds=30)
+    cache.store("k", b"v", cache.lookup("k")[1])
+    assert 0 < client.ttl(f"{redis_prefix}cache:k") <= 30
+    assert all(
+        key.startswith(redis_prefix.encode()) for key in client.scan_iter(f"{redis_prefix}*")
+    )
