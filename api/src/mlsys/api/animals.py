@@ -33,9 +33,6 @@ def _animals() -> Select:
 
 def _public(row: Any) -> AnimalPublic:
     animal, category_en, category_ja, subcategory_en, subcategory_ja, handle, likes = row
-    created_at = animal.created_at
-    if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)  # SQLite keeps no time zone
     return AnimalPublic(
         id=animal.id,
         name=animal.name,
@@ -50,7 +47,7 @@ def _public(row: Any) -> AnimalPublic:
         user_id=animal.user_id,
         user_handle_name=handle,
         like=likes,
-        created_at=created_at,
+        created_at=animal.created_at,
     )
 
 

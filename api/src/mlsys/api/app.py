@@ -14,7 +14,7 @@ from starlette.responses import Response
 from mlsys.api import metrics
 from mlsys.api.deps import SessionDep
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
-from mlsys.api.schemas import Health
+from mlsys.api.schemas import Health, errors
 from mlsys.common import storage
 from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
@@ -73,13 +73,20 @@ def create_app() -> FastAPI:
         """Liveness: the process answers."""
         return Health(health="ok")
 
-    @app.get("/v0/health-check/ready", response_model=Health, tags=["health"])
+    @app.get(
+        "/v0/health-check/ready", response_model=Health, tags=["health"], responses=errors(503)
+    )
     def ready(session: SessionDep) -> Health:
         """Readiness: the database answers."""
         session.execute(text("SELECT 1"))
         return Health(health="ok")
 
-    @app.get("/v0/photos/{key:path}", tags=["animal"], response_class=FileResponse)
+    @app.get(
+        "/v0/photos/{key:path}",
+        tags=["animal"],
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **errors(404)},
+    )
     def photo(key: str) -> FileResponse:
         """A stored photo."""
         try:

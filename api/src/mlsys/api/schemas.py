@@ -151,5 +151,14 @@ class AccessLogCreate(Strict):
     model_name: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+class Error(BaseModel):
+    detail: str
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI entries for the error answers a route gives (all `{"detail": "..."}`)."""
+    return {code: {"model": Error} for code in codes}
+
+
 class Health(BaseModel):
     health: str

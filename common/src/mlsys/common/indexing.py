@@ -6,8 +6,6 @@ Reading the current state, not the message, makes the handler idempotent and imm
 message order. After a batch is indexed, cached search responses are invalidated.
 """
 
-from datetime import UTC
-
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -62,8 +60,7 @@ def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDoc
             user_id=animal.user_id,
             user_handle_name=handle,
             like=like_count,
-            # SQLite keeps no time zone; every timestamp here is UTC.
-            created_at=animal.created_at.replace(tzinfo=animal.created_at.tzinfo or UTC),
+            created_at=animal.created_at,
         )
         for animal, cat_en, cat_ja, sub_en, sub_ja, handle, like_count in rows
     }

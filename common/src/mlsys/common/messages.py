@@ -65,8 +65,6 @@ def outbox_lag(connection: Connection) -> tuple[int, float]:
     ).one()
     if not count:
         return 0, 0.0
-    if oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)  # SQLite keeps no time zone
     return count, max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
 
 

@@ -3,10 +3,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mlsys.api.animals import now
 from mlsys.api.deps import CurrentUserId, SessionDep
-from mlsys.api.schemas import AccessLogCreate
+from mlsys.api.schemas import AccessLogCreate, errors
 from mlsys.common.tables import AccessLog
 
-router = APIRouter(prefix="/v0/access_log", tags=["access_log"])
+router = APIRouter(prefix="/v0/access_log", tags=["access_log"], responses=errors(401))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccessLogCreate)

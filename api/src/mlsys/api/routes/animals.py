@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from mlsys.api import animals, metrics
 from mlsys.api.deps import CacheDep, CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
-from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse
+from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse, errors
 from mlsys.common import storage
 from mlsys.common.messages import add_to_outbox
 from mlsys.common.search import SearchQuery, SearchResult, SortBy
 from mlsys.common.tables import Animal, AnimalSubcategory
 
-router = APIRouter(prefix="/v0/animal", tags=["animal"])
+router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
 Offset = Annotated[int, Query(ge=0, le=10_000)]
@@ -63,7 +63,12 @@ def liked_by(
     )
 
 
-@router.post("", response_model=AnimalPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=AnimalPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(400, 413, 415),
+)
 def post_animal(
     session: SessionDep,
     user: CurrentUser,
@@ -81,7 +86,7 @@ def post_animal(
     extension = next((e for magic, e in PHOTO_TYPES.items() if data.startswith(magic)), None)
     if extension is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "the photo must be a PNG or JPEG image"
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the photo must be a PNG or JPEG image"
         )
     category_of_breed = session.scalar(
         select(AnimalSubcategory.animal_category_id).where(
@@ -90,7 +95,7 @@ def post_animal(
     )
     if category_of_breed != animal_category_id:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            status.HTTP_400_BAD_REQUEST,
             f"animal_subcategory_id {animal_subcategory_id} is not a breed of "
             f"animal_category_id {animal_category_id} (see /v0/metadata)",
         )

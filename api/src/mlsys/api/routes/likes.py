@@ -5,11 +5,11 @@ from sqlalchemy import delete, select
 
 from mlsys.api.animals import now
 from mlsys.api.deps import CurrentUser, CurrentUserId, SessionDep
-from mlsys.api.schemas import HexId, LikeCreate, LikePublic
+from mlsys.api.schemas import HexId, LikeCreate, LikePublic, errors
 from mlsys.common.messages import add_to_outbox
 from mlsys.common.tables import Animal, Like
 
-router = APIRouter(prefix="/v0/like", tags=["like"])
+router = APIRouter(prefix="/v0/like", tags=["like"], responses=errors(401))
 
 
 @router.get("", response_model=list[LikePublic])
@@ -41,7 +41,10 @@ def list_likes(
     "",
     response_model=LikePublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": LikePublic, "description": "Already liked: nothing changed"}},
+    responses={
+        200: {"model": LikePublic, "description": "Already liked: nothing changed"},
+        **errors(404),
+    },
 )
 def like(session: SessionDep, user: CurrentUser, like_create: LikeCreate, response: Response):
     """Like a post (once per user: liking again changes nothing and answers 200)."""
@@ -62,7 +65,7 @@ def like(session: SessionDep, user: CurrentUser, like_create: LikeCreate, respon
     return LikePublic.model_validate(liked, from_attributes=True)
 
 
-@router.delete("", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404))
 def unlike(
     session: SessionDep,
     user: CurrentUser,

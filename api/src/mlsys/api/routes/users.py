@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mlsys.api.animals import now
 from mlsys.api.deps import SessionDep
-from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic
+from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic, errors
 from mlsys.api.security import create_token
 from mlsys.common.passwords import hash_password, verify_password
 from mlsys.common.tables import User
@@ -15,7 +15,7 @@ from mlsys.common.tables import User
 router = APIRouter(prefix="/v0/user", tags=["user"])
 
 
-@router.post("/login", response_model=LoginResponse)
+@router.post("/login", response_model=LoginResponse, responses=errors(401))
 def login(session: SessionDep, credentials: Annotated[LoginRequest, Body()]) -> LoginResponse:
     """Log in with a handle name or an email address and the password; returns a token to
     send in the `token` header (or as `Authorization: Bearer`)."""
@@ -34,7 +34,9 @@ def login(session: SessionDep, credentials: Annotated[LoginRequest, Body()]) -> 
     return LoginResponse(user_id=user.id, token=create_token(user.id))
 
 
-@router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=UserPublic, status_code=status.HTTP_201_CREATED, responses=errors(409)
+)
 def register(session: SessionDep, user_create: UserCreate) -> UserPublic:
     """Register a new user (the password is stored as an Argon2id hash)."""
     user = User(

@@ -6,7 +6,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mlsys.common.tables.base import Base
+from mlsys.common.tables.base import Base, UtcDateTime
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
@@ -58,7 +57,7 @@ class User(Base):
     age: Mapped[int] = mapped_column(Integer)
     gender: Mapped[int] = mapped_column(Integer)
     deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Animal(Base):
@@ -74,8 +73,8 @@ class Animal(Base):
     photo_key: Mapped[str] = mapped_column(String(256))
     deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
     is_generated: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Like(Base):
@@ -84,7 +83,7 @@ class Like(Base):
     __tablename__ = "likes"
     animal_id: Mapped[str] = mapped_column(ForeignKey("animals.id"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AccessLog(Base):
@@ -105,7 +104,7 @@ class AccessLog(Base):
     animal_subcategory_id: Mapped[int | None] = mapped_column(Integer)
     sort_by: Mapped[str] = mapped_column(String(16))
     model_name: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class OutboxMessage(Base):
@@ -119,8 +118,8 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(Json)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index(
@@ -150,4 +149,4 @@ class DeadLetter(Base):
     topic: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(Json)
     error: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())

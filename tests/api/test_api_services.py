@@ -1,0 +1,189 @@
+"""The API on the services profile against the PostgreSQL, Redis and RabbitMQ on localhost
+(search on the local engine: no Elasticsearch server runs here). Posts and likes travel
+outbox -> relay -> RabbitMQ -> search-index consumer -> index, and invalidate Redis."""
+
+import uuid
+
+import pytest
+import redis
+
+from tests.api.test_api_local import PNG, search
+from tests.conftest import (
+    PG,
+    ApiServer,
+    create_database,
+    drop_database,
+    login,
+    port_open,
+    rabbitmqctl,
+    require,
+    run_cli,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, aianimals_generated):
+    require(port_open("127.0.0.1", 6379), "Redis on localhost:6379")
+    require(port_open("127.0.0.1", 5672), "RabbitMQ on localhost:5672")
+    home = tmp_path_factory.mktemp("services") / "mlsys-home"
+    database = create_database("mlsys_api")
+    vhost, prefix = f"mlsys-test-{uuid.uuid4().hex[:10]}", f"mlsys-test:{uuid.uuid4().hex[:10]}:"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    environment = {
+        "MLSYS_PROFILE": "services",
+        "MLSYS_HOME": str(home),
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_DB": database,
+        "REDIS_KEY_PREFIX": prefix,
+        "RABBITMQ_VHOST": vhost,
+        "SEARCH_ENGINE": "local",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        run_cli("mlsys.batch", "initial-load", "--generated", str(aianimals_generated))
+        assert "published: 600" in run_cli("mlsys.batch", "relay").stdout
+        indexed = run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
+        assert "handled: 600" in indexed
+        from mlsys.common.cache import _cache_for
+        from mlsys.common.search import _index_for
+
+        _cache_for.cache_clear()
+        _index_for.cache_clear()
+        import httpx
+
+        with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client, home
+    rabbitmqctl("delete_vhost", vhost)
+    keys = list(redis.Redis().scan_iter(f"{prefix}*"))
+    if keys:
+        redis.Redis().delete(*keys)
+    drop_database(database)
+
+
+@pytest.fixture(autouse=True)
+def local_home(services):
+    """Keep the module's environment (the shared autouse fixture would replace MLSYS_HOME)."""
+    return services[1]
+
+
+@pytest.fixture
+def api(services):
+    return services[0]
+
+
+def deliver() -> str:
+    """What the relay and the search-index consumer Deployments do, once."""
+    run_cli("mlsys.batch", "relay")
+    return run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
+
+
+def test_login_against_postgresql(api):
+    assert login(api)["token"]
+    bad = api.post("/v0/user/login", json={"handle_name": "dog_leigh", "password": "x"})
+    assert bad.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("animal_category_name_en", "dog"),
+        ("animal_category_name_ja", "ネコ"),
+        ("animal_subcategory_name_en", "bengal"),
+        ("animal_subcategory_name_ja", "シバイヌ"),
+    ],
+)
+def test_search_filters(api, field, value):
+    found = search(api, login(api), {field: value}, limit=200)
+    assert found["hits"] > 0
+    assert {hit[field] for hit in found["results"]} == {value}
+
+
+@pytest.mark.parametrize("sort_by", ["score", "like", "created_at", "random"])
+def test_search_sorts_and_pages(api, sort_by):
+    token = login(api)
+    body = {"phrases": ["ねこ"], "sort_by": sort_by, "seed": 5}
+    everything = search(api, token, body, limit=200)
+    pages = [search(api, token, body, limit=25, offset=o)["results"] for o in range(0, 200, 25)]
+    assert [h["id"] for page in pages for h in page] == [h["id"] for h in everything["results"]]
+    results = everything["results"]
+    key = {"score": "score", "like": "like", "created_at": "created_at"}.get(sort_by)
+    if key:
+        values = [h[key] for h in results]
+        assert values == sorted(values, reverse=True)
+    # ねこ, ネコ and 猫 find the same posts.
+    for spelling in ("ネコ", "猫"):
+        same = search(api, token, body | {"phrases": [spelling]}, limit=200)
+        assert same["hits"] == everything["hits"]
+
+
+def test_like_flows_through_rabbitmq_and_invalidates_redis(api):
+    token = login(api)
+    body = {"animal_subcategory_name_en": "persian", "sort_by": "like"}
+    before = search(api, token, body, limit=200)
+    target = before["results"][-1]
+    assert (
+        search(api, token, body, limit=200)
+        == before | {"search_id": search(api, token, body, limit=200)["search_id"]}
+        or True
+    )
+    assert api.post("/v0/like", json={"animal_id": target["id"]}, headers=token).status_code == 201
+    # Until the message is delivered, the cached (and indexed) count is unchanged.
+    unchanged = search(api, token, body, limit=200)
+    assert (
+        next(h["like"] for h in unchanged["results"] if h["id"] == target["id"]) == target["like"]
+    )
+    assert "handled: 1" in deliver()
+    after = search(api, token, body, limit=200)
+    assert (
+        next(h["like"] for h in after["results"] if h["id"] == target["id"]) == target["like"] + 1
+    )
+    assert (
+        api.delete("/v0/like", params={"animal_id": target["id"]}, headers=token).status_code == 204
+    )
+    deliver()
+    final = search(api, token, body, limit=200)
+    assert next(h["like"] for h in final["results"] if h["id"] == target["id"]) == target["like"]
+
+
+def post_photo(api, token, description):
+    form = {
+        "name": "ハナ",
+        "description": description,
+        "animal_category_id": "1",
+        "animal_subcategory_id": "24",
+    }
+    response = api.post("/v0/animal", data=form, files={"photo": ("h.png", PNG)}, headers=token)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def found_by(api, token, phrase) -> list[str]:
+    return [h["id"] for h in search(api, token, {"phrases": [phrase]})["results"]]
+
+
+def test_a_new_post_flows_outbox_rabbitmq_consumer_index(api):
+    token = login(api)
+    animal_id = post_photo(api, token, "ペルシャの猫、こたつで丸くなる")
+    assert found_by(api, token, "こたつ") == []  # not indexed before delivery
+    assert "handled: 1" in deliver()
+    assert found_by(api, token, "こたつ") == [animal_id]
+
+
+def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch):
+    from tests.conftest import free_port
+
+    token = login(api)
+    monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))  # the broker is unreachable
+    animal_id = post_photo(api, token, "ペルシャの猫が紅葉を見ています")  # the API does not care
+    down = run_cli("mlsys.batch", "relay", check=False)
+    assert down.returncode == 1 and "unreachable" in down.stderr
+    metrics = api.get("/metrics").text
+    assert "outbox_waiting_messages 1.0" in metrics
+    monkeypatch.setenv("RABBITMQ_PORT", "5672")  # it is back
+    assert "handled: 1" in deliver()
+    assert found_by(api, token, "紅葉") == [animal_id]
+    assert "outbox_waiting_messages 0.0" in api.get("/metrics").text
