@@ -66,7 +66,7 @@ fmt: install ## ruff fix and format
 	$(UV) run --frozen ruff format .
 
 # --- images: one Dockerfile per component, built from the repository root ---------------
-IMAGES := data_registration ml bi mlflow
+IMAGES := data_registration ml bi mlflow api batch elasticsearch
 REGISTRY ?= localhost:5000
 TAG ?= latest
 DOCKER := $(if $(filter 1,$(DRY_RUN)),@echo docker,docker)
@@ -75,6 +75,9 @@ image = $(REGISTRY)/mlsys-$(subst _,-,$(1)):$(TAG)
 .PHONY: build_all push_all
 build_all: $(addprefix build-,$(IMAGES)) ## build every image (REGISTRY, TAG; DRY_RUN=1 prints the commands)
 push_all: $(addprefix push-,$(IMAGES)) ## build and push every image to REGISTRY
+
+build-elasticsearch:  # Elasticsearch with the kuromoji and ICU plugins
+	$(DOCKER) build -f infrastructure/elasticsearch/Dockerfile -t $(call image,elasticsearch) .
 
 build-%:
 	$(DOCKER) build -f $*/Dockerfile -t $(call image,$*) .
@@ -90,13 +93,13 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 DEPLOY := DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/deploy.sh
 
 .PHONY: initialize_deployment deploy_base deploy_job port_forward delete_namespaces
-initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting)
+initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
 	$(DEPLOY) initialize
-deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI and the initial data registration
+deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
 	$(DEPLOY) base
 deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG)
 	$(DEPLOY) job
-port_forward: ## BI on :8501, MLflow on :5000, Argo on :2746
+port_forward: ## BI on :8501, MLflow on :5000, Argo on :2746, AIAnimals API on :8000
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
 delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
@@ -112,7 +115,7 @@ down: ## stop the compose stack (volumes are kept; `docker compose down -v` drop
 	$(COMPOSE) down
 
 .PHONY: secrets
-secrets: ## write random database credentials for Kubernetes and compose (git-ignored, kept if present)
+secrets: ## write random credentials (database, broker, search, token key) for Kubernetes and compose (git-ignored, kept if present)
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/make_secrets.sh
 
 .PHONY: clean

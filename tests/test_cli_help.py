@@ -8,6 +8,8 @@ COMMANDS = {
     "mlsys.data_registration": ["register", "generate"],
     "mlsys.ml": ["validate", "backtest", "train", "promote", "predict"],
     "mlsys.bi": ["serve"],
+    "mlsys.api": ["serve", "openapi"],
+    "mlsys.batch": ["generate", "initial-load", "relay", "search-index"],
 }
 
 

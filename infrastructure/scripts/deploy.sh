@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 manifests=infrastructure/manifests
-namespaces=(data mlflow argo beverage-sales-forecasting)
+namespaces=(data mlflow argo beverage-sales-forecasting search-engine aianimals)
 
 run() {
   if [ "${DRY_RUN:-0}" = 1 ]; then echo "+ $*"; else "$@"; fi
@@ -16,10 +16,10 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
   local folder=$1 copy
   copy="$(mktemp -d)"
   cp -r "$folder/." "$copy"
-  if [ -d "$copy/secrets" ] || grep -q 'secrets/' "$copy/kustomization.yaml"; then
+  for secret in $(grep -o 'secrets/[a-z-]*\.env' "$copy/kustomization.yaml"); do
     mkdir -p "$copy/secrets"
-    printf 'POSTGRES_USER=REDACTED\nPOSTGRES_PASSWORD=REDACTED\n' > "$copy/secrets/postgres.env"
-  fi
+    printf 'REDACTED=REDACTED\n' > "$copy/$secret"
+  done
   if command -v kubectl >/dev/null && ! grep -q 'https://' "$copy/kustomization.yaml"; then
     kubectl kustomize "$copy"
   else
@@ -49,6 +49,8 @@ case "${1:-}" in
     apply_kustomization argo
     run kubectl -n mlflow rollout status deployment/mlflow --timeout=300s
     apply_kustomization beverage-sales-forecasting
+    apply_kustomization search-engine
+    apply_kustomization aianimals
     ;;
   job)
     for workflow in infrastructure/argo/*.yaml; do

@@ -13,8 +13,11 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-DOCKERFILES = sorted(ROOT.glob("*/Dockerfile"))
-IMAGES = {"data_registration", "ml", "bi", "mlflow"}
+COMPONENT_DOCKERFILES = sorted(ROOT.glob("*/Dockerfile"))
+# Third-party services built with what the platform needs (no command of ours to run).
+SERVICE_DOCKERFILES = [ROOT / "infrastructure" / "elasticsearch" / "Dockerfile"]
+DOCKERFILES = COMPONENT_DOCKERFILES + SERVICE_DOCKERFILES
+IMAGES = {"data_registration", "ml", "bi", "mlflow", "api", "batch"}
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -28,7 +31,7 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def test_every_deployable_component_has_a_dockerfile():
-    assert {path.parent.name for path in DOCKERFILES} == IMAGES
+    assert {path.parent.name for path in COMPONENT_DOCKERFILES} == IMAGES
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -60,7 +63,7 @@ def test_runs_as_non_root_with_pinned_bases(dockerfile):
             assert ":" in image and not image.endswith(":latest"), f"unpinned base {image}"
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("dockerfile", COMPONENT_DOCKERFILES, ids=lambda p: p.parent.name)
 def test_the_image_command_runs_locally(dockerfile):
     command = [argument for keyword, argument in instructions(dockerfile) if keyword == "CMD"][-1]
     argv = json.loads(command)
@@ -83,6 +86,11 @@ def test_the_image_command_runs_locally(dockerfile):
         assert option in result.stdout, f"{module} {subcommand} has no {option}"
 
 
+def test_elasticsearch_image_has_the_japanese_analysis_plugins():
+    runs = [a for k, a in instructions(SERVICE_DOCKERFILES[0]) if k == "RUN"]
+    assert any("analysis-kuromoji" in run and "analysis-icu" in run for run in runs)
+
+
 def test_dockerignore_keeps_local_state_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in ("**/.venv", ".mlsys", ".tools", ".git", "env.secret*"):
@@ -100,4 +108,8 @@ def test_build_all_dry_run_prints_one_build_per_image():
     builds = [line for line in result.stdout.splitlines() if line.startswith("docker build")]
     tags = {name: f"registry.example/team/mlsys-{name.replace('_', '-')}:v1" for name in IMAGES}
     expected = [f"docker build -f {name}/Dockerfile -t {tag} ." for name, tag in tags.items()]
+    expected.append(
+        "docker build -f infrastructure/elasticsearch/Dockerfile "
+        "-t registry.example/team/mlsys-elasticsearch:v1 ."
+    )
     assert sorted(builds) == sorted(expected)

@@ -19,7 +19,14 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
     before = sorted(ROOT.glob("infrastructure/manifests/*/secrets/*"))
     output = make("deploy_base")
     commands = [line for line in output.splitlines() if line.startswith("+ kubectl")]
-    for namespace in ("data", "mlflow", "argo", "beverage-sales-forecasting"):
+    for namespace in (
+        "data",
+        "mlflow",
+        "argo",
+        "beverage-sales-forecasting",
+        "search-engine",
+        "aianimals",
+    ):
         assert f"+ kubectl apply -f infrastructure/manifests/{namespace}/namespace.yaml" in commands
         assert f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}" in commands
     kinds = set(re.findall(r"^kind: (\w+)$", output, flags=re.MULTILINE))

@@ -60,7 +60,14 @@ def rendered(folder: Path) -> list[dict]:
 
 
 def test_the_platform_namespaces_are_all_there():
-    assert NAMESPACES == ["argo", "beverage-sales-forecasting", "data", "mlflow"]
+    assert NAMESPACES == [
+        "aianimals",
+        "argo",
+        "beverage-sales-forecasting",
+        "data",
+        "mlflow",
+        "search-engine",
+    ]
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
@@ -80,11 +87,28 @@ def test_strict_validation_rejects_a_misspelled_field(manifests):
         kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
 
 
-def test_data_services_are_statefulsets_with_claims_and_probes(manifests):
-    postgres = next(d for d in rendered(manifests / "data") if d["kind"] == "StatefulSet")
-    assert postgres["spec"]["volumeClaimTemplates"]
-    container = postgres["spec"]["template"]["spec"]["containers"][0]
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [("data", "postgres"), ("aianimals", "rabbitmq"), ("search-engine", "elasticsearch")],
+)
+def test_data_services_are_statefulsets_with_claims_and_probes(manifests, namespace, name):
+    service = next(
+        d
+        for d in rendered(manifests / namespace)
+        if d["kind"] == "StatefulSet" and d["metadata"]["name"] == name
+    )
+    assert service["spec"]["volumeClaimTemplates"]
+    container = service["spec"]["template"]["spec"]["containers"][0]
     assert {"readinessProbe", "livenessProbe", "resources"} <= set(container)
+
+
+def test_every_pod_runs_as_non_root(manifests):
+    for namespace in ("aianimals", "search-engine"):
+        for document in rendered(manifests / namespace):
+            pod = document.get("spec", {}).get("template", {}).get("spec")
+            if pod:
+                assert pod["securityContext"]["runAsNonRoot"] is True, document["metadata"]
+                assert pod["automountServiceAccountToken"] is False
 
 
 def containers(documents: list[dict]):
@@ -96,7 +120,7 @@ def containers(documents: list[dict]):
         yield from (pod or {}).get("containers", [])
 
 
-@pytest.mark.parametrize("namespace", ["mlflow", "beverage-sales-forecasting"])
+@pytest.mark.parametrize("namespace", ["mlflow", "beverage-sales-forecasting", "aianimals"])
 def test_every_variable_passed_to_a_component_is_read_by_it(manifests, namespace):
     folder = manifests / namespace
     documents = rendered(folder)
@@ -112,6 +136,8 @@ def test_every_variable_passed_to_a_component_is_read_by_it(manifests, namespace
             if "=" in line and not line.startswith("#")
         ]
     for container in containers(documents):
+        if container["image"].split("/")[-1].split(":")[0] in {"redis", "rabbitmq"}:
+            continue  # third-party servers read their own variables
         passed = {e["name"] for e in container.get("env", [])}
         for source in container.get("envFrom", []):
             reference = source.get("configMapRef") or source.get("secretRef")
