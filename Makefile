@@ -9,6 +9,8 @@ PY := $(UV) run --frozen python
 SERVE ?= 1
 BI_PORT ?= 8501
 MLFLOW_PORT ?= 5000
+API_PORT ?= 8000
+POSTS ?= 10000
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
 MLSYS_HOME ?= .mlsys
 HOME_DIR = $(abspath $(MLSYS_HOME))
@@ -32,16 +34,21 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## register the real sales, backtest, train, predict, then serve the BI and MLflow (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index), then serve the BI, MLflow and the API (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
 	$(PY) -m mlsys.ml predict
+	$(PY) -m mlsys.batch generate --output $(HOME_DIR)/aianimals --posts $(POSTS)
+	$(PY) -m mlsys.batch initial-load --generated $(HOME_DIR)/aianimals
+	$(PY) -m mlsys.batch search-index --idle-seconds 1
 ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
-	@echo "MLflow: http://localhost:$(MLFLOW_PORT)   (Ctrl-C stops both)"
+	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
+	@echo "API:    http://localhost:$(API_PORT)/v0/docs   (log in as dog_leigh / password; Ctrl-C stops all)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
+	$(PY) -m mlsys.api serve --port $(API_PORT) & \
 	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	wait

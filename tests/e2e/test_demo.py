@@ -1,5 +1,6 @@
-"""`make demo` works, is idempotent, and serves the BI and the MLflow UI."""
+"""`make demo` works, is idempotent, and serves the BI, the MLflow UI and the API."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def counts(home):
     with sqlite3.connect(home / "mlsys.db") as db:
         tables = ["item_sales", "weekly_sales_predictions", "stores", "items"]
+        tables += ["users", "animals", "likes", "access_logs", "outbox"]
         return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
 
@@ -36,21 +38,34 @@ def test_make_demo_twice_then_serve(tmp_path):
     env = os.environ | {"MLSYS_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     first = subprocess.run(
-        ["make", "demo", "SERVE=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        ["make", "demo", "SERVE=0", "POSTS=2000"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "promoted to champion" in first.stdout
     after_first = counts(home)
-    assert after_first == {
+    assert {k: after_first[k] for k in ("item_sales", "weekly_sales_predictions", "users")} == {
         "item_sales": 18_000,
         "weekly_sales_predictions": 100,
-        "stores": 10,
-        "items": 10,
+        "users": 2848,
     }
+    assert after_first["animals"] == after_first["outbox"] == 2000
+    assert "handled: 2000" in first.stdout
 
-    bi_port, mlflow_port = free_port(), free_port()
+    bi_port, mlflow_port, api_port = free_port(), free_port(), free_port()
     demo = subprocess.Popen(
-        ["make", "demo", f"BI_PORT={bi_port}", f"MLFLOW_PORT={mlflow_port}"],
+        [
+            "make",
+            "demo",
+            "POSTS=2000",
+            f"BI_PORT={bi_port}",
+            f"MLFLOW_PORT={mlflow_port}",
+            f"API_PORT={api_port}",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -62,9 +77,18 @@ def test_make_demo_twice_then_serve(tmp_path):
         deadline = time.monotonic() + 600
         wait_for(f"http://127.0.0.1:{bi_port}/_stcore/health", deadline)
         wait_for(f"http://127.0.0.1:{mlflow_port}/health", deadline)
+        wait_for(f"http://127.0.0.1:{api_port}/v0/docs", deadline)
+        login = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v0/user/login",
+            data=json.dumps({"handle_name": "dog_leigh", "password": "password"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login, timeout=10) as response:
+            assert json.load(response)["token"]
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         output, _ = demo.communicate(timeout=60)
     assert f"BI:     http://localhost:{bi_port}" in output
+    assert f"API:    http://localhost:{api_port}/v0/docs" in output
     assert "not promoted" in output  # the same model again does not replace the champion
     assert counts(home) == after_first
