@@ -59,7 +59,8 @@ test: install ## run every test: unit, integration (PostgreSQL on localhost, MLf
 	$(UV) run --frozen pytest
 
 .PHONY: bench
-bench: install ## registration throughput (COPY vs executemany) and pipeline cost at scale; JSON under .mlsys/bench/
+bench: install ## registration throughput, pipeline cost at scale, search endpoint under load (wrk); JSON under .mlsys/bench/
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the load test"; apt-get install -y wrk >/dev/null; }
 	$(UV) run --frozen python -m tests.bench
 
 .PHONY: lint

@@ -308,10 +308,10 @@ def api(aianimals_home):
     """The API (local profile) over a private copy of the loaded AIAnimals home."""
     import httpx
 
-    from mlsys.common.cache import _cache_for
+    from mlsys.common.cache import _in_process_cache
     from mlsys.common.search import _index_for
 
-    _cache_for.cache_clear()  # one cache and index per home, as in a fresh process
+    _in_process_cache.cache_clear()  # one cache and index per home, as in a fresh process
     _index_for.cache_clear()
     with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
         yield client

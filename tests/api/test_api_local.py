@@ -96,10 +96,15 @@ def test_reads_need_a_valid_token(api, headers):
     assert "token" in response.json()["detail"] or "log in" in response.json()["detail"]
 
 
-def test_an_expired_token_is_refused(api, monkeypatch):
-    monkeypatch.setenv("AUTH_TOKEN_MINUTES", "-1")
-    token = login(api)
-    response = api.get("/v0/animal", headers=token)
+def test_an_expired_token_is_refused(api):
+    from mlsys.api.security import create_token
+    from mlsys.common.settings import auth_settings
+
+    user_id = api.post(
+        "/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"}
+    ).json()["user_id"]
+    expired = auth_settings().model_copy(update={"token_minutes": -1})
+    response = api.get("/v0/animal", headers={"token": create_token(user_id, expired)})
     assert response.status_code == 401 and "expired" in response.json()["detail"]
 
 

@@ -48,10 +48,10 @@ def services(tmp_path_factory, aianimals_generated):
         assert "published: 600" in run_cli("mlsys.batch", "relay").stdout
         indexed = run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
         assert "handled: 600" in indexed
-        from mlsys.common.cache import _cache_for
+        from mlsys.common.cache import _in_process_cache
         from mlsys.common.search import _index_for
 
-        _cache_for.cache_clear()
+        _in_process_cache.cache_clear()
         _index_for.cache_clear()
         import httpx
 

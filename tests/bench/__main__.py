@@ -1,9 +1,11 @@
-"""`make bench`: registration throughput and the forecasting pipeline's cost at scale.
+"""`make bench`: registration throughput, the forecasting pipeline's cost at scale, and the
+AIAnimals search endpoint under concurrent load (cached, uncached, trivial route).
 
 Everything is measured in one run on this machine and reported as figures and ratios;
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
+                        [--suites registration,pipeline,search]
 """
 
 import argparse
@@ -26,6 +28,7 @@ from mlsys.common.tables import ItemSale
 from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
+from tests.bench.search import search_load
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".mlsys" / "bench"
@@ -192,7 +195,13 @@ def main() -> None:
     parser.add_argument(
         "--rows", type=int, default=1_000_000, help="rows for the registration throughput"
     )
+    parser.add_argument(
+        "--suites",
+        default="registration,pipeline,search",
+        help="which to run, comma separated: registration, pipeline, search",
+    )
     args = parser.parse_args()
+    suites = set(args.suites.split(","))
 
     OUT.mkdir(parents=True, exist_ok=True)
     results = {
@@ -201,13 +210,17 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mlsys-bench-") as tmp:
         work = Path(tmp)
-        results["registration"] = registration_throughput(args.rows, work)
-        print(json.dumps(results["registration"], indent=2), flush=True)
+        if "registration" in suites:
+            results["registration"] = registration_throughput(args.rows, work)
+            print(json.dumps(results["registration"], indent=2), flush=True)
         results["pipeline"] = []
-        for size in args.sizes.split(","):
+        for size in args.sizes.split(",") if "pipeline" in suites else []:
             stores, items = map(int, size.split("x"))
             results["pipeline"].append(pipeline(stores, items, args.years, work))
             print(json.dumps(results["pipeline"][-1], indent=2), flush=True)
+        if "search" in suites:
+            results["search"] = search_load(work)
+            print(json.dumps(results["search"], indent=2), flush=True)
     if len(results["pipeline"]) >= 2:
         small, large = results["pipeline"][0], results["pipeline"][-1]
         results["growth"] = {

@@ -13,7 +13,7 @@ def cache(request):
     if request.param == "in-process":
         return InProcessCache(ttl_seconds=60)
     prefix = request.getfixturevalue("redis_prefix")
-    return RedisCache(redis.Redis(), prefix, ttl_seconds=60)
+    return RedisCache("redis://127.0.0.1:6379/0", prefix, ttl_seconds=60)
 
 
 def test_a_stored_value_is_a_hit(cache):
@@ -47,9 +47,25 @@ def test_entries_expire():
 @pytest.mark.integration
 def test_redis_entries_have_a_ttl_and_live_under_the_prefix(redis_prefix):
     client = redis.Redis()
-    cache = RedisCache(client, redis_prefix, ttl_seconds=30)
+    cache = RedisCache("redis://127.0.0.1:6379/0", redis_prefix, ttl_seconds=30)
     cache.store("k", b"v", cache.lookup("k")[1])
     assert 0 < client.ttl(f"{redis_prefix}cache:k") <= 30
     assert all(
         key.startswith(redis_prefix.encode()) for key in client.scan_iter(f"{redis_prefix}*")
     )
+
+
+def test_async_lookups_see_what_sync_stores(cache):
+    import asyncio
+
+    async def roundtrip():
+        value, generation = await cache.alookup("a")
+        assert value is None
+        await cache.astore("a", b"v", generation)
+        assert (await cache.alookup("a"))[0] == b"v"
+        cache.invalidate()
+        value = (await cache.alookup("a"))[0]
+        await cache.aclose()
+        return value
+
+    assert asyncio.run(roundtrip()) is None

@@ -16,8 +16,10 @@ from mlsys.api.deps import SessionDep
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, errors
 from mlsys.common import storage
+from mlsys.common.cache import get_cache
 from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
+from mlsys.common.search import get_search_index
 from mlsys.common.settings import Profile, auth_settings, platform_settings
 
 log = get_logger(__name__)
@@ -25,7 +27,11 @@ log = get_logger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    auth_settings()  # refuse to start without a secret key outside development
+    # Built once per process, from the environment; routes reach them through deps.py.
+    app.state.auth = auth_settings()  # refuses to start without a secret key in production
+    app.state.engine = get_engine()
+    app.state.cache = get_cache()
+    app.state.search_index = get_search_index()
     stop = threading.Event()
     indexer = None
     if platform_settings().profile is Profile.local:
@@ -34,11 +40,10 @@ async def lifespan(app: FastAPI):
         from mlsys.common.indexing import index_posts
         from mlsys.common.messages import consume
         from mlsys.common.migrate import upgrade
-        from mlsys.common.search import get_search_index
 
-        engine = get_engine()
+        engine = app.state.engine
         upgrade(engine)
-        handler = partial(index_posts, engine, get_search_index())
+        handler = partial(index_posts, engine, app.state.search_index)
         indexer = threading.Thread(
             target=consume,
             args=("search-index", handler, engine),
@@ -51,6 +56,7 @@ async def lifespan(app: FastAPI):
     stop.set()
     if indexer is not None:
         indexer.join(timeout=10)
+    await app.state.cache.aclose()
 
 
 def create_app() -> FastAPI:
@@ -69,7 +75,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
 
     @app.get("/v0/health-check", response_model=Health, tags=["health"])
-    def health_check() -> Health:
+    async def health_check() -> Health:
         """Liveness: the process answers."""
         return Health(health="ok")
 

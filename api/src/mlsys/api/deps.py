@@ -1,33 +1,53 @@
-"""Dependencies of the routes, as `Annotated` aliases."""
+"""Dependencies of the routes, as `Annotated` aliases.
+
+The engine, cache, search index and auth settings are built once at startup (see
+app.lifespan) and kept on `app.state`: nothing is re-read from the environment per request.
+"""
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlsys.api.security import InvalidToken, user_id_from_token
-from mlsys.common.cache import Cache, get_cache
-from mlsys.common.db import get_engine
-from mlsys.common.search import SearchIndex, get_search_index
+from mlsys.common.cache import Cache
+from mlsys.common.search import SearchIndex
+from mlsys.common.settings import AuthSettings
 from mlsys.common.tables import User
 
 
-def get_session() -> Iterator[Session]:
-    with Session(get_engine()) as session:
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session:
         yield session
+
+
+# Dependencies that never block are `async def`: FastAPI runs a plain `def` dependency in
+# the thread pool, a hop that costs more than the work they do.
+async def get_cache(request: Request) -> Cache:
+    return request.app.state.cache
+
+
+async def get_search_index(request: Request) -> SearchIndex:
+    return request.app.state.search_index
+
+
+async def get_auth(request: Request) -> AuthSettings:
+    return request.app.state.auth
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
+AuthDep = Annotated[AuthSettings, Depends(get_auth)]
 
 _bearer = HTTPBearer(auto_error=False, description="The token from /v0/user/login")
 
 
-def current_user_id(
+async def current_user_id(
+    auth: AuthDep,
     token: Annotated[
         str | None, Header(description="The token from /v0/user/login (what the app sends)")
     ] = None,
@@ -46,7 +66,7 @@ def current_user_id(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return user_id_from_token(raw)
+        return user_id_from_token(raw, auth)
     except InvalidToken as error:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}

@@ -1,10 +1,11 @@
 """Expiring JWTs (HS256) for the app's `token` header and `Authorization: Bearer`."""
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 
-from mlsys.common.settings import auth_settings
+from mlsys.common.settings import AuthSettings
 
 ALGORITHM = "HS256"
 
@@ -13,24 +14,28 @@ class InvalidToken(ValueError):
     pass
 
 
-def create_token(user_id: str) -> str:
-    settings = auth_settings()
+def create_token(user_id: str, settings: AuthSettings) -> str:
     now = datetime.now(UTC)
     claims = {"sub": user_id, "iat": now, "exp": now + timedelta(minutes=settings.token_minutes)}
     return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=ALGORITHM)
 
 
-def user_id_from_token(token: str) -> str:
+def user_id_from_token(token: str, settings: AuthSettings) -> str:
     """The user a token was issued to; raises InvalidToken if forged, malformed or expired."""
     try:
-        claims = jwt.decode(
-            token,
-            auth_settings().secret_key.get_secret_value(),
-            algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"]},
-        )
+        user_id, expires = _verified(token, settings.secret_key.get_secret_value())
     except jwt.ExpiredSignatureError as error:
         raise InvalidToken("the token has expired: log in again") from error
     except jwt.InvalidTokenError as error:
         raise InvalidToken("the token is not valid") from error
-    return claims["sub"]
+    if expires <= datetime.now(UTC).timestamp():  # a remembered token can expire since
+        raise InvalidToken("the token has expired: log in again")
+    return user_id
+
+
+@lru_cache(maxsize=65_536)
+def _verified(token: str, secret: str) -> tuple[str, float]:
+    """Signature and claims checked once per token (a client sends the same token with
+    every request); only valid tokens are remembered, as failures raise."""
+    claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+    return claims["sub"], float(claims["exp"])

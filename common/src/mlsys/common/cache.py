@@ -14,6 +14,7 @@ from functools import cache
 from typing import Protocol
 
 import redis
+import redis.asyncio
 
 from mlsys.common.settings import Profile, platform_settings, redis_settings
 
@@ -25,6 +26,13 @@ class Cache(Protocol):
     def store(self, key: str, value: bytes, generation: bytes) -> None: ...
 
     def invalidate(self) -> None: ...
+
+    # The same for the API's event loop: a cache hit never waits in the thread pool.
+    async def alookup(self, key: str) -> tuple[bytes | None, bytes]: ...
+
+    async def astore(self, key: str, value: bytes, generation: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class InProcessCache:
@@ -57,22 +65,46 @@ class InProcessCache:
             self._generation += 1
             self._entries.clear()
 
+    async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
+        return self.lookup(key)  # memory only: nothing to wait for
+
+    async def astore(self, key: str, value: bytes, generation: bytes) -> None:
+        self.store(key, value, generation)
+
+    async def aclose(self) -> None:
+        pass
+
 
 class RedisCache:
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int):
-        self.client, self.prefix, self.ttl = client, prefix, ttl_seconds
+    def __init__(self, url: str, prefix: str, ttl_seconds: int):
+        self.client = redis.Redis.from_url(url)
+        # Connects on first use, in the event loop that uses it (the API's).
+        self.async_client = redis.asyncio.Redis.from_url(url)
+        self.prefix, self.ttl = prefix, ttl_seconds
         self.generation_key = f"{prefix}cache:generation"
 
-    def lookup(self, key: str) -> tuple[bytes | None, bytes]:
-        generation, entry = self.client.mget(self.generation_key, self._key(key))
+    def _fresh(self, generation: bytes | None, entry: bytes | None) -> tuple[bytes | None, bytes]:
         generation = generation or b"0"
         if entry is None:
             return None, generation
         stored_generation, _, value = entry.partition(b"\n")
         return (value if stored_generation == generation else None), generation
 
+    def lookup(self, key: str) -> tuple[bytes | None, bytes]:
+        return self._fresh(*self.client.mget(self.generation_key, self._key(key)))
+
     def store(self, key: str, value: bytes, generation: bytes) -> None:
         self.client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+
+    async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
+        return self._fresh(*await self.async_client.mget(self.generation_key, self._key(key)))
+
+    async def astore(self, key: str, value: bytes, generation: bytes) -> None:
+        await self.async_client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+
+    async def aclose(self) -> None:
+        await self.async_client.aclose()
+        self.client.close()
 
     def invalidate(self) -> None:
         self.client.incr(self.generation_key)
@@ -82,15 +114,14 @@ class RedisCache:
 
 
 @cache
-def _cache_for(profile: Profile, url: str, prefix: str, ttl: int) -> Cache:
-    if profile is Profile.services:
-        return RedisCache(redis.Redis.from_url(url), prefix, ttl)
+def _in_process_cache(ttl: int) -> InProcessCache:
     return InProcessCache(ttl)
 
 
 def get_cache() -> Cache:
-    """The cache of the configured profile, one per process and configuration."""
+    """The cache of the configured profile: Redis, or the one in-process cache (shared by
+    the API and the indexer thread of the local profile)."""
     settings = redis_settings()
-    return _cache_for(
-        platform_settings().profile, settings.url(), settings.key_prefix, settings.cache_ttl_seconds
-    )
+    if platform_settings().profile is Profile.services:
+        return RedisCache(settings.url(), settings.key_prefix, settings.cache_ttl_seconds)
+    return _in_process_cache(settings.cache_ttl_seconds)

@@ -7,6 +7,7 @@ never sees half a photo.
 import os
 import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from mlsys.common.settings import storage_root, storage_settings
@@ -47,5 +48,11 @@ def put_file(key: str, source: Path) -> bool:
     return True
 
 
+@cache
+def _public_url() -> str:
+    return storage_settings().public_url.rstrip("/")
+
+
 def url_of(key: str) -> str:
-    return f"{storage_settings().public_url.rstrip('/')}/{key}"
+    """Where clients fetch a stored photo (STORAGE_PUBLIC_URL is read once per process)."""
+    return f"{_public_url()}/{key}"

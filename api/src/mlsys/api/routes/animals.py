@@ -5,6 +5,7 @@ from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from mlsys.api import animals, metrics
@@ -152,7 +153,7 @@ def _search_body(result: SearchResult, offset: int) -> bytes:
 
 
 @router.post("/search", response_model=SearchResponse)
-def search(
+async def search(
     request: SearchRequest,
     _: CurrentUserId,
     cache: CacheDep,
@@ -166,15 +167,16 @@ def search(
     cacheable = not (request.sort_by is SortBy.random and request.seed is None)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     key = _cache_key(request, limit, offset)
-    body, generation = cache.lookup(key) if cacheable else (None, b"")
+    body, generation = await cache.alookup(key) if cacheable else (None, b"")
     metrics.SEARCH_CACHE.labels("hit" if body else "miss" if cacheable else "bypass").inc()
     if body is None:
         query = SearchQuery(
             **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset
         )
-        body = _search_body(index.search(query), offset)
+        # The engine's client blocks (SQLite, httpx): off the event loop.
+        body = await run_in_threadpool(lambda: _search_body(index.search(query), offset))
         if cacheable:
-            cache.store(key, body, generation)
+            await cache.astore(key, body, generation)
     search_id = uuid4().hex
     return Response(
         b'{"search_id":"' + search_id.encode() + b'",' + body[1:], media_type="application/json"

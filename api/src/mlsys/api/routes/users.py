@@ -6,7 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from mlsys.api.animals import now
-from mlsys.api.deps import SessionDep
+from mlsys.api.deps import AuthDep, SessionDep
 from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic, errors
 from mlsys.api.security import create_token
 from mlsys.common.passwords import hash_password, verify_password
@@ -16,7 +16,9 @@ router = APIRouter(prefix="/v0/user", tags=["user"])
 
 
 @router.post("/login", response_model=LoginResponse, responses=errors(401))
-def login(session: SessionDep, credentials: Annotated[LoginRequest, Body()]) -> LoginResponse:
+def login(
+    session: SessionDep, auth: AuthDep, credentials: Annotated[LoginRequest, Body()]
+) -> LoginResponse:
     """Log in with a handle name or an email address and the password; returns a token to
     send in the `token` header (or as `Authorization: Bearer`)."""
     user = session.scalar(
@@ -31,7 +33,7 @@ def login(session: SessionDep, credentials: Annotated[LoginRequest, Body()]) -> 
     valid = verify_password(credentials.password, user.password_hash if user else None)
     if not valid or user is None or user.deactivated:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    return LoginResponse(user_id=user.id, token=create_token(user.id))
+    return LoginResponse(user_id=user.id, token=create_token(user.id, auth))
 
 
 @router.post(

@@ -1,0 +1,174 @@
+"""The search endpoint under concurrent load on uvicorn, measured with wrk in one run.
+
+Three routes of the same API process, each for the same duration at the same
+concurrency: a cached search (one body, served from Redis), an uncached search (every
+body differs, so every request misses and runs the full-text query), and a trivial JSON
+route (/v0/health-check). The services profile: PostgreSQL, Redis, RabbitMQ (a vhost of
+its own), the local search engine (SQLite FTS5; no Elasticsearch server runs here).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+
+# wrk scripts: a POST with a JSON body; the uncached one makes every body unique.
+CACHED = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"phrases": ["ねこ"], "sort_by": "score"}'
+"""
+UNCACHED = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  -- The seed only changes the cache key (sort_by=score ignores it): same work, no hit.
+  local body = '{"phrases": ["ねこ"], "sort_by": "score", "seed": ' .. counter .. '}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def _wrk(url: str, token: str, script: str | None, connections: int, seconds: int) -> dict:
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"token: {token}",
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script or "")
+    if script:
+        command += ["-s", lua.name]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(lua.name)
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def percentile(label: str) -> float:
+        found = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not found:
+            raise RuntimeError(f"no {label}th percentile in wrk's output:\n{output}")
+        value, unit = found.groups()
+        return round(float(value) * units[unit], 2)
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def _wait(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def search_load(work: Path, connections: int = 64, seconds: int = 15, posts: int = 10_000) -> dict:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    database = f"mlsys_bench_search_{uuid.uuid4().hex[:8]}"
+    prefix = f"mlsys-bench:{uuid.uuid4().hex[:8]}:"
+    vhost = f"mlsys-bench-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    env = os.environ | {
+        "RABBITMQ_VHOST": vhost,
+        "MLSYS_PROFILE": "services",
+        "MLSYS_HOME": str(work / "search-home"),
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_DB": database,
+        "REDIS_KEY_PREFIX": prefix,
+        "SEARCH_ENGINE": "local",
+        "AUTH_HASH_MEMORY_KIB": "1024",  # load speed only: login is not what is measured
+        "AUTH_HASH_TIME_COST": "1",
+    }
+    port = 18000 + os.getpid() % 1000
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", *args], env=env, cwd=ROOT, check=True)
+
+    server = None
+    try:
+        generated = work / "aianimals"
+        cli("mlsys.batch", "generate", "--output", str(generated), "--posts", str(posts))
+        cli("mlsys.batch", "initial-load", "--generated", str(generated))
+        cli("mlsys.batch", "relay")
+        cli("mlsys.batch", "search-index", "--idle-seconds", "2")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlsys.api", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        _wait(f"{base}/v0/health-check", time.monotonic() + 60)
+        login = urllib.request.Request(
+            f"{base}/v0/user/login",
+            data=json.dumps({"handle_name": "dog_leigh", "password": "password"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login) as response:
+            token = json.load(response)["token"]
+        search = f"{base}/v0/animal/search?limit=20"
+        _wrk(search, token, CACHED, connections, 3)  # warm up: caches, connections, JIT-free
+        results = {
+            "posts": posts,
+            "connections": connections,
+            "seconds_each": seconds,
+            "trivial": _wrk(f"{base}/v0/health-check", token, None, connections, seconds),
+            "cached_search": _wrk(search, token, CACHED, connections, seconds),
+            "uncached_search": _wrk(search, token, UNCACHED, connections, seconds),
+        }
+        trivial = results["trivial"]["requests_per_second"]
+        results["cached_vs_trivial"] = round(
+            results["cached_search"]["requests_per_second"] / trivial, 2
+        )
+        results["cached_vs_uncached"] = round(
+            results["cached_search"]["requests_per_second"]
+            / results["uncached_search"]["requests_per_second"],
+            2,
+        )
+        return results
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        client = redis.Redis()
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
