@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
-from mlsys.common.search import SortBy
+from mlsys.common.search import AnimalFields, SortBy
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -74,21 +74,8 @@ class Metadata(BaseModel):
     violation_type: list[ViolationTypePublic]
 
 
-class AnimalPublic(BaseModel):
-    id: str
-    name: str
-    description: str
+class AnimalPublic(AnimalFields):
     photo_url: str
-    animal_category_id: int
-    animal_category_name_en: str
-    animal_category_name_ja: str
-    animal_subcategory_id: int
-    animal_subcategory_name_en: str
-    animal_subcategory_name_ja: str
-    user_id: str
-    user_handle_name: str
-    like: int
-    created_at: datetime
 
 
 class SearchRequest(Strict):

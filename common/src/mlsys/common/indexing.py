@@ -6,7 +6,7 @@ Reading the current state, not the message, makes the handler idempotent and imm
 message order. After a batch is indexed, cached search responses are invalidated.
 """
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from mlsys.common.cache import get_cache
@@ -19,15 +19,13 @@ class InvalidMessage(ValueError):
     """A message without a post id: retrying cannot fix it, it will be dead-lettered."""
 
 
-def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDocument]:
-    """Documents of the active posts among `animal_ids` (one query, likes counted in it)."""
-    likes = (
-        select(Like.animal_id, func.count().label("likes"))
-        .where(Like.animal_id.in_(animal_ids))
-        .group_by(Like.animal_id)
-        .subquery()
-    )
-    statement = (
+_LIKES = select(func.count()).where(Like.animal_id == Animal.id).correlate(Animal).scalar_subquery()
+
+
+def documents_query() -> Select:
+    """Posts with their category, breed and owner names and like counts, in one statement
+    (no query per post); the API lists posts with it too."""
+    return (
         select(
             Animal,
             AnimalCategory.name_en,
@@ -35,35 +33,41 @@ def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDoc
             AnimalSubcategory.name_en,
             AnimalSubcategory.name_ja,
             User.handle_name,
-            func.coalesce(likes.c.likes, 0),
+            _LIKES.label("likes"),
         )
         .join(AnimalCategory, AnimalCategory.id == Animal.animal_category_id)
         .join(AnimalSubcategory, AnimalSubcategory.id == Animal.animal_subcategory_id)
         .join(User, User.id == Animal.user_id)
-        .outerjoin(likes, likes.c.animal_id == Animal.id)
-        .where(Animal.id.in_(animal_ids), Animal.deactivated.is_(False))
     )
+
+
+def to_document(row: Row) -> AnimalDocument:
+    """A row of `documents_query()` as a document."""
+    animal, category_en, category_ja, subcategory_en, subcategory_ja, handle, likes = row
+    return AnimalDocument(
+        id=animal.id,
+        name=animal.name,
+        description=animal.description,
+        photo_key=animal.photo_key,
+        animal_category_id=animal.animal_category_id,
+        animal_category_name_en=category_en,
+        animal_category_name_ja=category_ja,
+        animal_subcategory_id=animal.animal_subcategory_id,
+        animal_subcategory_name_en=subcategory_en,
+        animal_subcategory_name_ja=subcategory_ja,
+        user_id=animal.user_id,
+        user_handle_name=handle,
+        like=likes,
+        created_at=animal.created_at,
+    )
+
+
+def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDocument]:
+    """Documents of the active posts among `animal_ids`."""
+    statement = documents_query().where(Animal.id.in_(animal_ids), Animal.deactivated.is_(False))
     with Session(engine) as session:
-        rows = session.execute(statement).all()
-    return {
-        animal.id: AnimalDocument(
-            id=animal.id,
-            name=animal.name,
-            description=animal.description,
-            photo_key=animal.photo_key,
-            animal_category_id=animal.animal_category_id,
-            animal_category_name_en=cat_en,
-            animal_category_name_ja=cat_ja,
-            animal_subcategory_id=animal.animal_subcategory_id,
-            animal_subcategory_name_en=sub_en,
-            animal_subcategory_name_ja=sub_ja,
-            user_id=animal.user_id,
-            user_handle_name=handle,
-            like=like_count,
-            created_at=animal.created_at,
-        )
-        for animal, cat_en, cat_ja, sub_en, sub_ja, handle, like_count in rows
-    }
+        documents = [to_document(row) for row in session.execute(statement)]
+    return {document.id: document for document in documents}
 
 
 def post_ids(messages: list[Message]) -> list[str]:

@@ -37,11 +37,12 @@ class SortBy(StrEnum):
     random = "random"
 
 
-class AnimalDocument(BaseModel):
+class AnimalFields(BaseModel):
+    """A post as users see it: what search documents and the API's answers share."""
+
     id: str
     name: str
     description: str
-    photo_key: str
     animal_category_id: int
     animal_category_name_en: str
     animal_category_name_ja: str
@@ -52,6 +53,10 @@ class AnimalDocument(BaseModel):
     user_handle_name: str
     like: int
     created_at: datetime
+
+
+class AnimalDocument(AnimalFields):
+    photo_key: str  # the API turns it into a URL
 
 
 class SearchQuery(BaseModel):

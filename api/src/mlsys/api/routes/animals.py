@@ -137,10 +137,7 @@ def _cache_key(request: SearchRequest, limit: int, offset: int) -> str:
 def _search_body(result: SearchResult, offset: int) -> bytes:
     """The response without its search_id (cached as is; the id is added per request)."""
     results = [
-        {
-            **hit.model_dump(mode="json", exclude={"photo_key"}),
-            "photo_url": storage.url_of(hit.photo_key),
-        }
+        {**animals.public(hit).model_dump(mode="json"), "score": hit.score}
         for hit in result.results
     ]
     body = {
