@@ -135,3 +135,25 @@ def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
     # Every cat post says 猫, ねこ or ネコ; the tokenizer misreads a few (ねこの as ね+この).
     found = index.search(SearchQuery(phrases=["ネコ"], animal_category_name_en="cat", limit=1))
     assert 0.9 * cats <= found.hits <= cats
+
+
+def test_a_deactivated_post_leaves_the_index(aianimals_home):
+    """Moderation deactivates a post and announces it; the consumer removes it."""
+    from sqlalchemy import update
+
+    from mlsys.common.db import get_engine
+    from mlsys.common.messages import add_to_outbox
+    from mlsys.common.search import LocalSearchIndex, SearchQuery
+    from mlsys.common.tables import Animal
+
+    index = LocalSearchIndex(aianimals_home / "search.sqlite")
+    victim = index.search(SearchQuery(phrases=["ネコ"], limit=1)).results[0]
+    with get_engine().begin() as connection:
+        connection.execute(update(Animal).where(Animal.id == victim.id).values(deactivated=True))
+        add_to_outbox(connection, "animal.updated", [{"animal_id": victim.id}])
+    result = run_cli("mlsys.batch", "search-index", "--idle-seconds", "0.5")
+    assert "handled: 1," in result.stdout
+    assert index.count() == AIANIMALS_POSTS - 1
+    assert victim.id not in [
+        h.id for h in index.search(SearchQuery(phrases=["ネコ"], limit=200)).results
+    ]
