@@ -1,6 +1,7 @@
 """Command line of the AIAnimals batch jobs."""
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -79,7 +80,8 @@ def initial_load(
     )
 
 
-def _stop_on_signal() -> callable:
+def _stop_on_signal() -> Callable[[], bool]:
+    """SIGINT/SIGTERM (Ctrl-C, Kubernetes stopping the pod) end a loop after its batch."""
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
