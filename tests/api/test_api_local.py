@@ -1,6 +1,7 @@
 """The API on the embedded local profile, over real HTTP: the Android app's sequence,
 authentication, likes with cache invalidation, posting photos, and clear errors."""
 
+import json
 import time
 
 import pytest
@@ -157,6 +158,60 @@ def test_like_and_unlike_invalidate_cached_searches(api):
     wait_until(lambda: like_count() == target["like"])
     metrics = api.get("/metrics").text
     assert 'search_cache_requests_total{result="hit"}' in metrics
+
+
+def cache_count(api, result: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(f'search_cache_requests_total{{result="{result}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_cached_search_is_answered_only_to_a_request_the_route_accepts(api):
+    from mlsys.api.security import create_token
+    from mlsys.common.settings import auth_settings
+
+    token = login(api)
+    body = {"phrases": ["ねこ"], "animal_category_name_en": "cat"}
+    first = search(api, token, body, limit=7)
+    hits = cache_count(api, "hit")
+    again = search(api, token, body, limit=7)
+    assert cache_count(api, "hit") == hits + 1
+    assert again["search_id"] != first["search_id"]  # every answer has its own id
+    assert again | {"search_id": ""} == first | {"search_id": ""}
+    expired = auth_settings().model_copy(update={"token_minutes": -1})
+    user_id = api.post(
+        "/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"}
+    ).json()["user_id"]
+    for headers in ({}, {"token": "forged"}, {"token": create_token(user_id, expired)}):
+        refused = api.post("/v0/animal/search", json=body, params={"limit": 7}, headers=headers)
+        assert refused.status_code == 401, headers
+    too_many = api.post("/v0/animal/search", json=body, params={"limit": 500}, headers=token)
+    assert too_many.status_code == 422
+    as_text = api.post(
+        "/v0/animal/search",
+        content=json.dumps(body).encode(),
+        params={"limit": 7},
+        headers=token | {"Content-Type": "text/plain"},
+    )
+    assert as_text.status_code == 422
+    assert cache_count(api, "hit") == hits + 1  # none of those was answered from the cache
+
+
+def test_an_unseeded_random_order_is_never_cached(api):
+    token = login(api)
+    body = {"phrases": ["ねこ"], "sort_by": "random"}
+    bypassed = cache_count(api, "bypass")
+    answers = [
+        api.post("/v0/animal/search", json=body, params={"limit": 50}, headers=token)
+        for _ in range(2)
+    ]
+    assert all(a.headers["cache-control"] == "no-store" for a in answers)
+    orders = [[h["id"] for h in a.json()["results"]] for a in answers]
+    assert orders[0] != orders[1]
+    assert cache_count(api, "bypass") == bypassed + 2
+    seeded = [search(api, token, body | {"seed": 7}, limit=50) for _ in range(2)]
+    assert seeded[0]["results"] == seeded[1]["results"]
 
 
 def test_a_user_removes_only_their_own_likes(api):

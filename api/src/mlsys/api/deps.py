@@ -1,6 +1,6 @@
 """Dependencies of the routes, as `Annotated` aliases.
 
-The engine, cache, search index and auth settings are built once at startup (see
+The engine, search index and auth settings are built once at startup (see
 app.lifespan) and kept on `app.state`: nothing is re-read from the environment per request.
 """
 
@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlsys.api.security import InvalidToken, user_id_from_token
-from mlsys.common.cache import Cache
 from mlsys.common.search import SearchIndex
 from mlsys.common.settings import AuthSettings
 from mlsys.common.tables import User
@@ -26,10 +25,6 @@ def get_session(request: Request) -> Iterator[Session]:
 
 # Dependencies that never block are `async def`: FastAPI runs a plain `def` dependency in
 # the thread pool, a hop that costs more than the work they do.
-async def get_cache(request: Request) -> Cache:
-    return request.app.state.cache
-
-
 async def get_search_index(request: Request) -> SearchIndex:
     return request.app.state.search_index
 
@@ -39,7 +34,6 @@ async def get_auth(request: Request) -> AuthSettings:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-CacheDep = Annotated[Cache, Depends(get_cache)]
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import jwt
+from fastapi.security.utils import get_authorization_scheme_param
 
 from mlsys.common.settings import AuthSettings
 
@@ -18,6 +19,15 @@ def create_token(user_id: str, settings: AuthSettings) -> str:
     now = datetime.now(UTC)
     claims = {"sub": user_id, "iat": now, "exp": now + timedelta(minutes=settings.token_minutes)}
     return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=ALGORITHM)
+
+
+def presented_token(token: str | None, authorization: str | None) -> str | None:
+    """The token a request presents: the `token` header (what the app sends), else
+    `Authorization: Bearer ...` (Swagger, curl)."""
+    if token:
+        return token
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    return credentials if scheme.lower() == "bearer" and credentials else None
 
 
 def user_id_from_token(token: str, settings: AuthSettings) -> str:
