@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from tests.api.test_api_local import PNG, search
+from tests.api.test_api_local import PNG, cache_count, search
 from tests.conftest import (
     PG,
     ApiServer,
@@ -145,6 +145,21 @@ def test_like_flows_through_rabbitmq_and_invalidates_redis(api):
     deliver()
     final = search(api, token, body, limit=200)
     assert next(h["like"] for h in final["results"] if h["id"] == target["id"]) == target["like"]
+
+
+def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
+    import httpx
+
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("REDIS_PORT", str(free_port()))
+    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        token = login(client)
+        body = {"phrases": ["ねこ"], "sort_by": "created_at"}
+        misses = cache_count(client, "miss")
+        answers = [search(client, token, body, limit=10) for _ in range(2)]
+        assert answers[0]["hits"] > 0 and answers[0]["results"] == answers[1]["results"]
+        assert cache_count(client, "miss") == misses + 2  # computed both times
 
 
 def post_photo(api, token, description):

@@ -5,7 +5,8 @@ import time
 import pytest
 import redis
 
-from mlsys.common.cache import InProcessCache, RedisCache
+from mlsys.common.cache import UNKNOWN_GENERATION, InProcessCache, RedisCache
+from tests.conftest import free_port
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -69,3 +70,22 @@ def test_async_lookups_see_what_sync_stores(cache):
         return value
 
     assert asyncio.run(roundtrip()) is None
+
+
+def test_an_unreachable_redis_is_a_miss_for_the_api_and_an_error_for_invalidation(caplog):
+    import asyncio
+
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", "unreachable:", ttl_seconds=60)
+
+    async def two_requests():
+        found = [await cache.alookup("k") for _ in range(2)]
+        await cache.astore("k", b"v", found[0][1])  # nothing is stored, nothing raised
+        await cache.aclose()
+        return found
+
+    assert asyncio.run(two_requests()) == [(None, UNKNOWN_GENERATION)] * 2
+    warnings = [r for r in caplog.records if "does not answer" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage, not per request
+    # A consumer must not believe the cache was invalidated: it retries the message.
+    with pytest.raises(redis.ConnectionError):
+        cache.invalidate()

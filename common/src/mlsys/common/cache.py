@@ -15,8 +15,17 @@ from typing import Protocol
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings, redis_settings
+
+log = get_logger(__name__)
+
+REQUEST_PATH_TIMEOUT_SECONDS = 0.5
+# What a failed lookup returns: nothing is ever stored under it (a real one is b"0" or more).
+UNKNOWN_GENERATION = b""
 
 
 class Cache(Protocol):
@@ -76,11 +85,22 @@ class InProcessCache:
 
 
 class RedisCache:
+    """Redis, shared by every API replica. The API's lookups and stores (async) never fail
+    a request: when Redis is slow or unreachable they count as misses and the search is
+    computed. `invalidate()` raises instead, so that its caller (a consumer) retries."""
+
     def __init__(self, url: str, prefix: str, ttl_seconds: int):
         self.client = redis.Redis.from_url(url)
-        # Connects on first use, in the event loop that uses it (the API's).
-        self.async_client = redis.asyncio.Redis.from_url(url)
+        # Connects on first use, in the event loop that uses it (the API's). No retries and
+        # a short timeout: waiting longer for a cache than the search itself takes is a loss.
+        self.async_client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=REQUEST_PATH_TIMEOUT_SECONDS,
+            socket_connect_timeout=REQUEST_PATH_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+        )
         self.prefix, self.ttl = prefix, ttl_seconds
+        self._answering = True
         self.generation_key = f"{prefix}cache:generation"
 
     def _fresh(self, generation: bytes | None, entry: bytes | None) -> tuple[bytes | None, bytes]:
@@ -97,10 +117,30 @@ class RedisCache:
         self.client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
 
     async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
-        return self._fresh(*await self.async_client.mget(self.generation_key, self._key(key)))
+        try:
+            found = self._fresh(*await self.async_client.mget(self.generation_key, self._key(key)))
+        except redis.RedisError as error:
+            self._report(error)
+            return None, UNKNOWN_GENERATION
+        self._report(None)
+        return found
 
     async def astore(self, key: str, value: bytes, generation: bytes) -> None:
-        await self.async_client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+        if generation == UNKNOWN_GENERATION:
+            return
+        try:
+            await self.async_client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+        except redis.RedisError as error:
+            self._report(error)
+
+    def _report(self, error: redis.RedisError | None) -> None:
+        """Log when Redis stops and starts answering, not once per request."""
+        if (error is None) != self._answering:
+            self._answering = error is None
+            if error is None:
+                log.info("cache: Redis answers again")
+            else:
+                log.warning("cache: Redis does not answer, searches are computed: %s", error)
 
     async def aclose(self) -> None:
         await self.async_client.aclose()
