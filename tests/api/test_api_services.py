@@ -2,6 +2,7 @@
 (search on the local engine: no Elasticsearch server runs here). Posts and likes travel
 outbox -> relay -> RabbitMQ -> search-index consumer -> index, and invalidate Redis."""
 
+import time
 import uuid
 
 import pytest
@@ -75,6 +76,17 @@ def api(services):
     return services[0]
 
 
+def soon(observe, expected):
+    """`observe()` once it equals `expected`. An invalidation reaches the API's near
+    copies by a Redis message: within a second, far sooner than the copies expire."""
+    from mlsys.common.cache import NEAR_COPY_SECONDS
+
+    deadline = time.monotonic() + min(1.0, NEAR_COPY_SECONDS / 3)
+    while (seen := observe()) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return seen
+
+
 def deliver() -> str:
     """What the relay and the search-index consumer Deployments do, once."""
     run_cli("mlsys.batch", "relay")
@@ -135,16 +147,17 @@ def test_like_flows_through_rabbitmq_and_invalidates_redis(api):
         next(h["like"] for h in unchanged["results"] if h["id"] == target["id"]) == target["like"]
     )
     assert "handled: 1" in deliver()
-    after = search(api, token, body, limit=200)
-    assert (
-        next(h["like"] for h in after["results"] if h["id"] == target["id"]) == target["like"] + 1
-    )
+
+    def likes():
+        found = search(api, token, body, limit=200)["results"]
+        return next(h["like"] for h in found if h["id"] == target["id"])
+
+    assert soon(likes, target["like"] + 1) == target["like"] + 1
     assert (
         api.delete("/v0/like", params={"animal_id": target["id"]}, headers=token).status_code == 204
     )
     deliver()
-    final = search(api, token, body, limit=200)
-    assert next(h["like"] for h in final["results"] if h["id"] == target["id"]) == target["like"]
+    assert soon(likes, target["like"]) == target["like"]
 
 
 def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
@@ -183,7 +196,7 @@ def test_a_new_post_flows_outbox_rabbitmq_consumer_index(api):
     animal_id = post_photo(api, token, "ペルシャの猫、こたつで丸くなる")
     assert found_by(api, token, "こたつ") == []  # not indexed before delivery
     assert "handled: 1" in deliver()
-    assert found_by(api, token, "こたつ") == [animal_id]
+    assert soon(lambda: found_by(api, token, "こたつ"), [animal_id]) == [animal_id]
 
 
 def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch):
@@ -198,5 +211,5 @@ def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch)
     assert "outbox_waiting_messages 1.0" in metrics
     monkeypatch.setenv("RABBITMQ_PORT", "5672")  # it is back
     assert "handled: 1" in deliver()
-    assert found_by(api, token, "紅葉") == [animal_id]
+    assert soon(lambda: found_by(api, token, "紅葉"), [animal_id]) == [animal_id]
     assert "outbox_waiting_messages 0.0" in api.get("/metrics").text

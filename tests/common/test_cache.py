@@ -89,3 +89,85 @@ def test_an_unreachable_redis_is_a_miss_for_the_api_and_an_error_for_invalidatio
     # A consumer must not believe the cache was invalidated: it retries the message.
     with pytest.raises(redis.ConnectionError):
         cache.invalidate()
+
+
+# --- near copies in the API process (Redis) ----------------------------------------------
+
+
+async def _until(condition, seconds: float) -> float:
+    """Seconds until `condition()` (an awaitable) is true; fails after `seconds`."""
+    import asyncio
+
+    start = time.monotonic()
+    while not await condition():
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"not within {seconds} s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+def _near_copy_scenario(redis_prefix, scenario):
+    import asyncio
+
+    url = "redis://127.0.0.1:6379/0"
+    client = redis.Redis()
+
+    async def run():
+        api = RedisCache(url, redis_prefix, ttl_seconds=60)
+        consumer = RedisCache(url, redis_prefix, ttl_seconds=60)  # another process, in effect
+
+        async def listening():
+            return api.hears_invalidations
+
+        await api.alookup("warm")  # the first lookup starts the listener
+        await _until(listening, 5)
+        try:
+            await scenario(api, consumer, client, listening)
+        finally:
+            await api.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.integration
+def test_near_copies_answer_without_redis_and_follow_invalidations(redis_prefix):
+    from mlsys.common.cache import NEAR_COPY_SECONDS
+
+    async def scenario(api, consumer, client, _):
+        _, generation = await api.alookup("k")
+        await api.astore("k", b"v", generation)
+        client.delete(f"{redis_prefix}cache:k")  # only the near copy is left
+        assert (await api.alookup("k"))[0] == b"v"
+        consumer.invalidate()
+
+        async def gone():
+            return (await api.alookup("k"))[0] is None
+
+        # Announced, not expired: far sooner than a near copy's lifetime.
+        assert await _until(gone, 1) < NEAR_COPY_SECONDS / 3
+
+    _near_copy_scenario(redis_prefix, scenario)
+
+
+@pytest.mark.integration
+def test_near_copies_are_unused_while_invalidations_cannot_be_heard(redis_prefix):
+    async def scenario(api, consumer, client, listening):
+        _, generation = await api.alookup("k")
+        await api.astore("k", b"v", generation)
+        client.delete(f"{redis_prefix}cache:k")
+        assert (await api.alookup("k"))[0] == b"v"
+        client.client_kill_filter(_type="pubsub")  # the channel is lost ...
+        consumer.invalidate()  # ... and this announcement with it
+
+        async def unused():
+            return (await api.alookup("k"))[0] is None
+
+        await _until(unused, 1)  # the near copy is not served once the loss is noticed
+        await _until(listening, 5)  # subscribed again: near copies are back in use
+        _, generation = await api.alookup("k2")
+        await api.astore("k2", b"v2", generation)
+        client.delete(f"{redis_prefix}cache:k2")
+        assert (await api.alookup("k2"))[0] == b"v2"
+        assert (await api.alookup("k"))[0] is None
+
+    _near_copy_scenario(redis_prefix, scenario)

@@ -5,8 +5,16 @@ generation, which turns every older entry into a miss at once (no key scans). A 
 returns the current generation with the entry (one round trip to Redis); the caller
 stores what it then computes under that generation, so a value computed while an
 invalidation happened is never served as fresh.
+
+With Redis, each API process also keeps near copies of the entries it served, so that a
+hit costs no round trip. They are only used while the process follows the generation:
+`invalidate()` publishes each new generation on a channel that a listener task in every
+API process subscribes to. The price is a delay of one message delivery (well under a
+millisecond next to Redis) before other processes stop serving the old entries; near
+copies also expire after a few seconds, which bounds it if the channel breaks silently.
 """
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +32,7 @@ from mlsys.common.settings import Profile, platform_settings, redis_settings
 log = get_logger(__name__)
 
 REQUEST_PATH_TIMEOUT_SECONDS = 0.5
+NEAR_COPY_SECONDS = 3
 # What a failed lookup returns: nothing is ever stored under it (a real one is b"0" or more).
 UNKNOWN_GENERATION = b""
 
@@ -74,6 +83,13 @@ class InProcessCache:
             self._generation += 1
             self._entries.clear()
 
+    def move_to(self, generation: int) -> None:
+        """Adopt a generation kept elsewhere (Redis): entries of any other are dropped."""
+        with self._lock:
+            if generation != self._generation:
+                self._generation = generation
+                self._entries.clear()
+
     async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
         return self.lookup(key)  # memory only: nothing to wait for
 
@@ -84,10 +100,19 @@ class InProcessCache:
         pass
 
 
+# The new generation and its announcement in one atomic step: listeners never miss one.
+_INVALIDATE = """
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], generation)
+return generation
+"""
+
+
 class RedisCache:
-    """Redis, shared by every API replica. The API's lookups and stores (async) never fail
-    a request: when Redis is slow or unreachable they count as misses and the search is
-    computed. `invalidate()` raises instead, so that its caller (a consumer) retries."""
+    """Redis, shared by every API replica, with near copies in each API process (see the
+    module's docstring). The API's lookups and stores (async) never fail a request: when
+    Redis is slow or unreachable they count as misses and the search is computed.
+    `invalidate()` raises instead, so that its caller (a consumer) retries."""
 
     def __init__(self, url: str, prefix: str, ttl_seconds: int):
         self.client = redis.Redis.from_url(url)
@@ -97,11 +122,18 @@ class RedisCache:
             url,
             socket_timeout=REQUEST_PATH_TIMEOUT_SECONDS,
             socket_connect_timeout=REQUEST_PATH_TIMEOUT_SECONDS,
+            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
         self.prefix, self.ttl = prefix, ttl_seconds
         self._answering = True
         self.generation_key = f"{prefix}cache:generation"
+        self.channel = f"{prefix}cache:invalidations"
+        self._invalidate = self.client.register_script(_INVALIDATE)
+        self._near = InProcessCache(min(NEAR_COPY_SECONDS, ttl_seconds), max_entries=1_000)
+        self._following: int | None = None  # the generation heard last; None: not listening
+        self._listener: asyncio.Task | None = None
+        self._closing = False
 
     def _fresh(self, generation: bytes | None, entry: bytes | None) -> tuple[bytes | None, bytes]:
         generation = generation or b"0"
@@ -117,17 +149,27 @@ class RedisCache:
         self.client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
 
     async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
+        if self._listener is None:  # the first lookup runs in the event loop to listen in
+            self._listener = asyncio.create_task(self._follow_generation())
+        if self._following is not None:
+            near, generation = self._near.lookup(key)
+            if near is not None:
+                return near, generation
         try:
             found = self._fresh(*await self.async_client.mget(self.generation_key, self._key(key)))
         except redis.RedisError as error:
             self._report(error)
             return None, UNKNOWN_GENERATION
         self._report(None)
+        if found[0] is not None and self._following is not None:
+            self._near.store(key, *found)
         return found
 
     async def astore(self, key: str, value: bytes, generation: bytes) -> None:
         if generation == UNKNOWN_GENERATION:
             return
+        if self._following is not None:
+            self._near.store(key, value, generation)
         try:
             await self.async_client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
         except redis.RedisError as error:
@@ -142,12 +184,59 @@ class RedisCache:
             else:
                 log.warning("cache: Redis does not answer, searches are computed: %s", error)
 
+    @property
+    def hears_invalidations(self) -> bool:
+        """Whether near copies are in use: this process follows the generation."""
+        return self._following is not None
+
+    async def _follow_generation(self) -> None:
+        """Keep the near copies' generation equal to Redis's; stop using them whenever the
+        channel is lost, until subscribed again."""
+        while not self._closing:
+            try:
+                async with self.async_client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    await self._listen(pubsub)
+            except redis.RedisError as error:
+                if self._following is not None:
+                    log.warning("cache: invalidations unheard, near copies unused: %s", error)
+                self._following = None
+                await asyncio.sleep(1)
+        self._following = None
+
+    async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
+        # Short waits, not one endless one: redis-py can swallow a cancellation, so
+        # aclose() also sets _closing, seen here within a second.
+        while not self._closing:
+            message = await pubsub.get_message(timeout=1)
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                # Subscribed before reading the generation: no announcement falls between.
+                self._hear(await self.async_client.get(self.generation_key) or b"0")
+            elif message["type"] == "message":
+                # An announcement and the first read can arrive in either order.
+                self._hear(message["data"], newer_only=True)
+
+    def _hear(self, generation: bytes, newer_only: bool = False) -> None:
+        heard = int(generation)
+        if newer_only and self._following is not None and heard <= self._following:
+            return
+        self._near.move_to(heard)
+        self._following = heard
+
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._closing = True
+            self._listener.cancel()
+            await asyncio.wait([self._listener])
         await self.async_client.aclose()
         self.client.close()
 
     def invalidate(self) -> None:
-        self.client.incr(self.generation_key)
+        generation = self._invalidate(keys=[self.generation_key], args=[self.channel])
+        if self._following is not None:  # this process need not wait for its own message
+            self._hear(str(generation).encode(), newer_only=True)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}cache:{key}"
