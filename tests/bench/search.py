@@ -1,7 +1,8 @@
 """The search endpoint under concurrent load on uvicorn, measured with wrk in one run.
 
-Three routes of the same API process, each for the same duration at the same
-concurrency: a cached search (one body, served from Redis), an uncached search (every
+Three routes of the same API process (one uvicorn worker, as in a pod), each for the same
+duration at the same concurrency: a cached search (one body: answered from the process's
+near copy of the Redis entry, before FastAPI's dependency solving), an uncached search (every
 body differs, so every request misses and runs the full-text query), and a trivial JSON
 route (/v0/health-check). The services profile: PostgreSQL, Redis, RabbitMQ (a vhost of
 its own), the local search engine (SQLite FTS5; no Elasticsearch server runs here).
