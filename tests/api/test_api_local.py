@@ -298,3 +298,70 @@ def test_health_metrics_and_docs(api):
         in metrics
     )
     assert "outbox_waiting_messages" in metrics
+
+
+class GatedIndex:
+    """The real search index, whose searches wait for the test to let them through."""
+
+    def __init__(self, index):
+        import threading
+
+        self.index, self.gate, self.searches = index, threading.Event(), 0
+
+    def search(self, query):
+        self.searches += 1
+        assert self.gate.wait(30)
+        return self.index.search(query)
+
+
+@pytest.fixture
+def gated(aianimals_home):
+    """The API (local profile) with its search index behind a gate, and its client."""
+    import httpx
+
+    from mlsys.common.cache import _in_process_cache
+    from mlsys.common.search import _index_for
+    from tests.conftest import ApiServer
+
+    _in_process_cache.cache_clear()
+    _index_for.cache_clear()
+    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        state = server.server.config.app.state
+        state.search_index = GatedIndex(state.search_index)
+        yield client, state
+
+
+def test_identical_searches_in_flight_are_computed_once(gated):
+    from concurrent.futures import ThreadPoolExecutor
+
+    api, state = gated
+    token = login(api)
+    body = {"phrases": ["ねこ"], "sort_by": "like"}
+    before = {r: cache_count(api, r) for r in ("miss", "coalesced", "hit")}
+    with ThreadPoolExecutor(5) as pool:
+        answers = [pool.submit(search, api, token, body, limit=30) for _ in range(5)]
+        time.sleep(1)  # all five arrive while the first is computing
+        state.search_index.gate.set()
+        answers = [a.result() for a in answers]
+    assert state.search_index.searches == 1
+    assert len({a["search_id"] for a in answers}) == 5
+    assert all(a | {"search_id": ""} == answers[0] | {"search_id": ""} for a in answers)
+    after = {r: cache_count(api, r) - before[r] for r in before}
+    assert after["miss"] == 1 and after["coalesced"] >= 1
+    assert after["coalesced"] + after["hit"] == 4
+
+
+def test_a_search_after_an_invalidation_does_not_join_one_from_before(gated):
+    from concurrent.futures import ThreadPoolExecutor
+
+    api, state = gated
+    token = login(api)
+    body = {"phrases": ["いぬ"], "sort_by": "created_at"}
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(search, api, token, body, limit=30)
+        wait_until(lambda: state.search_index.searches == 1)
+        state.cache.invalidate()  # e.g. a like, while the first is computing
+        second = pool.submit(search, api, token, body, limit=30)
+        wait_until(lambda: state.search_index.searches == 2)  # computed on its own
+        state.search_index.gate.set()
+        assert first.result()["results"] == second.result()["results"]

@@ -16,7 +16,10 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SEARCH_CACHE = Counter(
-    "search_cache_requests_total", "Search cache lookups: hit, miss or bypass", ["result"]
+    "search_cache_requests_total",
+    "Searches by cache result: hit, coalesced (answered by an identical search in flight), "
+    "miss (computed and stored) or bypass (not storable)",
+    ["result"],
 )
 
 

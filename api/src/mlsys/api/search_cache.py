@@ -12,6 +12,7 @@ Each response carries its own `search_id` (access logs refer to it): the cache h
 response without it, and every answer gets a fresh one.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from uuid import uuid4
@@ -53,30 +54,60 @@ def _authenticated(request: Request) -> bool:
     return True
 
 
+def _storable(response: Response) -> bytes | None:
+    """What the cache keeps of a response: a 200 without `Cache-Control: no-store`."""
+    if response.status_code != 200 or "no-store" in response.headers.get("cache-control", ""):
+        return None
+    return bytes(response.body[_ID_END:])
+
+
 class CachedSearchRoute(APIRoute):
     """The search route with its response cache (app.state.cache) in front. A response
-    with `Cache-Control: no-store` (an unseeded random order) is never stored."""
+    with `Cache-Control: no-store` (an unseeded random order) is never stored.
+
+    Identical misses in flight at once, in one generation, are computed once: after an
+    invalidation every hot search would otherwise be computed by each of its concurrent
+    requests. Joining only in the same generation keeps a request that arrives after an
+    invalidation from being answered with what was computed before it."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handle = super().get_route_handler()
+        # The storable answer (or None) of each search being computed in this process.
+        in_flight: dict[tuple[str, bytes], asyncio.Future[bytes | None]] = {}
+
+        async def computed(
+            request: Request, key: str, generation: bytes
+        ) -> tuple[Response, bytes | None]:
+            response = await handle(request)
+            rest = _storable(response)
+            if response.status_code == 200:
+                metrics.SEARCH_CACHE.labels("miss" if rest is not None else "bypass").inc()
+            if rest is not None:
+                await request.app.state.cache.astore(key, rest, generation)
+            return response, rest
 
         async def cached_or_handled(request: Request) -> Response:
             if not _authenticated(request):
                 return await handle(request)  # FastAPI answers 401 as for any route
-            cache = request.app.state.cache
             key = _key(request, await request.body())
-            rest, generation = await cache.alookup(key)
+            rest, generation = await request.app.state.cache.alookup(key)
             if rest is not None:
                 metrics.SEARCH_CACHE.labels("hit").inc()
                 return search_response(rest)
-            response = await handle(request)
-            if response.status_code != 200:
-                return response
-            if "no-store" in response.headers.get("cache-control", ""):
-                metrics.SEARCH_CACHE.labels("bypass").inc()
-                return response
-            metrics.SEARCH_CACHE.labels("miss").inc()
-            await cache.astore(key, bytes(response.body[_ID_END:]), generation)
+            flight = (key, generation)
+            if flight in in_flight:
+                rest = await asyncio.shield(in_flight[flight])
+                if rest is not None:
+                    metrics.SEARCH_CACHE.labels("coalesced").inc()
+                    return search_response(rest)
+                return (await computed(request, key, generation))[0]  # not storable: our own
+            answer = in_flight[flight] = asyncio.get_running_loop().create_future()
+            rest = None
+            try:
+                response, rest = await computed(request, key, generation)
+            finally:
+                del in_flight[flight]
+                answer.set_result(rest)  # None: those waiting compute their own
             return response
 
         return cached_or_handled
