@@ -5,7 +5,7 @@ Everything is measured in one run on this machine and reported as figures and ra
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
-                        [--suites registration,pipeline,search]
+                        [--suites registration,pipeline,search] [--api-workers N]
 """
 
 import argparse
@@ -200,6 +200,13 @@ def main() -> None:
         default="registration,pipeline,search",
         help="which to run, comma separated: registration, pipeline, search",
     )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=os.cpu_count(),
+        help="uvicorn workers of the API under load (default: one per core, as the API "
+        "would be run on this machine; a pod runs one)",
+    )
     args = parser.parse_args()
     suites = set(args.suites.split(","))
 
@@ -219,7 +226,7 @@ def main() -> None:
             results["pipeline"].append(pipeline(stores, items, args.years, work))
             print(json.dumps(results["pipeline"][-1], indent=2), flush=True)
         if "search" in suites:
-            results["search"] = search_load(work)
+            results["search"] = search_load(work, args.api_workers)
             print(json.dumps(results["search"], indent=2), flush=True)
     if len(results["pipeline"]) >= 2:
         small, large = results["pipeline"][0], results["pipeline"][-1]

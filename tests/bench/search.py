@@ -1,6 +1,6 @@
 """The search endpoint under concurrent load on uvicorn, measured with wrk in one run.
 
-Three routes of the same API process (one uvicorn worker, as in a pod), each for the same
+Three routes of the same API server (uvicorn, `--api-workers` processes), each for the same
 duration at the same concurrency: a cached search (one body: answered from the process's
 near copy of the Redis entry, before FastAPI's dependency solving), an uncached search (every
 body differs, so every request misses and runs the full-text query), and a trivial JSON
@@ -35,7 +35,16 @@ wrk.body = '{"phrases": ["ねこ"], "sort_by": "score"}'
 UNCACHED = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- Each wrk thread counts in its own range: identical bodies in flight would be coalesced.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("first", threads * 100000000)
+end
 counter = 0
+function init(args)
+  counter = first
+end
 request = function()
   counter = counter + 1
   -- The seed only changes the cache key (sort_by=score ignores it): same work, no hit.
@@ -89,7 +98,9 @@ def _wait(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def search_load(work: Path, connections: int = 64, seconds: int = 15, posts: int = 10_000) -> dict:
+def search_load(
+    work: Path, workers: int, connections: int = 64, seconds: int = 15, posts: int = 10_000
+) -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     database = f"mlsys_bench_search_{uuid.uuid4().hex[:8]}"
@@ -122,8 +133,9 @@ def search_load(work: Path, connections: int = 64, seconds: int = 15, posts: int
         cli("mlsys.batch", "initial-load", "--generated", str(generated))
         cli("mlsys.batch", "relay")
         cli("mlsys.batch", "search-index", "--idle-seconds", "2")
+        serve = ["serve", "--port", str(port), "--workers", str(workers)]
         server = subprocess.Popen(
-            [sys.executable, "-m", "mlsys.api", "serve", "--port", str(port)],
+            [sys.executable, "-m", "mlsys.api", *serve],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -142,6 +154,7 @@ def search_load(work: Path, connections: int = 64, seconds: int = 15, posts: int
         _wrk(search, token, CACHED, connections, 3)  # warm up: caches, connections, JIT-free
         results = {
             "posts": posts,
+            "api_workers": workers,
             "connections": connections,
             "seconds_each": seconds,
             "trivial": _wrk(f"{base}/v0/health-check", token, None, connections, seconds),
