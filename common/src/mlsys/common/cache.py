@@ -46,7 +46,9 @@ class Cache(Protocol):
     def invalidate(self) -> None: ...
 
     # The same for the API's event loop: a cache hit never waits in the thread pool.
-    async def alookup(self, key: str) -> tuple[bytes | None, bytes]: ...
+    async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
+        """As lookup, but never raises: the generation is UNKNOWN_GENERATION when the
+        cache could not be asked, and `astore` then keeps nothing."""
 
     async def astore(self, key: str, value: bytes, generation: bytes) -> None: ...
 
