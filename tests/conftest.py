@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -303,9 +304,9 @@ class ApiServer:
         self.thread.join(timeout=30)
 
 
-@pytest.fixture
-def api(aianimals_home):
-    """The API (local profile) over a private copy of the loaded AIAnimals home."""
+@contextmanager
+def serving_api():
+    """The API of the current environment on uvicorn, and an HTTP client to it."""
     import httpx
 
     from mlsys.common.cache import _in_process_cache
@@ -314,6 +315,13 @@ def api(aianimals_home):
     _in_process_cache.cache_clear()  # one cache and index per home, as in a fresh process
     _index_for.cache_clear()
     with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client, server
+
+
+@pytest.fixture
+def api(aianimals_home):
+    """The API (local profile) over a private copy of the loaded AIAnimals home."""
+    with serving_api() as (client, _):
         yield client
 
 

@@ -317,15 +317,9 @@ class GatedIndex:
 @pytest.fixture
 def gated(aianimals_home):
     """The API (local profile) with its search index behind a gate, and its client."""
-    import httpx
+    from tests.conftest import serving_api
 
-    from mlsys.common.cache import _in_process_cache
-    from mlsys.common.search import _index_for
-    from tests.conftest import ApiServer
-
-    _in_process_cache.cache_clear()
-    _index_for.cache_clear()
-    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with serving_api() as (client, server):
         state = server.server.config.app.state
         state.search_index = GatedIndex(state.search_index)
         yield client, state

@@ -11,7 +11,6 @@ import redis
 from tests.api.test_api_local import PNG, cache_count, search
 from tests.conftest import (
     PG,
-    ApiServer,
     create_database,
     drop_database,
     login,
@@ -19,6 +18,7 @@ from tests.conftest import (
     rabbitmqctl,
     require,
     run_cli,
+    serving_api,
 )
 
 pytestmark = pytest.mark.integration
@@ -49,14 +49,7 @@ def services(tmp_path_factory, aianimals_generated):
         assert "published: 600" in run_cli("mlsys.batch", "relay").stdout
         indexed = run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
         assert "handled: 600" in indexed
-        from mlsys.common.cache import _in_process_cache
-        from mlsys.common.search import _index_for
-
-        _in_process_cache.cache_clear()
-        _index_for.cache_clear()
-        import httpx
-
-        with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        with serving_api() as (client, _):
             yield client, home
     rabbitmqctl("delete_vhost", vhost)
     keys = list(redis.Redis().scan_iter(f"{prefix}*"))
@@ -161,12 +154,10 @@ def test_like_flows_through_rabbitmq_and_invalidates_redis(api):
 
 
 def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
-    import httpx
-
     from tests.conftest import free_port
 
     monkeypatch.setenv("REDIS_PORT", str(free_port()))
-    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with serving_api() as (client, _):
         token = login(client)
         body = {"phrases": ["ねこ"], "sort_by": "created_at"}
         misses = cache_count(client, "miss")
