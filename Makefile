@@ -54,9 +54,16 @@ ifneq ($(SERVE),0)
 	wait
 endif
 
-.PHONY: test
-test: install ## run every test: unit, integration (PostgreSQL on localhost, MLflow server), e2e (Chromium)
+.PHONY: services
+services: ## make PostgreSQL :5432, Redis :6379 and RabbitMQ :5672 answer on localhost (installs the Debian packages if missing)
+	bash infrastructure/scripts/services.sh
+
+.PHONY: test test-fast
+test: install ## run every test: unit, integration (`make services` first), e2e (Chromium)
 	$(UV) run --frozen pytest
+
+test-fast: install ## unit tests only: no services, no browser, no model training at full size
+	$(UV) run --frozen pytest -m "not integration and not e2e and not slow"
 
 .PHONY: bench
 bench: install ## registration throughput, pipeline cost at scale, search endpoint under load (wrk); JSON under .mlsys/bench/
@@ -64,34 +71,31 @@ bench: install ## registration throughput, pipeline cost at scale, search endpoi
 	$(UV) run --frozen python -m tests.bench
 
 .PHONY: lint
-lint: install ## ruff check and format check
+lint: install ## ruff check, format check and the type checker (mypy)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 
 .PHONY: fmt
 fmt: install ## ruff fix and format
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-# --- images: one Dockerfile per component, built from the repository root ---------------
-IMAGES := data_registration ml bi mlflow api batch elasticsearch
+# --- images: the root Dockerfile with each image's arguments from infrastructure/images.toml
+IMAGES := $(shell $(PYTHON) infrastructure/images.py names)
 REGISTRY ?= localhost:5000
 TAG ?= latest
-DOCKER := $(if $(filter 1,$(DRY_RUN)),@echo docker,docker)
-image = $(REGISTRY)/mlsys-$(subst _,-,$(1)):$(TAG)
+BUILD_IMAGE = $(PYTHON) infrastructure/images.py build $* --registry $(REGISTRY) --tag $(TAG) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 .PHONY: build_all push_all
-build_all: $(addprefix build-,$(IMAGES)) ## build every image (REGISTRY, TAG; DRY_RUN=1 prints the commands)
+build_all: $(addprefix build-,$(IMAGES)) ## build every image of infrastructure/images.toml (REGISTRY, TAG; DRY_RUN=1 prints the commands)
 push_all: $(addprefix push-,$(IMAGES)) ## build and push every image to REGISTRY
 
-build-elasticsearch:  # Elasticsearch with the kuromoji and ICU plugins
-	$(DOCKER) build -f infrastructure/elasticsearch/Dockerfile -t $(call image,elasticsearch) .
-
 build-%:
-	$(DOCKER) build -f $*/Dockerfile -t $(call image,$*) .
+	@$(BUILD_IMAGE)
 
-push-%: build-%
-	$(DOCKER) push $(call image,$*)
+push-%:
+	@$(BUILD_IMAGE) --push
 
 .PHONY: argo
 argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML
@@ -113,11 +117,11 @@ delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
 
 # --- docker compose: the same stack on one host ------------------------------------------
-COMPOSE := $(if $(filter 1,$(DRY_RUN)),@echo docker compose,docker compose) --env-file env.secret
+COMPOSE := $(if $(filter 1,$(DRY_RUN)),@echo docker compose,REGISTRY=$(REGISTRY) TAG=$(TAG) docker compose) --env-file env.secret
 
 .PHONY: up down
-up: secrets ## run PostgreSQL, MLflow, the registration, the ML job and the BI with docker compose
-	$(COMPOSE) up --build --detach
+up: secrets build_all ## build the images, then run the whole stack (both products) with docker compose
+	$(COMPOSE) up --detach
 	@echo "BI: http://localhost:8501  MLflow: http://localhost:5000"
 down: ## stop the compose stack (volumes are kept; `docker compose down -v` drops them)
 	$(COMPOSE) down

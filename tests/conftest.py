@@ -1,113 +1,51 @@
-"""Shared fixtures: an isolated local home per test, real PostgreSQL databases, an MLflow
-server, and one trained demo state shared by the slow tests.
-
-With CI=true a missing service fails the test; elsewhere it is skipped with the reason.
+"""Shared fixtures: an isolated local home per test, real PostgreSQL databases, Redis key
+prefixes and RabbitMQ vhosts, an MLflow server, a browser, and the trained demo and loaded
+AIAnimals states shared by the slow tests. Helpers live in tests/helpers.
 """
 
 import os
-import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
-import urllib.request
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from mlsys.common.settings import (
-    AuthSettings,
-    ElasticsearchSettings,
-    MlflowSettings,
-    PlatformSettings,
-    PostgresSettings,
-    RabbitmqSettings,
-    RedisSettings,
-    SearchSettings,
-    StorageSettings,
+from tests.helpers.aianimals import AIANIMALS_POSTS
+from tests.helpers.browser import chromium
+from tests.helpers.cli import run_cli
+from tests.helpers.http import serving_api, wait_for_url
+from tests.helpers.paths import REAL, REAL_SALES, ROOT
+from tests.helpers.services import (
+    PG,
+    create_database,
+    create_vhost,
+    drop_database,
+    free_port,
+    port_open,
+    rabbitmq_available,
+    rabbitmqctl,
+    require,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / "dataset" / "beverage"
-REAL_SALES = REAL / "item_sale_records_202107_202112.csv"
-CI = os.environ.get("CI", "").lower() == "true"
 
-# A private TMPDIR: MLflow and Streamlit write temporary files that must not collide with
-# other runs on the same machine.
-_TMP = tempfile.mkdtemp(prefix="mlsys-tests-")
-os.environ["TMPDIR"] = _TMP
-tempfile.tempdir = _TMP
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-# Argon2 at its production cost takes ~20 ms a hash; 2,848 users per load would dominate the
-# suite. Hashes carry their own parameters, so this changes cost, never correctness.
-os.environ["AUTH_HASH_MEMORY_KIB"] = "1024"
-os.environ["AUTH_HASH_TIME_COST"] = "1"
+def pytest_configure(config):
+    """The environment of the whole run, set once before any test (never at import)."""
+    # A private TMPDIR: MLflow and Streamlit write temporary files that must not collide
+    # with other runs on the same machine.
+    config.mlsys_tmp = tempfile.mkdtemp(prefix="mlsys-tests-")
+    os.environ["TMPDIR"] = config.mlsys_tmp
+    tempfile.tempdir = config.mlsys_tmp
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # Argon2 at its production cost takes ~20 ms a hash; 2,848 users per load would dominate
+    # the suite. Hashes carry their own parameters, so this changes cost, never correctness.
+    os.environ["AUTH_HASH_MEMORY_KIB"] = "1024"
+    os.environ["AUTH_HASH_TIME_COST"] = "1"
 
 
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_TMP, ignore_errors=True)
-
-
-def require(reachable: bool, what: str) -> None:
-    if reachable:
-        return
-    if CI:
-        pytest.fail(f"{what} is required in CI (CI=true) but is not available")
-    pytest.skip(f"{what} is not available")
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a component CLI exactly as the Makefile, Dockerfile and Argo steps do."""
-    result = subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        env=env or os.environ.copy(),
-        cwd=ROOT,
-        timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def variables_read_by_components() -> set[str]:
-    """Every environment variable some component reads: the settings classes, the MLflow
-    server script, and MLflow's own switch. Deployment files may pass only these."""
-    names = set()
-    for settings in (
-        PlatformSettings,
-        PostgresSettings,
-        MlflowSettings,
-        RedisSettings,
-        RabbitmqSettings,
-        ElasticsearchSettings,
-        SearchSettings,
-        StorageSettings,
-        AuthSettings,
-    ):
-        prefix = settings.model_config["env_prefix"]
-        names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
-    names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
-    return names | {"MLFLOW_DISABLE_TELEMETRY"}
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "mlsys_tmp", ""), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -121,25 +59,6 @@ def local_home(tmp_path, monkeypatch) -> Path:
 
 
 # --- PostgreSQL ---------------------------------------------------------------------
-
-PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
-
-
-def _admin():
-    return psycopg.connect(dbname="postgres", autocommit=True, **PG)
-
-
-def create_database(prefix: str) -> str:
-    require(port_open(PG["host"], PG["port"]), "PostgreSQL on localhost:5432")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with _admin() as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(name: str) -> None:
-    with _admin() as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -189,18 +108,12 @@ def mlflow_server(tmp_path_factory):
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError((artifacts.parent / "mlflow-server.log").read_text()[-3000:])
-            time.sleep(1)
+        try:
+            wait_for_url(f"{uri}/health", timeout=120, process=server)
+        except AssertionError as error:
+            log.flush()
+            log_text = (artifacts.parent / "mlflow-server.log").read_text()[-3000:]
+            raise RuntimeError(f"{error}\n{log_text}") from error
         yield uri
     finally:
         os.killpg(server.pid, 15)
@@ -245,8 +158,6 @@ def demo_home(tmp_path_factory) -> Path:
 
 # --- AIAnimals: a small generated dataset, loaded once and copied per test -----------------
 
-AIANIMALS_POSTS = 600
-
 
 @pytest.fixture(scope="session")
 def aianimals_generated(tmp_path_factory) -> Path:
@@ -276,61 +187,11 @@ def aianimals_home(aianimals_loaded, local_home) -> Path:
     return local_home
 
 
-class ApiServer:
-    """The API on uvicorn in a thread, spoken to over real HTTP."""
-
-    def __init__(self):
-        import uvicorn
-
-        from mlsys.api.app import create_app
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(), port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the API did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-@contextmanager
-def serving_api():
-    """The API of the current environment on uvicorn, and an HTTP client to it."""
-    import httpx
-
-    from mlsys.common.cache import _in_process_cache
-    from mlsys.common.search import _index_for
-
-    _in_process_cache.cache_clear()  # one cache and index per home, as in a fresh process
-    _index_for.cache_clear()
-    with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client, server
-
-
 @pytest.fixture
 def api(aianimals_home):
     """The API (local profile) over a private copy of the loaded AIAnimals home."""
     with serving_api() as (client, _):
         yield client
-
-
-def login(client, handle_name: str = "dog_leigh", password: str = "password") -> dict:
-    response = client.post(
-        "/v0/user/login", json={"handle_name": handle_name, "password": password}
-    )
-    assert response.status_code == 200, response.text
-    return {"token": response.json()["token"]}
 
 
 # --- Redis and RabbitMQ: a key prefix and a vhost per test -----------------------------------
@@ -350,19 +211,20 @@ def redis_prefix(monkeypatch):
         client.delete(*keys)
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
-
-
 @pytest.fixture
 def rabbitmq_vhost(monkeypatch):
-    require(
-        port_open("127.0.0.1", 5672) and shutil.which("rabbitmqctl") is not None,
-        "RabbitMQ on localhost:5672 (with rabbitmqctl)",
-    )
-    vhost = f"mlsys-test-{uuid.uuid4().hex[:10]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    require(rabbitmq_available(), "RabbitMQ on localhost:5672 (with rabbitmqctl)")
+    vhost = create_vhost()
     monkeypatch.setenv("RABBITMQ_VHOST", vhost)
     yield vhost
     rabbitmqctl("delete_vhost", vhost)
+
+
+# --- the browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, shared by the browser tests."""
+    with chromium() as browser:
+        yield browser

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 COMMANDS = {
     "mlsys.data_registration": ["register", "generate"],

@@ -6,27 +6,8 @@ import time
 
 import pytest
 
-from tests.conftest import login
-
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
-    b"\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00"
-    b"\x00\x00\x00IEND\xaeB`\x82"
-)
-
-
-def search(api, token, body, **params):
-    response = api.post("/v0/animal/search", json=body, headers=token, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_until(condition, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
+from tests.helpers.aianimals import PNG, cache_count, search, wait_until
+from tests.helpers.http import login
 
 
 def test_android_app_sequence(api):
@@ -64,7 +45,7 @@ def test_android_app_sequence(api):
         }
         response = api.post("/v0/access_log", json=log, headers=token)
         assert response.status_code == 201, (position, response.text)
-    from mlsys.common.db import get_engine
+    from mlsys.aianimals.database import get_engine
 
     with get_engine().connect() as connection:
         from sqlalchemy import text
@@ -98,8 +79,8 @@ def test_reads_need_a_valid_token(api, headers):
 
 
 def test_an_expired_token_is_refused(api):
+    from mlsys.aianimals.settings import auth_settings
     from mlsys.api.security import create_token
-    from mlsys.common.settings import auth_settings
 
     user_id = api.post(
         "/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"}
@@ -160,16 +141,9 @@ def test_like_and_unlike_invalidate_cached_searches(api):
     assert 'search_cache_requests_total{result="hit"}' in metrics
 
 
-def cache_count(api, result: str) -> float:
-    for line in api.get("/metrics").text.splitlines():
-        if line.startswith(f'search_cache_requests_total{{result="{result}"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def test_a_cached_search_is_answered_only_to_a_request_the_route_accepts(api):
+    from mlsys.aianimals.settings import auth_settings
     from mlsys.api.security import create_token
-    from mlsys.common.settings import auth_settings
 
     token = login(api)
     body = {"phrases": ["ねこ"], "animal_category_name_en": "cat"}
@@ -317,7 +291,7 @@ class GatedIndex:
 @pytest.fixture
 def gated(aianimals_home):
     """The API (local profile) with its search index behind a gate, and its client."""
-    from tests.conftest import serving_api
+    from tests.helpers.http import serving_api
 
     with serving_api() as (client, server):
         state = server.server.config.app.state

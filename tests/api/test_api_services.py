@@ -8,17 +8,16 @@ import uuid
 import pytest
 import redis
 
-from tests.api.test_api_local import PNG, cache_count, search
-from tests.conftest import (
+from tests.helpers.aianimals import PNG, cache_count, search
+from tests.helpers.cli import run_cli
+from tests.helpers.http import login, serving_api
+from tests.helpers.services import (
     PG,
     create_database,
     drop_database,
-    login,
     port_open,
     rabbitmqctl,
     require,
-    run_cli,
-    serving_api,
 )
 
 pytestmark = pytest.mark.integration
@@ -72,7 +71,7 @@ def api(services):
 def soon(observe, expected):
     """`observe()` once it equals `expected`. An invalidation reaches the API's near
     copies by a Redis message: within a second, far sooner than the copies expire."""
-    from mlsys.common.cache import NEAR_COPY_SECONDS
+    from mlsys.aianimals.cache import NEAR_COPY_SECONDS
 
     deadline = time.monotonic() + min(1.0, NEAR_COPY_SECONDS / 3)
     while (seen := observe()) != expected and time.monotonic() < deadline:
@@ -154,7 +153,7 @@ def test_like_flows_through_rabbitmq_and_invalidates_redis(api):
 
 
 def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
-    from tests.conftest import free_port
+    from tests.helpers.services import free_port
 
     monkeypatch.setenv("REDIS_PORT", str(free_port()))
     with serving_api() as (client, _):
@@ -191,7 +190,7 @@ def test_a_new_post_flows_outbox_rabbitmq_consumer_index(api):
 
 
 def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch):
-    from tests.conftest import free_port
+    from tests.helpers.services import free_port
 
     token = login(api)
     monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))  # the broker is unreachable

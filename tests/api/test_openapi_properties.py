@@ -6,7 +6,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from tests.conftest import login
+from tests.helpers.http import login
 
 EXAMPLES_PER_OPERATION = 60
 MINIMUM_REQUESTS = 500

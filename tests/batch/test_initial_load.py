@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from mlsys.common.tables import OutboxMessage, User
-from tests.conftest import AIANIMALS_POSTS, run_cli
+from mlsys.aianimals.tables import OutboxMessage, User
+from tests.helpers.aianimals import AIANIMALS_POSTS
+from tests.helpers.cli import run_cli
 
 
 def test_generation_is_seeded(aianimals_generated, tmp_path):
@@ -66,12 +67,13 @@ def counts(url: str) -> dict:
     "profile", ["local", pytest.param("services", marks=pytest.mark.integration)]
 )
 def test_loading_twice_changes_no_counts(profile, request, aianimals_generated, local_home):
+    from mlsys.aianimals.database import SCHEMA
     from mlsys.common.settings import database_url
 
     if profile == "services":
         request.getfixturevalue("services_profile")
     first = load(local_home, aianimals_generated)
-    url = database_url()
+    url = database_url(SCHEMA.name)
     before = counts(url)
     assert before["users"] == 2848 and before["animals"] == AIANIMALS_POSTS
     assert before["outbox"] == AIANIMALS_POSTS  # one message per new post
@@ -83,8 +85,8 @@ def test_loading_twice_changes_no_counts(profile, request, aianimals_generated, 
 
 @pytest.mark.integration
 def test_passwords_are_stored_as_argon2_hashes(services_profile, aianimals_generated, local_home):
-    from mlsys.common.db import get_engine
-    from mlsys.common.passwords import verify_password
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.passwords import verify_password
 
     load(local_home, aianimals_generated)
     with get_engine().connect() as connection:
@@ -98,7 +100,7 @@ def test_passwords_are_stored_as_argon2_hashes(services_profile, aianimals_gener
 
 
 def test_production_hash_cost_is_the_owasp_minimum(monkeypatch):
-    from mlsys.common.settings import AuthSettings
+    from mlsys.aianimals.settings import AuthSettings
 
     monkeypatch.delenv("AUTH_HASH_MEMORY_KIB")
     monkeypatch.delenv("AUTH_HASH_TIME_COST")
@@ -127,7 +129,7 @@ def test_bad_dataset_is_refused_with_the_file_and_nothing_is_written(
 
 
 def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
-    from mlsys.common.search import LocalSearchIndex, SearchQuery
+    from mlsys.aianimals.search import LocalSearchIndex, SearchQuery
 
     index = LocalSearchIndex(aianimals_loaded / "search.sqlite")
     assert index.count() == AIANIMALS_POSTS
@@ -141,16 +143,16 @@ def test_a_deactivated_post_leaves_the_index(aianimals_home):
     """Moderation deactivates a post and announces it; the consumer removes it."""
     from sqlalchemy import update
 
-    from mlsys.common.db import get_engine
-    from mlsys.common.messages import add_to_outbox
-    from mlsys.common.search import LocalSearchIndex, SearchQuery
-    from mlsys.common.tables import Animal
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.messages import Topic, add_to_outbox
+    from mlsys.aianimals.search import LocalSearchIndex, SearchQuery
+    from mlsys.aianimals.tables import Animal
 
     index = LocalSearchIndex(aianimals_home / "search.sqlite")
     victim = index.search(SearchQuery(phrases=["ネコ"], limit=1)).results[0]
     with get_engine().begin() as connection:
         connection.execute(update(Animal).where(Animal.id == victim.id).values(deactivated=True))
-        add_to_outbox(connection, "animal.updated", [{"animal_id": victim.id}])
+        add_to_outbox(connection, Topic.animal_updated, [{"animal_id": victim.id}])
     result = run_cli("mlsys.batch", "search-index", "--idle-seconds", "0.5")
     assert "handled: 1," in result.stdout
     assert index.count() == AIANIMALS_POSTS - 1

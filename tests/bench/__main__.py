@@ -21,18 +21,18 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
+from mlsys.beverage.tables import ItemSale
 from mlsys.common.bulk import Staging, executemany_upsert
 from mlsys.common.db import engine_for
 from mlsys.common.settings import PostgresSettings
-from mlsys.common.tables import ItemSale
 from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
 from tests.bench.search import search_load
+from tests.helpers.paths import ROOT
+from tests.helpers.services import PG
 
-ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".mlsys" / "bench"
-PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
 
 
 def admin(sql: str) -> None:
@@ -87,7 +87,7 @@ def registration_throughput(rows: int, work: Path) -> dict:
     )
     sales_path = generate(spec, work / "throughput", ROOT / "dataset" / "beverage")
     database = fresh_database("mlsys_bench_registration")
-    url = PostgresSettings(db=database, **{k: v for k, v in PG.items() if k != "port"}).url()
+    url = PostgresSettings(**{k: v for k, v in PG.items() if k != "port"}).url(database)
     engine = engine_for(url)
     try:
         register(master_dir=sales_path.parent, sales_path=None, engine=engine, show_progress=False)
@@ -98,7 +98,7 @@ def registration_throughput(rows: int, work: Path) -> dict:
 
         start = time.perf_counter()
         with engine.begin() as connection:
-            staging = Staging(connection, ItemSale.__table__, columns)
+            staging = Staging(connection, ItemSale, columns)
             for begin in range(0, len(frame), 200_000):
                 staging.add(frame.iloc[begin : begin + 200_000])
             written = staging.merge()
@@ -110,7 +110,7 @@ def registration_throughput(rows: int, work: Path) -> dict:
             connection.exec_driver_sql("TRUNCATE item_sales")
         start = time.perf_counter()
         with engine.begin() as connection:
-            executemany_upsert(connection, ItemSale.__table__, sample)
+            executemany_upsert(connection, ItemSale, sample)
         executemany_seconds = time.perf_counter() - start
 
         with engine.begin() as connection:

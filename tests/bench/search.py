@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,8 +22,9 @@ from pathlib import Path
 import psycopg
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+from tests.helpers.http import wait_for_url
+from tests.helpers.paths import ROOT
+from tests.helpers.services import PG, rabbitmqctl
 
 # wrk scripts: a POST with a JSON body; the uncached one makes every body unique.
 CACHED = """
@@ -88,16 +88,6 @@ def _wrk(url: str, token: str, script: str | None, connections: int, seconds: in
     }
 
 
-def _wait(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer")
-
-
 def search_load(
     work: Path, workers: int, connections: int = 64, seconds: int = 15, posts: int = 10_000
 ) -> dict:
@@ -142,7 +132,7 @@ def search_load(
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
-        _wait(f"{base}/v0/health-check", time.monotonic() + 60)
+        wait_for_url(f"{base}/v0/health-check", timeout=60)
         login = urllib.request.Request(
             f"{base}/v0/user/login",
             data=json.dumps({"handle_name": "dog_leigh", "password": "password"}).encode(),
@@ -182,7 +172,3 @@ def search_load(
         with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         rabbitmqctl("delete_vhost", vhost)
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)

@@ -12,7 +12,9 @@ from mlsys.common.settings import (
 def test_local_profile_is_the_default(local_home, monkeypatch):
     monkeypatch.delenv("MLSYS_PROFILE")
     assert platform_settings().profile is Profile.local
-    assert database_url() == f"sqlite:///{(local_home / 'mlsys.db').resolve()}"
+    # one database per product: a file each under MLSYS_HOME
+    assert database_url("beverage") == f"sqlite:///{(local_home / 'beverage.db').resolve()}"
+    assert database_url("aianimals") == f"sqlite:///{(local_home / 'aianimals.db').resolve()}"
     assert mlflow_tracking_uri() == f"sqlite:///{(local_home / 'mlflow.db').resolve()}"
 
 
@@ -22,9 +24,14 @@ def test_services_profile_reads_the_shared_variable_names(monkeypatch):
     monkeypatch.setenv("POSTGRES_PORT", "6543")
     monkeypatch.setenv("POSTGRES_USER", "forecaster")
     monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
-    monkeypatch.setenv("POSTGRES_DB", "beverage")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
-    assert database_url() == "postgresql+psycopg://forecaster:s3cret@db.data.svc:6543/beverage"
+    # without POSTGRES_DB, each product's database is named after it
+    assert (
+        database_url("beverage")
+        == "postgresql+psycopg://forecaster:s3cret@db.data.svc:6543/beverage"
+    )
+    monkeypatch.setenv("POSTGRES_DB", "forecasts")
+    assert database_url("beverage").endswith("@db.data.svc:6543/forecasts")
     assert mlflow_tracking_uri() == "http://mlflow.mlflow.svc:5000"
 
 
@@ -38,6 +45,6 @@ def test_outside_development_an_empty_database_password_is_refused(monkeypatch):
     monkeypatch.setenv("MLSYS_ENVIRONMENT", "production")
     monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
     with pytest.raises(RuntimeError, match="POSTGRES_PASSWORD is empty"):
-        database_url()
+        database_url("beverage")
     monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
-    assert database_url().startswith("postgresql+psycopg://postgres:s3cret@")
+    assert database_url("beverage").startswith("postgresql+psycopg://postgres:s3cret@")

@@ -6,10 +6,10 @@ import pandas as pd
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from mlsys.common.db import get_engine
-from mlsys.common.tables import ItemSale
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tables import ItemSale
 from mlsys.data_registration.__main__ import app
-from tests.conftest import REAL, REAL_SALES
+from tests.helpers.paths import REAL, REAL_SALES
 
 
 def generate(output, *args):

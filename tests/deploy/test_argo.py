@@ -10,7 +10,8 @@ import pytest
 import yaml
 from hera.workflows.models import CronWorkflow
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.paths import ROOT
 
 ARGO = ROOT / "infrastructure" / "argo"
 spec = importlib.util.spec_from_file_location("argo_compile", ARGO / "compile.py")

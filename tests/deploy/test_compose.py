@@ -9,7 +9,9 @@ import pytest
 import yaml
 from compose_pydantic.models import ComposeSpecification
 
-from tests.conftest import ROOT, variables_read_by_components
+from infrastructure.images import IMAGES
+from tests.helpers.cli import variables_read_by_components
+from tests.helpers.paths import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -36,16 +38,20 @@ def test_the_forecasting_stack_is_there():
 def test_the_aianimals_stack_is_there():
     aianimals = {"redis", "rabbitmq", "elasticsearch", "aianimals-initial-load"}
     assert aianimals | {"outbox-relay", "search-index", "api"} <= set(SERVICES)
-    assert (
-        SERVICES["elasticsearch"]["build"]["dockerfile"]
-        == "infrastructure/elasticsearch/Dockerfile"
-    )
     assert SERVICES["api"]["environment"]["POSTGRES_DB"] == "aianimals"
     assert "aianimals" in (ROOT / "infrastructure/manifests/data/create-databases.sql").read_text()
-    for service in SERVICES.values():
-        if "build" in service:
-            assert (ROOT / service["build"]["dockerfile"]).is_file()
-            assert service["image"].startswith("mlsys-")
+
+
+def test_our_services_run_the_images_make_builds():
+    """No build sections: `make up` builds every image of images.toml first."""
+    assert "up: secrets build_all" in (ROOT / "Makefile").read_text()
+    for name, service in SERVICES.items():
+        assert "build" not in service, name
+    ours = {SERVICES[name]["image"] for name in OURS}
+    names = {name.replace("_", "-") for name in IMAGES}
+    assert ours == {
+        f"${{REGISTRY:-localhost:5000}}/mlsys-{name}:${{TAG:-latest}}" for name in names
+    }
 
 
 def test_ordering_uses_health_and_completion_never_sleep():
@@ -72,7 +78,7 @@ def test_data_lives_in_named_volumes():
     assert "postgres-data:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
 
 
-OURS = [n for n, s in SERVICES.items() if s.get("image", "").startswith("mlsys-")]
+OURS = [n for n, s in SERVICES.items() if "/mlsys-" in s.get("image", "")]
 
 
 @pytest.mark.parametrize("name", [n for n in OURS if n != "elasticsearch"])
@@ -85,5 +91,5 @@ def test_make_up_dry_run_prints_the_compose_commands():
     result = subprocess.run(
         ["make", "up", "down", "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert "docker compose --env-file env.secret up --build --detach" in result.stdout
+    assert "docker compose --env-file env.secret up --detach" in result.stdout
     assert "docker compose --env-file env.secret down" in result.stdout

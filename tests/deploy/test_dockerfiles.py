@@ -1,23 +1,29 @@
-"""Images are correct by construction: no Docker engine runs here, so every Dockerfile is
-checked statically and each image's command is run locally as the same CLI."""
+"""Images are correct by construction: no Docker engine runs here, so the one Dockerfile
+pattern and infrastructure/images.toml are checked statically, each image's command is run
+locally as the same CLI, and each image's resolved dependency set is read from uv.lock."""
 
-import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from infrastructure.images import IMAGES, build_command
+from tests.helpers.cli import run_cli
+from tests.helpers.paths import ROOT
 
-COMPONENT_DOCKERFILES = sorted(ROOT.glob("*/Dockerfile"))
+PATTERN = ROOT / "Dockerfile"
+COMPONENT_IMAGES = {name: image for name, image in IMAGES.items() if "package" in image}
 # Third-party services built with what the platform needs (no command of ours to run).
-SERVICE_DOCKERFILES = [ROOT / "infrastructure" / "elasticsearch" / "Dockerfile"]
-DOCKERFILES = COMPONENT_DOCKERFILES + SERVICE_DOCKERFILES
-IMAGES = {"data_registration", "ml", "bi", "mlflow", "api", "batch"}
+SERVICE_DOCKERFILES = [
+    ROOT / image["dockerfile"] for image in IMAGES.values() if "dockerfile" in image
+]
+DOCKERFILES = [PATTERN, *SERVICE_DOCKERFILES]
+UV = ROOT / ".tools" / "bin" / "uv"
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -30,8 +36,35 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
-def test_every_deployable_component_has_a_dockerfile():
-    assert {path.parent.name for path in COMPONENT_DOCKERFILES} == IMAGES
+def dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def resolved_packages(package: str) -> set[str]:
+    """What `uv sync --frozen --no-dev --package PACKAGE` installs in an image."""
+    options = ["--frozen", "--no-dev", "--no-hashes", "--no-header", "--no-annotate"]
+    result = subprocess.run(
+        [str(UV), "export", "--package", package, *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = set()
+    for line in result.stdout.splitlines():
+        requirement = line.split(";")[0].strip()
+        if requirement.startswith("-e ./"):  # a workspace member, by its folder
+            names.add("mlsys-" + requirement.removeprefix("-e ./").replace("_", "-"))
+        elif requirement:
+            names.add(requirement.split("==")[0].lower())
+    return names
+
+
+def test_every_component_with_a_command_line_has_an_image():
+    members = {path.parent.name for path in ROOT.glob("*/src/mlsys/*/__main__.py")}
+    packages = {image["package"] for image in COMPONENT_IMAGES.values()}
+    assert {f"mlsys-{member.replace('_', '-')}" for member in members} <= packages
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -42,14 +75,22 @@ def test_hadolint_passes(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_copies_only_paths_that_exist(dockerfile):
-    for keyword, argument in instructions(dockerfile):
+def test_the_pattern_copies_only_paths_that_exist():
+    for keyword, argument in instructions(PATTERN):
         if keyword != "COPY" or "--from=" in argument:
             continue
         *sources, _ = shlex.split(argument)
         for source in sources:
-            assert (ROOT / source).exists(), f"{dockerfile}: COPY {source} does not exist"
+            assert (ROOT / source).exists(), f"COPY {source} does not exist"
+
+
+@pytest.mark.parametrize("name", COMPONENT_IMAGES)
+def test_the_files_of_each_image_exist_and_reach_the_build(name):
+    for path in COMPONENT_IMAGES[name].get("files", []):
+        assert (ROOT / path).exists(), f"{name}: {path} does not exist"
+        for pattern in dockerignore():
+            ignored = fnmatch(path, pattern) or path.startswith(pattern.rstrip("/") + "/")
+            assert pattern.startswith("!") or not ignored, f"{path} is ignored by {pattern}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -63,15 +104,19 @@ def test_runs_as_non_root_with_pinned_bases(dockerfile):
             assert ":" in image and not image.endswith(":latest"), f"unpinned base {image}"
 
 
-@pytest.mark.parametrize("dockerfile", COMPONENT_DOCKERFILES, ids=lambda p: p.parent.name)
-def test_the_image_command_runs_locally(dockerfile):
-    command = [argument for keyword, argument in instructions(dockerfile) if keyword == "CMD"][-1]
-    argv = json.loads(command)
+def test_the_runtime_holds_only_the_environment_and_the_files():
+    final = instructions(PATTERN)
+    final = final[max(i for i, (k, _) in enumerate(final) if k == "FROM") :]
+    copies = [argument for keyword, argument in final if keyword == "COPY"]
+    assert copies == ["--from=build /app/.venv /app/.venv", "--from=build /files/ /app/"]
+    assert ("CMD", '["start"]') in final
+
+
+@pytest.mark.parametrize("name", COMPONENT_IMAGES)
+def test_the_image_command_runs_locally(name):
+    argv = COMPONENT_IMAGES[name]["command"]
     if argv[:2] == ["bash", "/app/mlflow/serve.sh"]:
-        result = subprocess.run(
-            ["bash", "-n", str(ROOT / "mlflow" / "serve.sh")], capture_output=True
-        )
-        assert result.returncode == 0
+        assert subprocess.run(["bash", "-n", str(ROOT / "mlflow" / "serve.sh")]).returncode == 0
         result = subprocess.run(
             [str(Path(sys.executable).parent / "mlflow"), "server", "--help"],
             capture_output=True,
@@ -81,9 +126,30 @@ def test_the_image_command_runs_locally(dockerfile):
         return
     assert argv[:2] == ["python", "-m"]
     module, subcommand = argv[2], argv[3]
+    assert module == "mlsys." + COMPONENT_IMAGES[name]["package"].removeprefix("mlsys-").replace(
+        "-", "_"
+    )
     result = run_cli(module, subcommand, "--help")
     for option in (a for a in argv[4:] if a.startswith("--")):
         assert option in result.stdout, f"{module} {subcommand} has no {option}"
+
+
+FORECASTING = ["data_registration", "ml", "mlflow", "bi"]
+AIANIMALS_ONLY = {"sudachipy", "sudachidict-core", "pika", "redis", "hiredis", "argon2-cffi"}
+
+
+@pytest.mark.parametrize("name", FORECASTING)
+def test_forecasting_images_install_nothing_of_aianimals(name):
+    installed = resolved_packages(COMPONENT_IMAGES[name]["package"])
+    assert "mlsys-common" in installed and "mlsys-beverage" in installed
+    assert not installed & (AIANIMALS_ONLY | {"mlsys-aianimals", "elasticsearch"})
+
+
+@pytest.mark.parametrize("name", ["api", "batch"])
+def test_aianimals_images_install_nothing_of_forecasting(name):
+    installed = resolved_packages(COMPONENT_IMAGES[name]["package"])
+    assert installed >= AIANIMALS_ONLY
+    assert not installed & {"mlsys-beverage", "lightgbm", "hydra-core", "streamlit"}
 
 
 def test_elasticsearch_image_has_the_japanese_analysis_plugins():
@@ -92,8 +158,8 @@ def test_elasticsearch_image_has_the_japanese_analysis_plugins():
 
 
 def test_dockerignore_keeps_local_state_out():
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    for path in ("**/.venv", ".mlsys", ".tools", ".git", "env.secret*"):
+    ignored = dockerignore()
+    for path in ("**/.venv", ".mlsys", ".tools", ".git", "env.secret*", "tests"):
         assert path in ignored
 
 
@@ -106,10 +172,10 @@ def test_build_all_dry_run_prints_one_build_per_image():
         check=True,
     )
     builds = [line for line in result.stdout.splitlines() if line.startswith("docker build")]
-    tags = {name: f"registry.example/team/mlsys-{name.replace('_', '-')}:v1" for name in IMAGES}
-    expected = [f"docker build -f {name}/Dockerfile -t {tag} ." for name, tag in tags.items()]
-    expected.append(
-        "docker build -f infrastructure/elasticsearch/Dockerfile "
-        "-t registry.example/team/mlsys-elasticsearch:v1 ."
-    )
+    expected = [shlex.join(build_command(name, "registry.example/team", "v1")) for name in IMAGES]
     assert sorted(builds) == sorted(expected)
+    assert "-t registry.example/team/mlsys-data-registration:v1 ." in result.stdout
+    assert (
+        "docker build -f Dockerfile --build-arg PACKAGE=mlsys-api "
+        "--build-arg 'COMMAND=python -m mlsys.api serve --host 0.0.0.0 --port 8000'"
+    ) in result.stdout

@@ -4,7 +4,7 @@ need no cluster; nothing is applied and no secret is printed or written."""
 import re
 import subprocess
 
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 
 def make(*args: str) -> str:

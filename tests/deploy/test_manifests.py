@@ -11,7 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import ROOT, variables_read_by_components
+from tests.helpers.cli import variables_read_by_components
+from tests.helpers.paths import ROOT
 
 MANIFESTS = ROOT / "infrastructure" / "manifests"
 NAMESPACES = sorted(path.parent.name for path in MANIFESTS.glob("*/kustomization.yaml"))

@@ -3,26 +3,14 @@
 import os
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, require
+from tests.helpers.http import wait_for_url
+from tests.helpers.paths import ROOT, SCREENSHOTS
+from tests.helpers.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = ROOT / ".mlsys" / "screenshots"
 PAGES = {  # url path: (heading, minimum number of charts)
     "": ("Sales explorer", 2),
     "evaluation": ("Predictions against actuals", 2),
@@ -42,28 +30,10 @@ def bi_url(demo_home):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
+    wait_for_url(f"{url}/_stcore/health", timeout=60, process=server)
     yield url
     server.terminate()
     server.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(CHROMIUM.exists(), "Debian's chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -5,32 +5,29 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.helpers.http import wait_for_url
+from tests.helpers.paths import ROOT
+from tests.helpers.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+PRODUCT_TABLES = {
+    "beverage": ["item_sales", "weekly_sales_predictions", "stores", "items"],
+    "aianimals": ["users", "animals", "likes", "access_logs", "outbox"],
+}
+
+
 def counts(home):
-    with sqlite3.connect(home / "mlsys.db") as db:
-        tables = ["item_sales", "weekly_sales_predictions", "stores", "items"]
-        tables += ["users", "animals", "likes", "access_logs", "outbox"]
-        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-
-
-def wait_for(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"{url} did not answer")
+    result = {}
+    for product, tables in PRODUCT_TABLES.items():
+        with sqlite3.connect(home / f"{product}.db") as db:
+            result |= {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    return result
 
 
 def test_make_demo_twice_then_serve(tmp_path):
@@ -74,10 +71,9 @@ def test_make_demo_twice_then_serve(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 600
-        wait_for(f"http://127.0.0.1:{bi_port}/_stcore/health", deadline)
-        wait_for(f"http://127.0.0.1:{mlflow_port}/health", deadline)
-        wait_for(f"http://127.0.0.1:{api_port}/v0/docs", deadline)
+        wait_for_url(f"http://127.0.0.1:{bi_port}/_stcore/health", 600, process=demo)
+        wait_for_url(f"http://127.0.0.1:{mlflow_port}/health", 120, process=demo)
+        wait_for_url(f"http://127.0.0.1:{api_port}/v0/docs", 120, process=demo)
         login = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/v0/user/login",
             data=json.dumps({"handle_name": "dog_leigh", "password": "password"}).encode(),

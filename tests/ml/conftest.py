@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from tests.conftest import REAL, REAL_SALES
+from tests.helpers.paths import REAL, REAL_SALES
 
 
 @pytest.fixture(scope="session")

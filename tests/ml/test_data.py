@@ -3,11 +3,12 @@
 import pandas as pd
 import pytest
 
-from mlsys.common.db import get_engine
+from mlsys.beverage.database import get_engine
 from mlsys.ml.backtest import iso_week
 from mlsys.ml.data import fingerprint, load_history
 from mlsys.ml.features import SalesHistory
-from tests.conftest import REAL, REAL_SALES, run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.paths import REAL, REAL_SALES
 
 
 @pytest.fixture(params=["local", pytest.param("services", marks=pytest.mark.integration)])

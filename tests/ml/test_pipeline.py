@@ -7,15 +7,17 @@ import pytest
 from sqlalchemy import func, select
 
 import mlflow
-from mlsys.common.db import get_engine
-from mlsys.common.tables import BacktestPrediction, WeeklySalesPrediction
-from mlsys.common.tracking import CHAMPION, configure_mlflow
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tables import BacktestPrediction, WeeklySalesPrediction
+from mlsys.common.tracking import CHAMPION
 from mlsys.ml.backtest import backtest, iso_week
 from mlsys.ml.data import load_inputs
 from mlsys.ml.features import weekly_frame
 from mlsys.ml.predict import predict
+from mlsys.ml.tracking import configure
 from mlsys.ml.train import train
-from tests.conftest import REAL, REAL_SALES, run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.paths import REAL, REAL_SALES
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +50,8 @@ def test_demo_state_has_champion_predictions_and_backtest_forecasts(demo_home, m
         ).scalar()
     assert [(str(week), count) for week, count in predictions] == [("2022-01-03", 100)]
     assert backtests == 17 * 100 + 8 * 100  # the backtest command and train's evaluation
-    configure_mlflow()
-    champion = mlflow.MlflowClient().get_model_version_by_alias(
-        "beverage_sales_forecasting", CHAMPION
-    )
+    name = configure().registered_model_name
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
     run = mlflow.get_run(champion.run_id)
     assert run.data.tags["data_fingerprint"]
     assert (
@@ -109,10 +109,8 @@ def test_promotion_gate_and_idempotent_prediction():
     assert strong.champion_wape == pytest.approx(weak.wape)  # champion re-scored on the same weeks
     again = train(config())
     assert not again.promoted  # equal is not better
-    configure_mlflow()
-    champion = mlflow.MlflowClient().get_model_version_by_alias(
-        "beverage_sales_forecasting", CHAMPION
-    )
+    name = configure().registered_model_name
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
     assert int(champion.version) == strong.version
 
     first, second = predict(), predict()

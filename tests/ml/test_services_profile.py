@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 import mlflow
-from mlsys.common.db import get_engine
-from mlsys.common.tables import ItemSale, WeeklySalesPrediction
-from tests.conftest import REAL, REAL_SALES, run_cli
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tables import ItemSale, WeeklySalesPrediction
+from tests.helpers.cli import run_cli
+from tests.helpers.paths import REAL, REAL_SALES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -4,11 +4,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from mlsys.aianimals import storage
+from mlsys.aianimals.indexing import documents_query, to_document
+from mlsys.aianimals.search import AnimalDocument
+from mlsys.aianimals.tables import Animal, Like
 from mlsys.api.schemas import AnimalPublic
-from mlsys.common import storage
-from mlsys.common.indexing import documents_query, to_document
-from mlsys.common.search import AnimalDocument
-from mlsys.common.tables import Animal, Like
 
 
 def public(document: AnimalDocument) -> AnimalPublic:

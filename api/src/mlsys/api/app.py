@@ -7,21 +7,23 @@ from functools import partial
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.responses import Response
 
+from mlsys.aianimals import storage
+from mlsys.aianimals.cache import get_cache
+from mlsys.aianimals.database import get_engine
+from mlsys.aianimals.search import get_search_index
+from mlsys.aianimals.settings import auth_settings
 from mlsys.api import metrics
 from mlsys.api.deps import SessionDep
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, errors
-from mlsys.common import storage
-from mlsys.common.cache import get_cache
-from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
-from mlsys.common.search import get_search_index
-from mlsys.common.settings import Profile, auth_settings, platform_settings
+from mlsys.common.settings import Profile, platform_settings
 
 log = get_logger(__name__)
 
@@ -38,18 +40,18 @@ async def lifespan(app: FastAPI):
     if platform_settings().profile is Profile.local:
         # The local profile indexes new posts and likes inside the API process: the
         # in-process cache is then invalidated by the process that serves it.
-        from mlsys.common.indexing import index_posts
-        from mlsys.common.messages import consume
-        from mlsys.common.migrate import upgrade
+        from mlsys.aianimals.database import upgrade
+        from mlsys.aianimals.indexing import index_posts
+        from mlsys.aianimals.messages import Queue, consume
 
         engine = app.state.engine
         upgrade(engine)
         handler = partial(index_posts, engine, app.state.search_index)
         indexer = threading.Thread(
             target=consume,
-            args=("search-index", handler, engine),
+            args=(Queue.search_index, handler, engine),
             kwargs={"stop": stop.is_set},
-            name="search-index",
+            name=Queue.search_index,
             daemon=True,
         )
         indexer.start()
@@ -64,13 +66,15 @@ async def lifespan(app: FastAPI):
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    # Swagger UI and ReDoc from the API itself, not a CDN: the docs work without internet.
+    app = FastAPIOffline(
         title="AIAnimals API",
         version="0.1.0",
         description="Backend of the AIAnimals pet photo-sharing app. Log in with "
         "`POST /v0/user/login` and send the token in the `token` header.",
         docs_url="/v0/docs",
-        redoc_url=None,
+        redoc_url="/v0/redoc",
+        static_url="/v0/docs-assets",
         openapi_url="/v0/openapi.json",
         lifespan=lifespan,
     )

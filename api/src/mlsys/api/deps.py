@@ -12,10 +12,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mlsys.aianimals.search import SearchIndex
+from mlsys.aianimals.settings import AuthSettings
+from mlsys.aianimals.tables import User
 from mlsys.api.security import InvalidToken, user_id_from_token
-from mlsys.common.search import SearchIndex
-from mlsys.common.settings import AuthSettings
-from mlsys.common.tables import User
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -6,8 +6,8 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mlsys.common.db import get_engine
-from mlsys.common.messages import outbox_lag
+from mlsys.aianimals.database import get_engine
+from mlsys.aianimals.messages import outbox_lag
 
 REQUEST_SECONDS = Histogram(
     "http_request_duration_seconds",
@@ -26,13 +26,23 @@ SEARCH_CACHE = Counter(
 class OutboxCollector(Collector):
     """Measured at scrape time: messages waiting to be handed on, and the oldest's age."""
 
+    def describe(self):
+        # Without it, registering would call collect(): a database query at import.
+        return self._families(0, 0.0)
+
     def collect(self):
         with get_engine().connect() as connection:
             waiting, age = outbox_lag(connection)
-        yield GaugeMetricFamily("outbox_waiting_messages", "Outbox messages not handed on", waiting)
-        yield GaugeMetricFamily(
-            "outbox_oldest_waiting_seconds", "Age of the oldest waiting outbox message", age
-        )
+        return self._families(waiting, age)
+
+    @staticmethod
+    def _families(waiting: int, age: float) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily("outbox_waiting_messages", "Outbox messages not handed on", waiting),
+            GaugeMetricFamily(
+                "outbox_oldest_waiting_seconds", "Age of the oldest waiting outbox message", age
+            ),
+        ]
 
 
 class MetricsMiddleware:

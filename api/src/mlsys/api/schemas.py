@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
-from mlsys.common.search import AnimalFields, SortBy
+from mlsys.aianimals.search import AnimalFields, SortBy
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]

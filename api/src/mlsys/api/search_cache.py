@@ -14,7 +14,8 @@ response without it, and every answer gets a fresh one.
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from uuid import uuid4
 
 from fastapi import Request, Response
@@ -70,7 +71,7 @@ class CachedSearchRoute(APIRoute):
     requests. Joining only in the same generation keeps a request that arrives after an
     invalidation from being answered with what was computed before it."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         # The storable answer (or None) of each search being computed in this process.
         in_flight: dict[tuple[str, bytes], asyncio.Future[bytes | None]] = {}

@@ -6,7 +6,7 @@ from functools import lru_cache
 import jwt
 from fastapi.security.utils import get_authorization_scheme_param
 
-from mlsys.common.settings import AuthSettings
+from mlsys.aianimals.settings import AuthSettings
 
 ALGORITHM = "HS256"
 

@@ -60,10 +60,10 @@ def initial_load(
     """Load categories, breeds, violation types, users (passwords hashed with Argon2id),
     posts, likes and access logs; copy the photos into storage; queue one outbox message
     per new post for indexing and moderation. Running it twice changes nothing."""
+    from mlsys.aianimals.database import get_engine
     from mlsys.batch.dataset import InvalidDataset, read_master_data
     from mlsys.batch.load import initial_load as run
     from mlsys.batch.load import read_generated
-    from mlsys.common.db import get_engine
 
     configure_logging()
     try:
@@ -102,9 +102,9 @@ def relay(
 
     import pika.exceptions
 
-    from mlsys.common.db import get_engine
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.messages import relay_outbox
     from mlsys.common.logging import get_logger
-    from mlsys.common.messages import relay_outbox
 
     configure_logging()
     log, stop, engine = get_logger("mlsys.batch.relay"), _stop_on_signal(), get_engine()
@@ -135,18 +135,17 @@ def search_index(
     index new and changed posts, remove deactivated ones, invalidate cached searches."""
     from functools import partial
 
-    from mlsys.common.db import get_engine
-    from mlsys.common.indexing import index_posts
-    from mlsys.common.messages import consume
-    from mlsys.common.migrate import upgrade
-    from mlsys.common.search import get_search_index
+    from mlsys.aianimals.database import get_engine, upgrade
+    from mlsys.aianimals.indexing import index_posts
+    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.search import get_search_index
 
     configure_logging()
     engine = get_engine()
     upgrade(engine)
     handler = partial(index_posts, engine, get_search_index())
     stats = consume(
-        "search-index", handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
+        Queue.search_index, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
     )
     typer.echo(
         f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"

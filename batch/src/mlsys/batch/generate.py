@@ -140,9 +140,9 @@ def generate_access_logs(
     likes = np.zeros(len(animals))
     session_start = LAST_POST + timedelta(days=1)
     search_ids = _hex_ids(rng, searches)
-    columns = {name: [] for name in ("search_id", "animal_id", "action", "user_id", "position",
-                                     "phrases", "animal_category_id", "animal_subcategory_id",
-                                     "sort_by", "created_at")}  # fmt: skip
+    names = ("search_id", "animal_id", "action", "user_id", "position", "phrases",
+             "animal_category_id", "animal_subcategory_id", "sort_by", "created_at")  # fmt: skip
+    columns: dict[str, list] = {name: [] for name in names}
     for search in range(searches):
         kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
         pick = rng.integers(0, len(animals))

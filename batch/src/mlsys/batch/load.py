@@ -13,14 +13,11 @@ import pandas as pd
 from rich.progress import Progress
 from sqlalchemy import Connection, Engine, func, select
 
-from mlsys.batch.dataset import InvalidDataset, MasterData
-from mlsys.batch.generate import GeneratedActivity
-from mlsys.common import storage
-from mlsys.common.bulk import bulk_upsert
-from mlsys.common.messages import add_to_outbox
-from mlsys.common.migrate import upgrade
-from mlsys.common.passwords import hash_passwords
-from mlsys.common.tables import (
+from mlsys.aianimals import storage
+from mlsys.aianimals.database import upgrade
+from mlsys.aianimals.messages import Topic, add_to_outbox
+from mlsys.aianimals.passwords import hash_passwords
+from mlsys.aianimals.tables import (
     AccessLog,
     Animal,
     AnimalCategory,
@@ -30,6 +27,9 @@ from mlsys.common.tables import (
     User,
     ViolationType,
 )
+from mlsys.batch.dataset import InvalidDataset, MasterData
+from mlsys.batch.generate import GeneratedActivity
+from mlsys.common.bulk import bulk_upsert
 
 TABLES = (AnimalCategory, AnimalSubcategory, ViolationType, User, Animal, Like, AccessLog)
 
@@ -69,7 +69,7 @@ def _users_with_hashes(connection: Connection, users: pd.DataFrame, progress: Pr
     stored = dict(connection.execute(select(User.id, User.password_hash)).all())
     new = users.loc[~users["id"].isin(stored.keys())]
     task = progress.add_task("hashing passwords", total=len(new))
-    hashes = {}
+    hashes: dict[str, str] = {}
     for start in range(0, len(new), 256):
         chunk = new.iloc[start : start + 256]
         hashes.update(zip(chunk["id"], hash_passwords(chunk["password"].tolist()), strict=True))
@@ -107,12 +107,14 @@ def initial_load(
         }
         task = progress.add_task("loading tables", total=len(frames))
         for table, frame in frames.items():
-            written[table.__tablename__] = bulk_upsert(connection, table.__table__, frame)
+            written[table.__tablename__] = bulk_upsert(connection, table, frame)
             progress.advance(task)
         new_posts = activity.animals.loc[~activity.animals["id"].isin(known_posts), "id"]
-        add_to_outbox(connection, "animal.created", [{"animal_id": i} for i in new_posts])
+        add_to_outbox(connection, Topic.animal_created, [{"animal_id": i} for i in new_posts])
         counts = {
-            table.__tablename__: connection.scalar(select(func.count()).select_from(table))
+            table.__tablename__: connection.execute(
+                select(func.count()).select_from(table)
+            ).scalar_one()
             for table in (*TABLES, OutboxMessage)
         }
     copied = sum(

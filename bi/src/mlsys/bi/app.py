@@ -8,9 +8,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tracking import Forecaster, forecasting_settings
 from mlsys.bi import queries
-from mlsys.common.db import get_engine
-from mlsys.common.settings import mlflow_settings, mlflow_tracking_uri
+from mlsys.common.settings import mlflow_tracking_uri
+from mlsys.common.tracking import CHAMPION
 
 CACHE_SECONDS = 60
 
@@ -34,7 +36,9 @@ def predictions() -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_SECONDS)
 def model_history() -> pd.DataFrame:
-    return queries.model_history(mlflow_tracking_uri(), mlflow_settings().registered_model_name)
+    return queries.model_history(
+        mlflow_tracking_uri(), forecasting_settings().registered_model_name
+    )
 
 
 def sales_page() -> None:
@@ -145,7 +149,7 @@ def models_page() -> None:
     if history.empty:
         st.info("No registered model yet: run `python -m mlsys.ml train`.")
         return
-    champion = history[history["aliases"].str.contains("champion")]
+    champion = history[history["aliases"].str.contains(CHAMPION)]
     if not champion.empty:
         st.metric(
             "Champion",
@@ -155,7 +159,7 @@ def models_page() -> None:
         )
     long = history.melt(
         id_vars="version",
-        value_vars=["model_wape", "last_week_wape", "mean_4_weeks_wape"],
+        value_vars=[f"{forecaster}_wape" for forecaster in Forecaster],
         var_name="forecaster",
         value_name="wape",
     )

@@ -3,7 +3,7 @@
 import pandas as pd
 from sqlalchemy import Engine, String, cast, func, literal, select
 
-from mlsys.common.tables import (
+from mlsys.beverage.tables import (
     BacktestPrediction,
     Item,
     ItemSale,
@@ -11,6 +11,8 @@ from mlsys.common.tables import (
     Store,
     WeeklySalesPrediction,
 )
+from mlsys.beverage.tracking import Forecaster, backtest_metric
+from mlsys.common.tracking import run_of
 
 DIMENSIONS = {"region": Region.name, "store": Store.name, "item": Item.name}
 
@@ -140,7 +142,7 @@ def model_history(tracking_uri: str, model_name: str) -> pd.DataFrame:
     rows = []
     # search results leave `aliases` empty, so they come from the registered model above
     for version in client.search_model_versions(f"name = '{model_name}'"):
-        run = client.get_run(version.run_id)
+        run = client.get_run(run_of(version))
         metrics = run.data.metrics
         rows.append(
             {
@@ -149,10 +151,11 @@ def model_history(tracking_uri: str, model_name: str) -> pd.DataFrame:
                     a for a, v in aliases.items() if str(v) == str(version.version)
                 ),
                 "created": pd.to_datetime(version.creation_timestamp, unit="ms"),
-                "model_wape": metrics.get("backtest_model_wape"),
-                "last_week_wape": metrics.get("backtest_last_week_wape"),
-                "mean_4_weeks_wape": metrics.get("backtest_mean_4_weeks_wape"),
-                "model_mae": metrics.get("backtest_model_mae"),
+                **{
+                    f"{forecaster}_wape": metrics.get(backtest_metric(forecaster, "wape"))
+                    for forecaster in Forecaster
+                },
+                "model_mae": metrics.get(backtest_metric(Forecaster.model, "mae")),
                 "evaluation_weeks": run.data.tags.get("evaluation_weeks"),
                 "data_fingerprint": run.data.tags.get("data_fingerprint"),
                 "run_id": version.run_id,

@@ -7,6 +7,7 @@ the same data twice writes nothing. All of it runs in the caller's transaction.
 
 import io
 from collections.abc import Sequence
+from typing import cast
 
 import pandas as pd
 import pyarrow as pa
@@ -14,6 +15,7 @@ from pyarrow import csv
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase
 
 CHUNK_ROWS = 200_000
 
@@ -26,10 +28,15 @@ class DuplicateKey(ValueError):
         super().__init__(f"duplicate key {key}" + (f" (line {line})" if line else ""))
 
 
-class Staging:
-    """A temporary table shaped like `table` plus a `line` column, dropped at commit."""
+def table_of(model: type[DeclarativeBase]) -> Table:
+    return cast(Table, model.__table__)  # a mapped class's table is a Table, not a join
 
-    def __init__(self, connection: Connection, table: Table, columns: list[str]):
+
+class Staging:
+    """A temporary table shaped like `model`'s plus a `line` column, dropped at commit."""
+
+    def __init__(self, connection: Connection, model: type[DeclarativeBase], columns: list[str]):
+        table = table_of(model)
         self.connection, self.table, self.columns = connection, table, columns
         self.keys = [c.name for c in table.primary_key.columns]
         self.name = f"staging_{table.name}"
@@ -58,7 +65,9 @@ class Staging:
             buffer = io.BytesIO()  # Arrow's CSV writer is about 9x faster than pandas'
             table = pa.Table.from_pandas(staged, preserve_index=False)
             csv.write_csv(table, buffer, csv.WriteOptions(include_header=False))
-            cursor = self.connection.connection.driver_connection.cursor()
+            driver = self.connection.connection.driver_connection
+            assert driver is not None  # an open connection has its driver connection
+            cursor = driver.cursor()
             columns = ", ".join([*self.columns, "line"])
             with cursor.copy(f"COPY {self.name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(buffer.getvalue())
@@ -151,17 +160,21 @@ def _sqlite_datetimes(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**converted) if converted else frame
 
 
-def bulk_upsert(connection: Connection, table: Table, frame: pd.DataFrame) -> int:
-    """Stage `frame` in chunks and merge it; returns rows inserted or changed."""
-    staging = Staging(connection, table, list(frame.columns))
+def bulk_upsert(connection: Connection, model: type[DeclarativeBase], frame: pd.DataFrame) -> int:
+    """Stage `frame` in chunks and merge it into `model`'s table; returns rows inserted or
+    changed."""
+    staging = Staging(connection, model, list(frame.columns))
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
         staging.add(chunk)
     return staging.merge()
 
 
-def executemany_upsert(connection: Connection, table: Table, frame: pd.DataFrame) -> int:
+def executemany_upsert(
+    connection: Connection, model: type[DeclarativeBase], frame: pd.DataFrame
+) -> int:
     """Row-by-row upsert with executemany: the slow path the benchmark compares COPY with."""
+    table = table_of(model)
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = dialect_insert(table)
     keys = [c.name for c in table.primary_key.columns]

@@ -1,4 +1,4 @@
-"""SQLAlchemy engine for the configured database (one pool per URL per process)."""
+"""SQLAlchemy engines for the products' databases (one pool per URL per process)."""
 
 from functools import cache
 
@@ -22,5 +22,6 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-def get_engine() -> Engine:
-    return engine_for(database_url())
+def get_engine(database: str) -> Engine:
+    """The engine of a product's database (see `database_url`)."""
+    return engine_for(database_url(database))

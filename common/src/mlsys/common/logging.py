@@ -12,7 +12,7 @@ def configure_logging(level: str = "INFO") -> None:
         force=True,
     )
     # Third-party libraries chatter at INFO; keep our own lines readable.
-    for noisy in ("alembic", "httpx", "urllib3", "mlflow", "numexpr", "pika"):
+    for noisy in ("alembic", "elastic_transport", "urllib3", "mlflow", "numexpr", "pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

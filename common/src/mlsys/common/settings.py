@@ -6,7 +6,6 @@ environment first.
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,20 +31,19 @@ class PostgresSettings(BaseSettings):
     port: int = 5432
     user: str = "postgres"
     password: SecretStr = SecretStr("")
-    db: str = "mlsys"
+    db: str | None = None  # None: the product's own database name
 
-    def url(self, db: str | None = None) -> str:
+    def url(self, database: str) -> str:
+        """The URL of POSTGRES_DB if set, else of the product's `database`."""
         password = self.password.get_secret_value()
         auth = f"{self.user}:{password}" if password else self.user
-        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{db or self.db}"
+        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{self.db or database}"
 
 
 class MlflowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLFLOW_")
 
     tracking_uri: str | None = None  # None: the local store under MLSYS_HOME
-    experiment_name: str = "beverage_sales_forecasting"
-    registered_model_name: str = "beverage_sales_forecasting"
 
 
 class RedisSettings(BaseSettings):
@@ -75,15 +73,6 @@ class RabbitmqSettings(BaseSettings):
     max_attempts: int = 3  # deliveries of one message before it is dead-lettered
 
 
-class SearchSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEARCH_")
-
-    # None: Elasticsearch in the services profile, SQLite FTS5 under MLSYS_HOME in the
-    # local one. `local` also serves a services deployment without Elasticsearch (with one
-    # API replica, as the index is then a file).
-    engine: Literal["elasticsearch", "local"] | None = None
-
-
 class ElasticsearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ELASTICSEARCH_")
 
@@ -100,17 +89,6 @@ class StorageSettings(BaseSettings):
 
     root: Path | None = None  # None: MLSYS_HOME/storage
     public_url: str = "/v0/photos"  # where clients fetch what is stored
-
-
-class AuthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUTH_")
-
-    secret_key: SecretStr = SecretStr("")  # empty: a development key, refused elsewhere
-    token_minutes: int = 60 * 24
-    # Argon2id cost (RFC 9106 / OWASP: 19 MiB, t=2). Hashes carry their own parameters,
-    # so lowering these (tests) never breaks verification of stored hashes.
-    hash_memory_kib: int = 19_456
-    hash_time_cost: int = 2
 
 
 def platform_settings() -> PlatformSettings:
@@ -137,10 +115,6 @@ def elasticsearch_settings() -> ElasticsearchSettings:
     return ElasticsearchSettings()
 
 
-def search_settings() -> SearchSettings:
-    return SearchSettings()
-
-
 def storage_root() -> Path:
     root = StorageSettings().root or platform_settings().home / "storage"
     root.mkdir(parents=True, exist_ok=True)
@@ -151,32 +125,26 @@ def storage_settings() -> StorageSettings:
     return StorageSettings()
 
 
-def auth_settings() -> AuthSettings:
-    settings = AuthSettings()
-    if not settings.secret_key.get_secret_value():
-        environment = platform_settings().environment
-        if environment != "development":
-            raise RuntimeError(
-                f"AUTH_SECRET_KEY is empty while MLSYS_ENVIRONMENT={environment}: set it from "
-                "the Secret (`make secrets`), or use MLSYS_ENVIRONMENT=development"
-            )
-        settings.secret_key = SecretStr("development-only-key-never-used-in-production")
-    return settings
+def require_secret(variable: str, value: SecretStr) -> None:
+    """Refuse an empty secret outside MLSYS_ENVIRONMENT=development."""
+    environment = platform_settings().environment
+    if environment != "development" and not value.get_secret_value():
+        raise RuntimeError(
+            f"{variable} is empty while MLSYS_ENVIRONMENT={environment}: set it from the "
+            "Secret (`make secrets`), or use MLSYS_ENVIRONMENT=development"
+        )
 
 
-def database_url() -> str:
-    """SQLite file under MLSYS_HOME for the local profile, PostgreSQL for services."""
+def database_url(database: str) -> str:
+    """A product's database: `<database>.db` under MLSYS_HOME for the local profile,
+    PostgreSQL (POSTGRES_DB, else `database`) for services."""
     platform = platform_settings()
     if platform.profile is Profile.services:
         postgres = postgres_settings()
-        if platform.environment != "development" and not postgres.password.get_secret_value():
-            raise RuntimeError(
-                f"POSTGRES_PASSWORD is empty while MLSYS_ENVIRONMENT={platform.environment}: "
-                "set it from the Secret (`make secrets`), or use MLSYS_ENVIRONMENT=development"
-            )
-        return postgres.url()
+        require_secret("POSTGRES_PASSWORD", postgres.password)
+        return postgres.url(database)
     platform.home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(platform.home / 'mlsys.db').resolve()}"
+    return f"sqlite:///{(platform.home / f'{database}.db').resolve()}"
 
 
 def mlflow_tracking_uri() -> str:

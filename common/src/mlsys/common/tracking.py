@@ -1,31 +1,38 @@
-"""MLflow helpers: one tracking setup, batched metric logging, the champion gate."""
+"""MLflow basics for every model of the platform: one tracking setup, batched metric
+logging, and the champion gate (an alias given only to a version that beats the champion).
+What is logged and under which names belongs to each model's own package."""
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import mlflow_settings, mlflow_tracking_uri, platform_settings
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
 log = get_logger(__name__)
+# The alias serving loads (`models:/NAME@champion`) and the gate moves.
 CHAMPION = "champion"
 
 
-def configure_mlflow() -> str:
-    """Point MLflow at the configured server or the local store; return the URI."""
+def configure_mlflow(experiment_name: str) -> str:
+    """Point MLflow at the configured server or the local store and select (creating it
+    if needed) the experiment; return the tracking URI."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    settings = mlflow_settings()
     uri = mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(settings.experiment_name) is None:
+    if mlflow.get_experiment_by_name(experiment_name) is None:
         # A server decides where artifacts go; the local store keeps them under MLSYS_HOME
         # instead of MLflow's default of the current directory.
-        location = None if settings.tracking_uri else local_artifact_root().as_uri()
-        mlflow.create_experiment(settings.experiment_name, artifact_location=location)
-    mlflow.set_experiment(settings.experiment_name)
+        location = None if mlflow_settings().tracking_uri else local_artifact_root().as_uri()
+        mlflow.create_experiment(experiment_name, artifact_location=location)
+    mlflow.set_experiment(experiment_name)
     return uri
 
 
@@ -55,6 +62,13 @@ class Champion:
     metric: float | None
 
 
+def run_of(version: "ModelVersion") -> str:
+    """The run that logged a registered model version (ours always have one)."""
+    if version.run_id is None:
+        raise ValueError(f"model {version.name} version {version.version} has no run")
+    return version.run_id
+
+
 def current_champion(model_name: str, metric_key: str) -> Champion | None:
     from mlflow.exceptions import MlflowException
 
@@ -65,8 +79,9 @@ def current_champion(model_name: str, metric_key: str) -> Champion | None:
         version = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         return None
-    metric = client.get_run(version.run_id).data.metrics.get(metric_key)
-    return Champion(version=int(version.version), run_id=version.run_id, metric=metric)
+    run_id = run_of(version)
+    metric = client.get_run(run_id).data.metrics.get(metric_key)
+    return Champion(version=int(version.version), run_id=run_id, metric=metric)
 
 
 def promote_if_better(

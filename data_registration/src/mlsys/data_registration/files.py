@@ -34,8 +34,8 @@ PROVENANCE_SUFFIX = ".provenance.json"
 class InvalidInput(ValueError):
     """Input that cannot be registered; the message reads `file:line:field: problem`."""
 
-    def __init__(self, path: Path, line: int, field: str, problem: str):
-        super().__init__(f"{path}:{line}:{field}: {problem}")
+    def __init__(self, path: Path, line: int | None, field: str, problem: str):
+        super().__init__(f"{path}:{line or '?'}:{field}: {problem}")
 
 
 def read_csv(path: Path, columns: list[str], nrows: int | None = None) -> pd.DataFrame:

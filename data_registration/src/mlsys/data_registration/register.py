@@ -9,11 +9,10 @@ import pandas as pd
 from rich.progress import Progress
 from sqlalchemy import Connection, Engine, func, select
 
-from mlsys.common import migrate
+from mlsys.beverage.database import get_engine, upgrade
+from mlsys.beverage.tables import Item, ItemPrice, ItemSale, Region, Store
 from mlsys.common.bulk import DuplicateKey, Staging, bulk_upsert
-from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
-from mlsys.common.tables import Item, ItemPrice, ItemSale, Region, Store
 from mlsys.data_registration.files import (
     InvalidInput,
     MasterData,
@@ -58,7 +57,7 @@ def write_master(connection: Connection, master: MasterData) -> int:
         (Item, master.items),
         (ItemPrice, master.item_prices),
     ):
-        written += bulk_upsert(connection, model.__table__, frame)
+        written += bulk_upsert(connection, model, frame)
     return written
 
 
@@ -84,7 +83,7 @@ def register(
     Everything happens in one transaction: a bad row anywhere leaves the database as it was.
     """
     engine = engine or get_engine()
-    migrate.upgrade(engine)
+    upgrade(engine)
     summary = RegistrationSummary()
     master = read_master(master_dir) if master_dir else None
 
@@ -94,7 +93,7 @@ def register(
         if sales_path is None:
             return summary
         week = first_week_to_register(connection, sales_path) if latest_week_only else None
-        staging = Staging(connection, ItemSale.__table__, SALES_COLUMNS)
+        staging = Staging(connection, ItemSale, SALES_COLUMNS)
         generated = is_generated(sales_path)
         store_ids, item_ids = master_ids(connection)
         with Progress(disable=not show_progress, transient=True) as progress:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from mlsys.common.logging import configure_logging
+from mlsys.common.tracking import CHAMPION
 
 app = typer.Typer(
     help="Beverage demand forecasting: backtest, train (with the promotion gate) and predict. "
@@ -57,18 +58,17 @@ def backtest(
     """
     import pandas as pd
 
-    from mlsys.common.db import get_engine
-    from mlsys.common.tracking import configure_mlflow
+    from mlsys.beverage.database import get_engine
     from mlsys.ml.backtest import backtest as run_backtest
     from mlsys.ml.backtest import iso_week, store_forecasts
     from mlsys.ml.data import fingerprint, load_inputs
     from mlsys.ml.features import weekly_frame
     from mlsys.ml.model import training_rows
-    from mlsys.ml.tracking import log_forecasting_run
+    from mlsys.ml.tracking import configure, log_forecasting_run
 
     configure_logging()
     cfg = load_config(overrides)
-    configure_mlflow()
+    configure()
     engine = get_engine()
     history, prices = load_inputs(engine, cfg.data.include_generated)
     weeks = list(pd.date_range(iso_week(from_week), iso_week(to_week), freq="7D"))
@@ -149,9 +149,7 @@ def predict(
             help="Target ISO week like 2022-01; default: the week after the latest sales."
         ),
     ] = None,
-    alias: Annotated[
-        str, typer.Option(help="Registered-model alias to predict with.")
-    ] = "champion",
+    alias: Annotated[str, typer.Option(help="Registered-model alias to predict with.")] = CHAMPION,
 ) -> None:
     """Forecast one week's sales for every store and item with the champion and store them."""
     from mlsys.ml.backtest import iso_week

@@ -6,8 +6,8 @@ from omegaconf import DictConfig
 from rich.progress import track
 from sqlalchemy import Engine
 
+from mlsys.beverage.tables import BacktestPrediction
 from mlsys.common.bulk import bulk_upsert
-from mlsys.common.tables import BacktestPrediction
 from mlsys.ml import model
 from mlsys.ml.data import store_ids
 from mlsys.ml.evaluate import compare, mean_over_weeks
@@ -31,7 +31,8 @@ def backtest(
     (means over the weeks), the out-of-sample forecasts, and the last fold's booster."""
     if not weeks:
         raise ValueError("no weeks to backtest")
-    per_week, forecasts = [], []
+    per_week: list[dict] = []
+    forecasts = []
     for week in track(weeks, description="backtesting", disable=not show_progress, transient=True):
         test = frame[(frame["week_start"] == week) & frame["sales"].notna()]
         if test.empty:
@@ -41,8 +42,11 @@ def backtest(
         scores = compare(test, predicted)
         forecasts.append(test[["week_start", "store", "item"]].assign(prediction=predicted))
         per_week.append({"week": week_label(week), **scores})
-    scores = {**mean_over_weeks(per_week), "weeks": per_week}
-    return scores, pd.concat(forecasts, ignore_index=True), booster
+    return (
+        {**mean_over_weeks(per_week), "weeks": per_week},
+        pd.concat(forecasts, ignore_index=True),
+        booster,
+    )
 
 
 def store_forecasts(engine: Engine, run_id: str, forecasts: pd.DataFrame) -> int:
@@ -58,4 +62,4 @@ def store_forecasts(engine: Engine, run_id: str, forecasts: pd.DataFrame) -> int
         }
     )
     with engine.begin() as connection:
-        return bulk_upsert(connection, BacktestPrediction.__table__, rows)
+        return bulk_upsert(connection, BacktestPrediction, rows)

@@ -5,7 +5,7 @@ import hashlib
 import pandas as pd
 from sqlalchemy import Date, Engine, Integer, cast, func, select
 
-from mlsys.common.tables import Item, ItemPrice, ItemSale, Region, Store
+from mlsys.beverage.tables import Item, ItemPrice, ItemSale, Region, Store
 from mlsys.ml.features import SalesHistory
 
 

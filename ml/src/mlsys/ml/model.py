@@ -1,5 +1,7 @@
 """LightGBM on the ratio actual / level forecast; predictions are base x ratio."""
 
+from typing import Any, cast
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ def fit(rows: pd.DataFrame, cfg: DictConfig) -> lgb.Booster:
     if rows.empty:
         raise ValueError("no training rows: register more weeks of sales first")
     target = rows["sales"] / rows["base"]
-    params = OmegaConf.to_container(cfg.model.params, resolve=True)
+    params = cast(dict[str, Any], OmegaConf.to_container(cfg.model.params, resolve=True))
     dataset = lgb.Dataset(rows[FEATURES], label=target, free_raw_data=False)
     return lgb.train(params, dataset, num_boost_round=cfg.model.num_boost_round)
 

@@ -4,17 +4,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tables import WeeklySalesPrediction
 from mlsys.common.bulk import bulk_upsert
-from mlsys.common.db import get_engine
 from mlsys.common.logging import get_logger
-from mlsys.common.settings import mlflow_settings
-from mlsys.common.tables import WeeklySalesPrediction
-from mlsys.common.tracking import CHAMPION, configure_mlflow
+from mlsys.common.tracking import CHAMPION, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import week_label
 from mlsys.ml.data import load_inputs, store_ids
 from mlsys.ml.features import weekly_frame
-from mlsys.ml.tracking import load_run_config
+from mlsys.ml.tracking import configure, load_run_config
 
 log = get_logger(__name__)
 
@@ -35,12 +34,12 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
     """
     import mlflow
 
-    configure_mlflow()
-    name = mlflow_settings().registered_model_name
+    name = configure().registered_model_name
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias(name, alias)
     booster = mlflow.lightgbm.load_model(f"models:/{name}@{alias}")
-    cfg = load_run_config(version.run_id)
+    run_id = run_of(version)
+    cfg = load_run_config(run_id)
 
     engine = get_engine()
     history, prices = load_inputs(engine, cfg.data.include_generated)
@@ -55,12 +54,12 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
             "item_id": rows["item"].astype(str).map(items).to_numpy(),
             "model_version": int(version.version),
             "model_name": name,
-            "run_id": version.run_id,
+            "run_id": run_id,
             "prediction": model.predict(booster, rows),
         }
     )
     with engine.begin() as connection:
-        written = bulk_upsert(connection, WeeklySalesPrediction.__table__, predictions)
+        written = bulk_upsert(connection, WeeklySalesPrediction, predictions)
     log.info(
         "predicted week=%s version=%s rows=%d written=%d",
         week_label(target),
@@ -69,5 +68,5 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
         written,
     )
     return PredictionResult(
-        week_label(target), int(version.version), version.run_id, len(predictions), written
+        week_label(target), int(version.version), run_id, len(predictions), written
     )

@@ -8,10 +8,24 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from mlsys.common.tracking import log_metrics_batch
+from mlsys.beverage.tracking import (
+    Forecaster,
+    ForecastingSettings,
+    backtest_metric,
+    forecasting_settings,
+    week_metric,
+)
+from mlsys.common.tracking import configure_mlflow, log_metrics_batch
 from mlsys.ml.features import FEATURES
 
 CONFIG_ARTIFACT = "config.yaml"
+
+
+def configure() -> ForecastingSettings:
+    """MLflow pointed at the forecasting experiment; returns the forecaster's names."""
+    settings = forecasting_settings()
+    configure_mlflow(settings.experiment_name)
+    return settings
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -41,13 +55,13 @@ def log_forecasting_run(
             path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
             mlflow.log_artifact(str(path))
         metrics = [
-            (f"backtest_{name}_{key}", value, 0)
+            (backtest_metric(Forecaster(name), key), value, 0)
             for name, values in scores.items()
             if name != "weeks"
             for key, value in values.items()
         ]
         metrics += [
-            (f"week_{name}_wape", week[name]["wape"], step)
+            (week_metric(Forecaster(name)), week[name]["wape"], step)
             for step, week in enumerate(scores["weeks"])
             for name in week
             if name != "week"
@@ -78,4 +92,7 @@ def load_run_config(run_id: str) -> DictConfig:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp
         )
-        return OmegaConf.load(path)
+        config = OmegaConf.load(path)
+    if not isinstance(config, DictConfig):
+        raise ValueError(f"run {run_id}: {CONFIG_ARTIFACT} is not a mapping")
+    return config

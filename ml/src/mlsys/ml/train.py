@@ -5,18 +5,17 @@ from dataclasses import dataclass
 import pandas as pd
 from omegaconf import DictConfig
 
-from mlsys.common.db import get_engine
+from mlsys.beverage.database import get_engine
+from mlsys.beverage.tracking import CHAMPION_SAME_WEEKS_METRIC, GATE_METRIC, forecasting_settings
 from mlsys.common.logging import get_logger
-from mlsys.common.settings import mlflow_settings
-from mlsys.common.tracking import configure_mlflow, current_champion, promote_if_better
+from mlsys.common.tracking import current_champion, promote_if_better, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import backtest, iso_week, store_forecasts, week_label
 from mlsys.ml.data import fingerprint, load_inputs
 from mlsys.ml.features import WEEK, SalesHistory, weekly_frame
-from mlsys.ml.tracking import load_run_config, log_forecasting_run
+from mlsys.ml.tracking import configure, load_run_config, log_forecasting_run
 
 log = get_logger(__name__)
-GATE_METRIC = "backtest_model_wape"
 
 
 @dataclass
@@ -30,7 +29,7 @@ class TrainingResult:
 
 def champion_wape_on(weeks: list[pd.Timestamp], history: SalesHistory, prices) -> float | None:
     """The champion's config backtested on the same weeks as the candidate (a fair gate)."""
-    champion = current_champion(mlflow_settings().registered_model_name, GATE_METRIC)
+    champion = current_champion(forecasting_settings().registered_model_name, GATE_METRIC)
     if champion is None:
         return None
     champion_cfg = load_run_config(champion.run_id)
@@ -41,7 +40,7 @@ def champion_wape_on(weeks: list[pd.Timestamp], history: SalesHistory, prices) -
 
 def train(cfg: DictConfig, promote: bool = True) -> TrainingResult:
     """Backtest, fit on every complete week, register; then the gate unless told not to."""
-    configure_mlflow()
+    settings = configure()
     engine = get_engine()
     history, prices = load_inputs(engine, cfg.data.include_generated)
     frame = weekly_frame(history, prices, cfg.features)
@@ -62,9 +61,10 @@ def train(cfg: DictConfig, promote: bool = True) -> TrainingResult:
             "trained_through_week": week_label(weeks[-1]),
             "evaluation_weeks": f"{week_label(weeks[0])}..{week_label(weeks[-1])}",
         },
-        registered_model_name=mlflow_settings().registered_model_name,
+        registered_model_name=settings.registered_model_name,
     )
     store_forecasts(engine, run_id, forecasts)
+    assert version is not None  # registered under a name, so it has a version
     if not promote:
         return TrainingResult(run_id, version, scores["model"]["wape"], None, False)
     return gate(version)
@@ -75,23 +75,24 @@ def gate(version: int | None = None) -> TrainingResult:
     backtest WAPE beats the champion's config backtested on the same weeks."""
     import mlflow
 
-    configure_mlflow()
+    name = configure().registered_model_name
     client = mlflow.MlflowClient()
-    name = mlflow_settings().registered_model_name
     if version is None:
         version = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
     candidate = client.get_model_version(name, str(version))
-    run = client.get_run(candidate.run_id)
+    run_id = run_of(candidate)
+    run = client.get_run(run_id)
     wape = run.data.metrics[GATE_METRIC]
     first, last = (iso_week(w) for w in run.data.tags["evaluation_weeks"].split(".."))
     weeks = list(pd.date_range(first, last, freq="7D"))
-    cfg = load_run_config(candidate.run_id)
+    cfg = load_run_config(run_id)
     champion = current_champion(name, GATE_METRIC)
     champion_wape = None
     if champion is not None and champion.version != version:
         history, prices = load_inputs(get_engine(), cfg.data.include_generated, before=last + WEEK)
         champion_wape = champion_wape_on(weeks, history, prices)
-        client.log_metric(candidate.run_id, "champion_wape_same_weeks", champion_wape)
+        if champion_wape is not None:
+            client.log_metric(run_id, CHAMPION_SAME_WEEKS_METRIC, champion_wape)
     promoted = promote_if_better(name, version, GATE_METRIC, wape, champion_metric=champion_wape)
     log.info(
         "gate version=%s wape=%.4f champion_wape=%s promoted=%s",
@@ -100,4 +101,4 @@ def gate(version: int | None = None) -> TrainingResult:
         champion_wape,
         promoted,
     )
-    return TrainingResult(candidate.run_id, version, wape, champion_wape, promoted)
+    return TrainingResult(run_id, version, wape, champion_wape, promoted)

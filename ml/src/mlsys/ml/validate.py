@@ -2,7 +2,7 @@
 
 from omegaconf import DictConfig
 
-from mlsys.common.db import get_engine
+from mlsys.beverage.database import get_engine
 from mlsys.ml.backtest import week_label
 from mlsys.ml.data import load_history
 from mlsys.ml.features import WEEK

@@ -1,10 +1,10 @@
 from fastapi import APIRouter, status
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mlsys.aianimals.tables import AccessLog
 from mlsys.api.animals import now
 from mlsys.api.deps import CurrentUserId, SessionDep
 from mlsys.api.schemas import AccessLogCreate, errors
-from mlsys.common.tables import AccessLog
 
 router = APIRouter(prefix="/v0/access_log", tags=["access_log"], responses=errors(401))
 
@@ -17,7 +17,7 @@ def post_access_log(
 
     The natural key is (search_id, animal_id, action): the app may retry safely.
     """
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
         dialect.insert(AccessLog)
         .values(**access_log.model_dump(mode="json"), user_id=user_id, created_at=now())

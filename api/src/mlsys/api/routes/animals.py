@@ -7,14 +7,14 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Response, Uploa
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
+from mlsys.aianimals import storage
+from mlsys.aianimals.messages import Topic, add_to_outbox
+from mlsys.aianimals.search import SearchQuery, SearchResult, SortBy
+from mlsys.aianimals.tables import Animal, AnimalSubcategory
 from mlsys.api import animals
 from mlsys.api.deps import CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
 from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse, errors
 from mlsys.api.search_cache import CachedSearchRoute, search_response
-from mlsys.common import storage
-from mlsys.common.messages import add_to_outbox
-from mlsys.common.search import SearchQuery, SearchResult, SortBy
-from mlsys.common.tables import Animal, AnimalSubcategory
 
 router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
 
@@ -121,12 +121,14 @@ def post_animal(
             )
         )
         session.flush()
-        add_to_outbox(session.connection(), "animal.created", [{"animal_id": animal_id}])
+        add_to_outbox(session.connection(), Topic.animal_created, [{"animal_id": animal_id}])
         session.commit()
     except Exception:
         storage.path_of(key).unlink(missing_ok=True)  # no photo without its post
         raise
-    return animals.get_animal(session=session, animal_id=animal_id)
+    posted = animals.get_animal(session=session, animal_id=animal_id)
+    assert posted is not None  # committed just above
+    return posted
 
 
 def _search_fields(result: SearchResult, offset: int) -> bytes:

@@ -3,11 +3,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import delete, select
 
+from mlsys.aianimals.messages import Topic, add_to_outbox
+from mlsys.aianimals.tables import Animal, Like
 from mlsys.api.animals import now
 from mlsys.api.deps import CurrentUser, CurrentUserId, SessionDep
 from mlsys.api.schemas import HexId, LikeCreate, LikePublic, errors
-from mlsys.common.messages import add_to_outbox
-from mlsys.common.tables import Animal, Like
 
 router = APIRouter(prefix="/v0/like", tags=["like"], responses=errors(401))
 
@@ -60,7 +60,7 @@ def like(session: SessionDep, user: CurrentUser, like_create: LikeCreate, respon
     liked = Like(animal_id=like_create.animal_id, user_id=user.id, created_at=now())
     session.add(liked)
     session.flush()
-    add_to_outbox(session.connection(), "animal.updated", [{"animal_id": liked.animal_id}])
+    add_to_outbox(session.connection(), Topic.animal_updated, [{"animal_id": liked.animal_id}])
     session.commit()
     return LikePublic.model_validate(liked, from_attributes=True)
 
@@ -76,10 +76,12 @@ def unlike(
     if user_id is not None and user_id != user.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "you can remove only your own likes")
     removed = session.execute(
-        delete(Like).where(Like.animal_id == animal_id, Like.user_id == user.id)
-    ).rowcount
+        delete(Like)
+        .where(Like.animal_id == animal_id, Like.user_id == user.id)
+        .returning(Like.animal_id)
+    ).first()
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have not liked {animal_id}")
-    add_to_outbox(session.connection(), "animal.updated", [{"animal_id": animal_id}])
+    add_to_outbox(session.connection(), Topic.animal_updated, [{"animal_id": animal_id}])
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mlsys.aianimals.tables import AnimalCategory, AnimalSubcategory, ViolationType
 from mlsys.api.deps import SessionDep
 from mlsys.api.schemas import (
     AnimalCategoryPublic,
@@ -11,7 +12,6 @@ from mlsys.api.schemas import (
     Metadata,
     ViolationTypePublic,
 )
-from mlsys.common.tables import AnimalCategory, AnimalSubcategory, ViolationType
 
 router = APIRouter(prefix="/v0", tags=["metadata"])
 

@@ -5,12 +5,12 @@ from fastapi import APIRouter, Body, HTTPException, status
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from mlsys.aianimals.passwords import hash_password, verify_password
+from mlsys.aianimals.tables import User
 from mlsys.api.animals import now
 from mlsys.api.deps import AuthDep, SessionDep
 from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic, errors
 from mlsys.api.security import create_token
-from mlsys.common.passwords import hash_password, verify_password
-from mlsys.common.tables import User
 
 router = APIRouter(prefix="/v0/user", tags=["user"])
 

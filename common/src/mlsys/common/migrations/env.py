@@ -2,12 +2,12 @@
 
 from alembic import context
 
-from mlsys.common.tables import Base
-
-connection = context.config.attributes["connection"]
+attributes = context.config.attributes
+connection = attributes["connection"]
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=attributes["metadata"],
+    version_table=attributes["version_table"],
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
 )
 with context.begin_transaction():

@@ -1,0 +1,88 @@
+"""The search-index consumer: keeps the search index in sync with the posts.
+
+Each message names a post (`{"animal_id": ...}`); the handler reads the post's current
+state from the database and upserts it, or deletes it when it is gone or deactivated.
+Reading the current state, not the message, makes the handler idempotent and immune to
+message order. After a batch is indexed, cached search responses are invalidated.
+"""
+
+from sqlalchemy import Engine, Row, Select, func, select
+from sqlalchemy.orm import Session
+
+from mlsys.aianimals.cache import get_cache
+from mlsys.aianimals.messages import Message
+from mlsys.aianimals.search import AnimalDocument, SearchIndex
+from mlsys.aianimals.tables import Animal, AnimalCategory, AnimalSubcategory, Like, User
+
+
+class InvalidMessage(ValueError):
+    """A message without a post id: retrying cannot fix it, it will be dead-lettered."""
+
+
+_LIKES = select(func.count()).where(Like.animal_id == Animal.id).correlate(Animal).scalar_subquery()
+
+
+def documents_query() -> Select:
+    """Posts with their category, breed and owner names and like counts, in one statement
+    (no query per post); the API lists posts with it too."""
+    return (
+        select(
+            Animal,
+            AnimalCategory.name_en,
+            AnimalCategory.name_ja,
+            AnimalSubcategory.name_en,
+            AnimalSubcategory.name_ja,
+            User.handle_name,
+            _LIKES.label("likes"),
+        )
+        .join(AnimalCategory, AnimalCategory.id == Animal.animal_category_id)
+        .join(AnimalSubcategory, AnimalSubcategory.id == Animal.animal_subcategory_id)
+        .join(User, User.id == Animal.user_id)
+    )
+
+
+def to_document(row: Row) -> AnimalDocument:
+    """A row of `documents_query()` as a document."""
+    animal, category_en, category_ja, subcategory_en, subcategory_ja, handle, likes = row
+    return AnimalDocument(
+        id=animal.id,
+        name=animal.name,
+        description=animal.description,
+        photo_key=animal.photo_key,
+        animal_category_id=animal.animal_category_id,
+        animal_category_name_en=category_en,
+        animal_category_name_ja=category_ja,
+        animal_subcategory_id=animal.animal_subcategory_id,
+        animal_subcategory_name_en=subcategory_en,
+        animal_subcategory_name_ja=subcategory_ja,
+        user_id=animal.user_id,
+        user_handle_name=handle,
+        like=likes,
+        created_at=animal.created_at,
+    )
+
+
+def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDocument]:
+    """Documents of the active posts among `animal_ids`."""
+    statement = documents_query().where(Animal.id.in_(animal_ids), Animal.deactivated.is_(False))
+    with Session(engine) as session:
+        documents = [to_document(row) for row in session.execute(statement)]
+    return {document.id: document for document in documents}
+
+
+def post_ids(messages: list[Message]) -> list[str]:
+    ids = []
+    for message in messages:
+        animal_id = message.payload.get("animal_id") if isinstance(message.payload, dict) else None
+        if not isinstance(animal_id, str) or not animal_id:
+            raise InvalidMessage(f"message {message.id} ({message.topic}) has no animal_id")
+        ids.append(animal_id)
+    return list(dict.fromkeys(ids))
+
+
+def index_posts(engine: Engine, index: SearchIndex, messages: list[Message]) -> None:
+    ids = post_ids(messages)
+    documents = load_documents(engine, ids)
+    index.upsert(list(documents.values()))
+    index.delete([i for i in ids if i not in documents])
+    get_cache().invalidate()

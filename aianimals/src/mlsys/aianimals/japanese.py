@@ -1,0 +1,64 @@
+"""Japanese text to search terms, for the local search index (SudachiPy).
+
+Mirrors what the Elasticsearch analyser does with kuromoji and ICU: width and case are
+normalised, particles and symbols dropped, and each word is indexed by its normal form
+and its reading, so that ねこ, ネコ, ﾈｺ and 猫 all match (normal form 猫, reading ネコ), as do
+いぬ, 犬 and イヌ. Words are indexed whole and split into short units (ショートヘア, ヘア).
+"""
+
+import threading
+import unicodedata
+
+from sudachipy import Dictionary, SplitMode
+
+# Parts of speech that carry no meaning for search (particles, auxiliaries, symbols).
+_SKIPPED = {"助詞", "助動詞", "補助記号", "空白", "記号"}
+_local = threading.local()
+
+
+def _tokenizer():
+    # A Sudachi tokenizer is not thread-safe; the dictionary is shared and loaded once.
+    if not hasattr(_local, "tokenizer"):
+        _local.tokenizer = _dictionary().tokenizer()
+    return _local.tokenizer
+
+
+_DICTIONARY: Dictionary | None = None
+_DICTIONARY_LOCK = threading.Lock()
+
+
+def _dictionary() -> Dictionary:
+    global _DICTIONARY
+    with _DICTIONARY_LOCK:
+        if _DICTIONARY is None:
+            _DICTIONARY = Dictionary(dict="core")
+        return _DICTIONARY
+
+
+def _is_japanese(text: str) -> bool:
+    return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def _word_forms(text: str, mode: SplitMode) -> list[tuple[str, ...]]:
+    """Per word: its normal form and, for Japanese words, its reading in katakana."""
+    text = unicodedata.normalize("NFKC", text)
+    words: list[tuple[str, ...]] = []
+    for morpheme in _tokenizer().tokenize(text, mode):
+        if morpheme.part_of_speech()[0] in _SKIPPED:
+            continue
+        normal = unicodedata.normalize("NFKC", morpheme.normalized_form()).lower()
+        reading = morpheme.reading_form()
+        forms = (normal, reading) if _is_japanese(normal) and reading != normal else (normal,)
+        words.append(forms)
+    return words
+
+
+def index_terms(text: str) -> list[str]:
+    """Terms to index: whole words and their short units, as normal forms and readings."""
+    words = _word_forms(text, SplitMode.C) + _word_forms(text, SplitMode.A)
+    return list(dict.fromkeys(form for forms in words for form in forms))
+
+
+def query_terms(text: str) -> list[tuple[str, ...]]:
+    """Per query word, the forms of which one must match (normal form or reading)."""
+    return list(dict.fromkeys(_word_forms(text, SplitMode.C)))

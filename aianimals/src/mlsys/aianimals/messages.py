@@ -1,0 +1,357 @@
+"""Messages between components: a transactional outbox, its relay, and consumers.
+
+A change and the message announcing it are committed together (`add_to_outbox` in the
+change's transaction), so a broker outage loses nothing: the message waits in the outbox.
+
+- services profile: `relay_outbox` publishes waiting messages to RabbitMQ with publisher
+  confirms and stamps them published; consumers read their RabbitMQ queue.
+- local profile: consumers read the outbox table itself, each keeping its own offset.
+
+Consumers ack only after the handler returned (its work committed), retry a failing
+message up to `RABBITMQ_MAX_ATTEMPTS` deliveries, then dead-letter it and go on. Handlers
+must be idempotent: a message can be delivered more than once.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mlsys.aianimals.tables import ConsumerOffset, DeadLetter, OutboxMessage
+from mlsys.common.logging import get_logger
+from mlsys.common.settings import Profile, platform_settings, rabbitmq_settings
+
+log = get_logger(__name__)
+
+EXCHANGE = "aianimals"
+DEAD_LETTER_EXCHANGE = "aianimals.dead"
+
+
+class Topic(StrEnum):
+    """What a message announces (its routing key); the payload names the post."""
+
+    animal_created = "animal.created"
+    animal_updated = "animal.updated"  # liked, unliked, deactivated
+
+
+class Queue(StrEnum):
+    """A consumer's queue (`<queue>.dead` holds what it gave up on)."""
+
+    search_index = "search-index"
+
+
+# Queue -> the topics it receives. Declared by the relay too, so that messages wait for a
+# consumer that is not running yet instead of being dropped. Only queues that a consumer
+# reads belong here: an unread queue grows with every message.
+QUEUES: dict[Queue, list[Topic]] = {
+    Queue.search_index: [Topic.animal_created, Topic.animal_updated],
+}
+
+
+def add_to_outbox(connection: Connection, topic: Topic, payloads: list[dict]) -> None:
+    """Queue messages in the caller's transaction (one statement for many)."""
+    if payloads:
+        connection.execute(
+            insert(OutboxMessage), [{"topic": topic, "payload": p} for p in payloads]
+        )
+
+
+def outbox_lag(connection: Connection) -> tuple[int, float]:
+    """Messages not yet handed on, and the age in seconds of the oldest of them.
+
+    Handed on means published to RabbitMQ (services), or read by every consumer that
+    has an offset (local).
+    """
+    waiting = select(OutboxMessage.id, OutboxMessage.created_at)
+    if platform_settings().profile is Profile.services:
+        waiting = waiting.where(OutboxMessage.published_at.is_(None))
+    else:
+        slowest = select(func.min(ConsumerOffset.last_message_id)).scalar_subquery()
+        waiting = waiting.where(OutboxMessage.id > func.coalesce(slowest, 0))
+    rows = waiting.subquery()
+    count, oldest = connection.execute(
+        select(func.count(), func.min(rows.c.created_at)).select_from(rows)
+    ).one()
+    if not count:
+        return 0, 0.0
+    return count, max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
+
+
+# --- RabbitMQ -----------------------------------------------------------------------------
+
+
+def rabbitmq_connection() -> pika.BlockingConnection:
+    settings = rabbitmq_settings()
+    credentials = pika.PlainCredentials(settings.user, settings.password.get_secret_value())
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host=settings.host,
+            port=settings.port,
+            virtual_host=settings.vhost,
+            credentials=credentials,
+            connection_attempts=1,
+            socket_timeout=5,
+            blocked_connection_timeout=30,
+        )
+    )
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """The exchanges, the queues with their dead-letter queues, and their bindings."""
+    channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+    channel.exchange_declare(DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
+    for queue, topics in QUEUES.items():
+        channel.queue_declare(f"{queue}.dead", durable=True)
+        channel.queue_bind(f"{queue}.dead", DEAD_LETTER_EXCHANGE, routing_key=queue)
+        channel.queue_declare(
+            queue,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": queue,
+            },
+        )
+        for topic in topics:
+            channel.queue_bind(queue, EXCHANGE, routing_key=topic)
+
+
+def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
+    """Publish every unpublished outbox message to RabbitMQ, oldest first; returns how many.
+
+    Each batch is locked (SKIP LOCKED: several relays can run), published with publisher
+    confirms, and stamped published in the same transaction; a failure rolls the stamps
+    back, so a message is published at least once and never lost.
+    """
+    published = 0
+    connection = rabbitmq_connection()
+    try:
+        channel = connection.channel()
+        declare_topology(channel)
+        channel.confirm_delivery()
+        while True:
+            with engine.begin() as db:
+                rows = db.execute(
+                    select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
+                    .where(OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.id)
+                    .limit(batch_size)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                if not rows:
+                    return published
+                for message_id, topic, payload in rows:
+                    # Raises if the broker nacks it or no queue is bound (mandatory).
+                    channel.basic_publish(
+                        EXCHANGE,
+                        topic,
+                        json.dumps(payload).encode(),
+                        pika.BasicProperties(
+                            content_type="application/json",
+                            delivery_mode=pika.DeliveryMode.Persistent,
+                            message_id=str(message_id),
+                            type=topic,
+                        ),
+                        mandatory=True,
+                    )
+                db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([row.id for row in rows]))
+                    .values(published_at=func.now())
+                )
+            published += len(rows)
+            log.info("relayed=%d", published)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+# --- consumers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    topic: str
+    payload: dict
+
+
+# Handles a batch of messages; raising makes the consumer retry them one by one, so that
+# one poison message is isolated and dead-lettered while the others are handled.
+Handler = Callable[[list[Message]], None]
+BATCH = 200
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def consume(
+    queue: Queue,
+    handler: Handler,
+    engine: Engine,
+    *,
+    idle_seconds: float | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> ConsumerStats:
+    """Handle `queue`'s messages until none came for `idle_seconds` (None: until `stop()`)."""
+    if platform_settings().profile is Profile.services:
+        return _consume_rabbitmq(queue, handler, idle_seconds, stop)
+    return _consume_outbox(queue, handler, engine, idle_seconds, stop)
+
+
+def _handle(handler: Handler, batch: list[Message], stats: ConsumerStats) -> list[Message]:
+    """Handle a batch; returns the messages that failed alone (after a batch failure)."""
+    try:
+        handler(batch)
+        stats.handled += len(batch)
+        return []
+    except Exception as error:  # any failure of one message must not stop the rest
+        if len(batch) == 1:
+            stats.errors.append(f"{batch[0].id}: {error!r}")
+            return batch
+    failed = []
+    for message in batch:
+        failed += _handle(handler, [message], stats)
+    return failed
+
+
+def _consume_rabbitmq(
+    queue: Queue, handler: Handler, idle_seconds: float | None, stop: Callable[[], bool]
+) -> ConsumerStats:
+    stats, max_attempts = ConsumerStats(), rabbitmq_settings().max_attempts
+    connection = rabbitmq_connection()
+    try:
+        channel = connection.channel()
+        declare_topology(channel)
+        channel.confirm_delivery()
+        channel.basic_qos(prefetch_count=BATCH)
+        pending: list[tuple[int, pika.BasicProperties, bytes]] = []
+        idle_since = time.monotonic()
+
+        def flush() -> None:
+            messages, failed = [], set()
+            for tag, properties, body in pending:
+                try:
+                    messages.append(Message(str(tag), properties.type or "", json.loads(body)))
+                except ValueError as error:  # not JSON: poison, handled like a failure
+                    stats.errors.append(f"{properties.message_id}: {error!r}")
+                    failed.add(tag)
+            if messages:
+                failed |= {int(message.id) for message in _handle(handler, messages, stats)}
+            for tag, properties, body in pending:
+                if tag in failed:
+                    _retry_or_dead_letter(
+                        channel, queue, tag, properties, body, max_attempts, stats
+                    )
+                else:
+                    channel.basic_ack(tag)  # acked only after the handler's work is done
+            pending.clear()
+
+        for method, properties, body in channel.consume(queue, inactivity_timeout=0.2):
+            if method is not None:
+                pending.append((method.delivery_tag, properties, body))
+                idle_since = time.monotonic()
+                if len(pending) < BATCH:
+                    continue
+            if pending:
+                flush()
+            waited = time.monotonic() - idle_since
+            if stop() or (idle_seconds is not None and waited >= idle_seconds):
+                break
+        channel.cancel()
+    finally:
+        if connection.is_open:
+            connection.close()
+    return stats
+
+
+def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, stats) -> None:
+    attempt = int((properties.headers or {}).get("x-attempt", 1))
+    if attempt >= max_attempts:
+        channel.basic_nack(tag, requeue=False)  # -> the dead-letter exchange -> queue.dead
+        stats.dead_lettered += 1
+        log.error("dead-lettered queue=%s message=%s", queue, properties.message_id)
+        return
+    # Retry at the queue's tail (the others are not held up); the copy is confirmed by the
+    # broker before the failed delivery is acked, so the message is never lost.
+    retry = pika.BasicProperties(
+        content_type=properties.content_type,
+        delivery_mode=properties.delivery_mode,
+        message_id=properties.message_id,
+        type=properties.type,
+        headers={**(properties.headers or {}), "x-attempt": attempt + 1},
+    )
+    channel.basic_publish("", queue, body, retry, mandatory=True)
+    channel.basic_ack(tag)
+    stats.retried += 1
+
+
+def _consume_outbox(
+    queue: Queue,
+    handler: Handler,
+    engine: Engine,
+    idle_seconds: float | None,
+    stop: Callable[[], bool],
+) -> ConsumerStats:
+    stats, max_attempts = ConsumerStats(), rabbitmq_settings().max_attempts
+    topics = QUEUES[queue]
+    idle_since = time.monotonic()
+    while not stop():
+        with engine.connect() as db:
+            offset = db.scalar(
+                select(ConsumerOffset.last_message_id).where(ConsumerOffset.consumer == queue)
+            )
+            rows = db.execute(
+                select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
+                .where(OutboxMessage.id > (offset or 0))
+                .order_by(OutboxMessage.id)
+                .limit(BATCH)
+            ).all()
+        if not rows:
+            if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
+                break
+            time.sleep(0.2)
+            continue
+        idle_since = time.monotonic()
+        batch = [Message(str(i), topic, payload) for i, topic, payload in rows if topic in topics]
+        failed = _handle(handler, batch, stats) if batch else []
+        for attempt in range(2, max_attempts + 1):
+            if not failed:
+                break
+            time.sleep(0.05 * 2**attempt)
+            stats.retried += len(failed)
+            failed = [m for message in failed for m in _handle(handler, [message], stats)]
+        with engine.begin() as db:
+            for message in failed:
+                stats.dead_lettered += 1
+                log.error("dead-lettered queue=%s message=%s", queue, message.id)
+                db.execute(
+                    insert(DeadLetter).values(
+                        consumer=queue,
+                        message_id=int(message.id),
+                        topic=message.topic,
+                        payload=message.payload,
+                        error=stats.errors[-1] if stats.errors else "",
+                    )
+                )
+            # The offset moves in the same transaction as the dead letters: a crash before
+            # it re-handles the batch (handlers are idempotent), never skips it.
+            db.execute(
+                sqlite_insert(ConsumerOffset)
+                .values(consumer=queue, last_message_id=rows[-1].id)
+                .on_conflict_do_update(
+                    index_elements=["consumer"], set_={"last_message_id": rows[-1].id}
+                )
+            )
+    return stats

@@ -1,0 +1,40 @@
+"""Settings of AIAnimals' own behaviour (the backing services' are in mlsys.common)."""
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlsys.common.settings import require_secret
+
+
+class SearchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEARCH_")
+
+    # None: Elasticsearch in the services profile, SQLite FTS5 under MLSYS_HOME in the
+    # local one. `local` also serves a services deployment without Elasticsearch (with one
+    # API replica, as the index is then a file).
+    engine: Literal["elasticsearch", "local"] | None = None
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_")
+
+    secret_key: SecretStr = SecretStr("")  # empty: a development key, refused elsewhere
+    token_minutes: int = 60 * 24
+    # Argon2id cost (RFC 9106 / OWASP: 19 MiB, t=2). Hashes carry their own parameters,
+    # so lowering these (tests) never breaks verification of stored hashes.
+    hash_memory_kib: int = 19_456
+    hash_time_cost: int = 2
+
+
+def search_settings() -> SearchSettings:
+    return SearchSettings()
+
+
+def auth_settings() -> AuthSettings:
+    settings = AuthSettings()
+    require_secret("AUTH_SECRET_KEY", settings.secret_key)
+    if not settings.secret_key.get_secret_value():
+        settings.secret_key = SecretStr("development-only-key-never-used-in-production")
+    return settings

@@ -1,0 +1,157 @@
+"""AIAnimals: users, animal posts, likes, access logs, and the transactional outbox."""
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mlsys.common.tables import UtcDateTime, product_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = product_metadata()
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+# JSONB on PostgreSQL: it has equality, which idempotent upserts compare values with.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class AnimalCategory(Base):
+    __tablename__ = "animal_categories"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name_en: Mapped[str] = mapped_column(String(64), unique=True)
+    name_ja: Mapped[str] = mapped_column(String(64))
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AnimalSubcategory(Base):
+    __tablename__ = "animal_subcategories"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    animal_category_id: Mapped[int] = mapped_column(ForeignKey("animal_categories.id"))
+    name_en: Mapped[str] = mapped_column(String(64), unique=True)
+    name_ja: Mapped[str] = mapped_column(String(64))
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ViolationType(Base):
+    __tablename__ = "violation_types"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    handle_name: Mapped[str] = mapped_column(String(64), unique=True)
+    email_address: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    age: Mapped[int] = mapped_column(Integer)
+    gender: Mapped[int] = mapped_column(Integer)
+    deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Animal(Base):
+    """One photo post. `is_generated` marks the seeded dataset, as for beverage sales."""
+
+    __tablename__ = "animals"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    animal_category_id: Mapped[int] = mapped_column(ForeignKey("animal_categories.id"))
+    animal_subcategory_id: Mapped[int] = mapped_column(ForeignKey("animal_subcategories.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text)
+    photo_key: Mapped[str] = mapped_column(String(256))
+    deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Like(Base):
+    """A user likes a post at most once: the natural key is (animal, user)."""
+
+    __tablename__ = "likes"
+    animal_id: Mapped[str] = mapped_column(ForeignKey("animals.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AccessLog(Base):
+    """What a user did with one search result: impression, select, see_long or like.
+
+    Impressions carry the result's position, so a ranking model can correct for position
+    bias; the natural key (search, animal, action) makes a retried POST harmless.
+    """
+
+    __tablename__ = "access_logs"
+    search_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    animal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    position: Mapped[int | None] = mapped_column(Integer)
+    phrases: Mapped[list[str]] = mapped_column(Json)
+    animal_category_id: Mapped[int | None] = mapped_column(Integer)
+    animal_subcategory_id: Mapped[int | None] = mapped_column(Integer)
+    sort_by: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OutboxMessage(Base):
+    """A message committed in the same transaction as the change it announces.
+
+    The relay publishes unpublished rows to RabbitMQ and stamps `published_at`; in the
+    local profile consumers read this table directly (see ConsumerOffset).
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+class ConsumerOffset(Base):
+    """Local profile: the last outbox message each consumer has finished with."""
+
+    __tablename__ = "consumer_offsets"
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_message_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeadLetter(Base):
+    """Local profile: a message a consumer gave up on after its bounded retries."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(Json)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())

@@ -1,0 +1,24 @@
+"""The forecasting database: its schema (tables + migrations) and its engine."""
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from mlsys.beverage.tables import Base
+from mlsys.common import db, migrate
+
+SCHEMA = migrate.Schema(
+    name="beverage",
+    versions=Path(__file__).parent / "migrations",
+    metadata=Base.metadata,
+    adopts={"0001": "0001", "0002": "0001"},  # the former shared chain began with ours
+)
+
+
+def get_engine() -> Engine:
+    return db.get_engine(SCHEMA.name)
+
+
+def upgrade(engine: Engine | None = None) -> None:
+    """Create or migrate the forecasting tables (idempotent)."""
+    migrate.upgrade(SCHEMA, engine or get_engine())

@@ -1,0 +1,202 @@
+"""The outbox, its relay to RabbitMQ and the consumers: at-least-once delivery, retries,
+dead letters, and nothing lost while the broker is unreachable."""
+
+import json
+
+import pika
+import pytest
+from sqlalchemy import func, select
+
+from mlsys.aianimals import messages
+from mlsys.aianimals.database import get_engine, upgrade
+from mlsys.aianimals.messages import (
+    Message,
+    Queue,
+    Topic,
+    add_to_outbox,
+    consume,
+    declare_topology,
+    outbox_lag,
+    rabbitmq_connection,
+    relay_outbox,
+)
+from mlsys.aianimals.tables import DeadLetter, OutboxMessage
+
+
+class Recorder:
+    """A handler that fails on messages it is told to (a poison message)."""
+
+    def __init__(self, poison: set[str] = frozenset()):
+        self.handled: list[str] = []
+        self.calls = 0
+        self.poison = poison
+
+    def __call__(self, messages: list[Message]) -> None:
+        self.calls += 1
+        if any(m.payload.get("animal_id") in self.poison for m in messages):
+            raise ValueError("poison")
+        self.handled += [m.payload["animal_id"] for m in messages]
+
+
+def queue_posts(engine, ids, topic=Topic.animal_created):
+    with engine.begin() as connection:
+        add_to_outbox(connection, topic, [{"animal_id": i} for i in ids])
+
+
+@pytest.fixture
+def engine():
+    engine = get_engine()
+    upgrade(engine)
+    return engine
+
+
+def test_local_consumer_reads_the_outbox_and_dead_letters_poison(engine):
+    queue_posts(engine, ["a", "b", "c"])
+    queue_posts(engine, ["d"], topic=Topic.animal_updated)
+    recorder = Recorder(poison={"b"})
+    stats = consume(Queue.search_index, recorder, engine, idle_seconds=0.2)
+    assert recorder.handled == ["a", "c", "d"]
+    assert (stats.handled, stats.dead_lettered) == (3, 1)
+    with engine.connect() as connection:
+        dead = connection.execute(select(DeadLetter.consumer, DeadLetter.payload)).all()
+        assert dead == [("search-index", {"animal_id": "b"})]
+        assert outbox_lag(connection)[0] == 0
+    # The offset was kept: nothing is handled twice on the next run.
+    again = Recorder()
+    consume(Queue.search_index, again, engine, idle_seconds=0.2)
+    assert again.handled == []
+
+
+@pytest.fixture
+def created_posts_queue(monkeypatch) -> str:
+    """A second consumer's queue that receives created posts only."""
+    queue = "created-posts-test"
+    monkeypatch.setitem(messages.QUEUES, queue, [Topic.animal_created])
+    return queue
+
+
+def test_local_consumers_have_their_own_offsets(engine, created_posts_queue):
+    queue_posts(engine, ["a"], topic=Topic.animal_updated)
+    queue_posts(engine, ["b"])
+    created = Recorder()
+    consume(created_posts_queue, created, engine, idle_seconds=0.2)
+    assert created.handled == ["b"]  # its topics only
+    index = Recorder()
+    consume(Queue.search_index, index, engine, idle_seconds=0.2)
+    assert index.handled == ["a", "b"]
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rabbitmq(services_profile, rabbitmq_vhost, engine):
+    return engine
+
+
+def queue_depth(queue: str) -> int:
+    connection = rabbitmq_connection()
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+@pytest.mark.integration
+def test_relay_publishes_each_message_once_with_confirms(rabbitmq, created_posts_queue):
+    queue_posts(rabbitmq, ["a", "b"])
+    queue_posts(rabbitmq, ["c"], topic=Topic.animal_updated)
+    assert relay_outbox(rabbitmq) == 3
+    assert relay_outbox(rabbitmq) == 0  # stamped published: never twice
+    assert queue_depth(Queue.search_index) == 3
+    assert queue_depth(created_posts_queue) == 2  # created posts only
+    with rabbitmq.connect() as connection:
+        assert outbox_lag(connection) == (0, 0.0)
+        unpublished = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        assert connection.scalar(unpublished) == 0
+
+
+@pytest.mark.integration
+def test_consumer_acks_after_handling_and_dead_letters_poison(rabbitmq, monkeypatch):
+    monkeypatch.setenv("RABBITMQ_MAX_ATTEMPTS", "3")
+    queue_posts(rabbitmq, ["a", "poison", "b"])
+    relay_outbox(rabbitmq)
+    # A message that is not even JSON, published by somebody else.
+    connection = rabbitmq_connection()
+    connection.channel().basic_publish(
+        messages.EXCHANGE,
+        Topic.animal_created,
+        b"{not json",
+        pika.BasicProperties(type=Topic.animal_created),
+    )
+    connection.close()
+    recorder = Recorder(poison={"poison"})
+    stats = consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
+    assert sorted(recorder.handled) == ["a", "b"]
+    assert stats.dead_lettered == 2  # the poison post and the broken body, after 3 tries each
+    assert stats.retried == 4
+    assert queue_depth("search-index") == 0
+    assert queue_depth("search-index.dead") == 2
+    dead = rabbitmq_connection()
+    bodies = []
+    channel = dead.channel()
+    for _ in range(2):
+        _, properties, body = channel.basic_get("search-index.dead", auto_ack=True)
+        bodies.append(body)
+        assert properties.headers["x-attempt"] == 3
+    dead.close()
+    assert set(bodies) == {b"{not json", json.dumps({"animal_id": "poison"}).encode()}
+
+
+@pytest.mark.integration
+def test_a_failing_handler_leaves_the_message_in_the_queue(rabbitmq):
+    """Ack only after the work: a consumer that dies mid-message loses nothing."""
+    queue_posts(rabbitmq, ["a"])
+    relay_outbox(rabbitmq)
+
+    def crash(messages):
+        raise KeyboardInterrupt  # the process is killed while handling
+
+    with pytest.raises(KeyboardInterrupt):
+        consume(Queue.search_index, crash, rabbitmq, idle_seconds=1)
+    recorder = Recorder()
+    consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
+    assert recorder.handled == ["a"]
+
+
+@pytest.mark.integration
+def test_messages_wait_in_the_outbox_while_rabbitmq_is_unreachable(rabbitmq, monkeypatch):
+    from tests.helpers.services import free_port
+
+    queue_posts(rabbitmq, ["during-outage"])
+    monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))  # nothing listens there
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        relay_outbox(rabbitmq)
+    with rabbitmq.connect() as connection:
+        assert outbox_lag(connection)[0] == 1
+    monkeypatch.setenv("RABBITMQ_PORT", "5672")  # the broker is back
+    assert relay_outbox(rabbitmq) == 1
+    recorder = Recorder()
+    consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
+    assert recorder.handled == ["during-outage"]
+
+
+@pytest.mark.integration
+def test_topology_declares_dead_letter_queues(rabbitmq):
+    connection = rabbitmq_connection()
+    channel = connection.channel()
+    declare_topology(channel)
+    for queue in Queue:
+        channel.queue_declare(queue, passive=True)
+        channel.queue_declare(f"{queue}.dead", passive=True)
+    connection.close()
+
+
+@pytest.mark.integration
+def test_no_queue_is_declared_that_nothing_consumes(rabbitmq):
+    """An unread queue would grow with every post."""
+    relay_outbox(rabbitmq)
+    connection = rabbitmq_connection()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+        connection.channel().queue_declare("violation-detection", passive=True)
+    connection.close()

@@ -1,0 +1,58 @@
+"""The components' command lines, run exactly as the Makefile, the images and Argo do."""
+
+import os
+import re
+import subprocess
+import sys
+
+from mlsys.aianimals.settings import AuthSettings, SearchSettings
+from mlsys.beverage.tracking import ForecastingSettings
+from mlsys.common.settings import (
+    ElasticsearchSettings,
+    MlflowSettings,
+    PlatformSettings,
+    PostgresSettings,
+    RabbitmqSettings,
+    RedisSettings,
+    StorageSettings,
+)
+from tests.helpers.paths import ROOT
+
+SETTINGS = (
+    PlatformSettings,
+    PostgresSettings,
+    MlflowSettings,
+    ForecastingSettings,
+    RedisSettings,
+    RabbitmqSettings,
+    ElasticsearchSettings,
+    SearchSettings,
+    StorageSettings,
+    AuthSettings,
+)
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m <component> <command> ...` in the repository root."""
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        cwd=ROOT,
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def variables_read_by_components() -> set[str]:
+    """Every environment variable some component reads: the settings classes, the MLflow
+    server script, and MLflow's own switch. Deployment files may pass only these."""
+    names = set()
+    for settings in SETTINGS:
+        prefix = settings.model_config["env_prefix"]
+        names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
+    names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
+    return names | {"MLFLOW_DISABLE_TELEMETRY"}
