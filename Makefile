@@ -27,7 +27,7 @@ $(UV):
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 .venv/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-packages
 	touch $@
 
 .PHONY: install

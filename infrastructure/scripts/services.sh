@@ -9,10 +9,12 @@ sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_up() { for _ in $(seq 1 "${2:-60}"); do up "$1" && return 0; sleep 1; done; return 1; }
 updated=0
+installed=()
 install() {  # install Debian packages unless their commands are there already
   local command=$1; shift
   command -v "$command" >/dev/null 2>&1 && return 0
   echo "installing $* (Debian packages)"
+  installed+=("$command")
   if [ $updated = 0 ]; then $sudo apt-get update -qq && updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
@@ -20,15 +22,18 @@ failed=()
 
 start_postgresql() {
   install pg_ctlcluster postgresql || return 1
-  local version
+  local version fresh=0
+  [[ " ${installed[*]} " == *" pg_ctlcluster "* ]] && fresh=1
   version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$version" ]; then  # the package came without a cluster
     version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
     $sudo pg_createcluster "$version" main || return 1
+    fresh=1
   fi
   local hba="/etc/postgresql/$version/main/pg_hba.conf"
-  if ! $sudo grep -q '^# mlsys: trust on localhost' "$hba"; then
-    # The tests connect as postgres without a password, from this machine only.
+  if [ $fresh = 1 ] && ! $sudo grep -q '^# mlsys: trust on localhost' "$hba"; then
+    # A cluster made here: the tests connect as postgres without a password, from this
+    # machine only. An existing cluster's authentication is never changed.
     printf '# mlsys: trust on localhost\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' \
       | $sudo sh -c "cat - '$hba' > '$hba.new' && mv '$hba.new' '$hba'"
     $sudo chown postgres:postgres "$hba"

@@ -65,7 +65,7 @@ def test_swagger_ui_renders_every_operation_offline(docs_api, offline_page):
 
 
 def test_redoc_renders_the_operations_offline(docs_api, offline_page):
-    client, url = docs_api
+    _, url = docs_api
     page, requests, refused, errors = offline_page
     page.goto(f"{url}/v0/redoc")
     page.get_by_text("AIAnimals API", exact=False).first.wait_for(timeout=30_000)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlsys.common.logging import get_logger
-from mlsys.common.settings import mlflow_settings, mlflow_tracking_uri, platform_settings
+from mlsys.common.settings import mlflow_tracking_uri, platform_settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -25,12 +25,14 @@ def configure_mlflow(experiment_name: str) -> str:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = mlflow_tracking_uri()
+    # Not from MLFLOW_TRACKING_URI: set_tracking_uri exports it for subprocesses.
+    served = uri.startswith(("http://", "https://"))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(experiment_name) is None:
         # A server decides where artifacts go; the local store keeps them under MLSYS_HOME
         # instead of MLflow's default of the current directory.
-        location = None if mlflow_settings().tracking_uri else local_artifact_root().as_uri()
+        location = None if served else local_artifact_root().as_uri()
         mlflow.create_experiment(experiment_name, artifact_location=location)
     mlflow.set_experiment(experiment_name)
     return uri
