@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.helpers.paths import ROOT
 
-# A relative path that climbs: ../x, ../../x (not the `...` of prose or code).
+# A relative path that climbs one folder or more (not the `...` of prose or code).
 CLIMBING = re.compile(r"(?<![\w.])(?:\.\./)+[\w./-]*")
 
 
@@ -49,8 +49,9 @@ def test_no_tracked_file_refers_to_a_path_outside_the_repository():
 
 def test_the_check_finds_a_path_outside(tmp_path):
     probe = tmp_path / "probe.md"
-    probe.write_text("see [design](../shared/DESIGN.md) and `cd $(dirname $0)/../..`\n")
-    assert outside("../shared/DESIGN.md", ROOT / "README.md")
-    assert not outside("../README.md", ROOT / "docs" / "architecture.md")
-    assert not outside("../..", ROOT / "infrastructure" / "scripts" / "deploy.sh")
+    up = ".." + "/"  # spelled apart, or this file would be a finding of its own
+    probe.write_text(f"see [design]({up}shared/DESIGN.md) and `cd $(dirname $0)/{up}..`\n")
+    assert outside(f"{up}shared/DESIGN.md", ROOT / "README.md")
+    assert not outside(f"{up}README.md", ROOT / "docs" / "architecture.md")
+    assert not outside(f"{up}..", ROOT / "infrastructure" / "scripts" / "deploy.sh")
     assert len(references_outside([probe])) == 2  # from tmp_path both climb out

@@ -63,6 +63,7 @@ def counts(url: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "profile", ["local", pytest.param("services", marks=pytest.mark.integration)]
 )
@@ -108,6 +109,7 @@ def test_production_hash_cost_is_the_owasp_minimum(monkeypatch):
     assert (settings.hash_memory_kib, settings.hash_time_cost) == (19_456, 2)
 
 
+@pytest.mark.slow
 def test_bad_dataset_is_refused_with_the_file_and_nothing_is_written(
     tmp_path, aianimals_generated, local_home
 ):
@@ -139,6 +141,7 @@ def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
     assert 0.9 * cats <= found.hits <= cats
 
 
+@pytest.mark.slow
 def test_a_deactivated_post_leaves_the_index(aianimals_home):
     """Moderation deactivates a post and announces it; the consumer removes it."""
     from sqlalchemy import update

@@ -112,7 +112,10 @@ def test_the_runtime_holds_only_the_environment_and_the_files():
     assert ("CMD", '["start"]') in final
 
 
-@pytest.mark.parametrize("name", COMPONENT_IMAGES)
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n == "mlflow" else n for n in COMPONENT_IMAGES],
+)  # `mlflow server --help` alone takes seconds
 def test_the_image_command_runs_locally(name):
     argv = COMPONENT_IMAGES[name]["command"]
     if argv[:2] == ["bash", "/app/mlflow/serve.sh"]:
