@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.aianimals import AIANIMALS_POSTS
 from tests.helpers.browser import chromium
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import local_env, run_cli
 from tests.helpers.http import serving_api, wait_for_url
 from tests.helpers.paths import REAL, REAL_SALES, ROOT
 from tests.helpers.services import (
@@ -54,7 +54,10 @@ def local_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "mlsys-home"
     monkeypatch.setenv("MLSYS_PROFILE", "local")
     monkeypatch.setenv("MLSYS_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # Set, then deleted: undone at teardown to its state before the test, even when MLflow
+    # exported the variable during the test (set_tracking_uri does).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     return home
 
 
@@ -129,8 +132,7 @@ def mlflow_server(tmp_path_factory):
 def demo_home(tmp_path_factory) -> Path:
     """The demo's jobs run once (local profile) and shared by the slow tests, read-only."""
     home = tmp_path_factory.mktemp("demo") / "mlsys-home"
-    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = local_env(home)
     run_cli(
         "mlsys.data_registration",
         "register",
@@ -174,7 +176,7 @@ def aianimals_generated(tmp_path_factory) -> Path:
 def aianimals_loaded(tmp_path_factory, aianimals_generated) -> Path:
     """A local home with AIAnimals loaded and indexed, by the real CLIs (read-only)."""
     home = tmp_path_factory.mktemp("aianimals") / "mlsys-home"
-    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
+    env = local_env(home)
     run_cli("mlsys.batch", "initial-load", "--generated", str(aianimals_generated), env=env)
     run_cli("mlsys.batch", "search-index", "--idle-seconds", "0.5", env=env)
     return home

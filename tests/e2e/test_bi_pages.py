@@ -1,11 +1,11 @@
 """Every BI page renders in headless Chromium with its charts and without a Streamlit error."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
+from tests.helpers.cli import local_env
 from tests.helpers.http import wait_for_url
 from tests.helpers.paths import ROOT, SCREENSHOTS
 from tests.helpers.services import free_port
@@ -21,7 +21,7 @@ PAGES = {  # url path: (heading, minimum number of charts)
 @pytest.fixture(scope="module")
 def bi_url(demo_home):
     port = free_port()
-    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(demo_home)}
+    env = local_env(demo_home)
     server = subprocess.Popen(
         [sys.executable, "-m", "mlsys.bi", "serve", "--port", str(port)],
         env=env,

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from tests.helpers.cli import local_env
 from tests.helpers.http import wait_for_url
 from tests.helpers.paths import ROOT
 from tests.helpers.services import free_port
@@ -32,8 +33,7 @@ def counts(home):
 
 def test_make_demo_twice_then_serve(tmp_path):
     home = tmp_path / "home"
-    env = os.environ | {"MLSYS_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = local_env(home)
     first = subprocess.run(
         ["make", "demo", "SERVE=0", "POSTS=2000"],
         cwd=ROOT,

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from mlsys.aianimals.settings import AuthSettings, SearchSettings
 from mlsys.beverage.tracking import ForecastingSettings
@@ -30,6 +31,14 @@ SETTINGS = (
     StorageSettings,
     AuthSettings,
 )
+
+
+def local_env(home: Path) -> dict[str, str]:
+    """This process's environment on the local profile with `home` as MLSYS_HOME: no
+    MLFLOW_TRACKING_URI (MLflow exports it when a test configures tracking in-process)."""
+    env = os.environ | {"MLSYS_PROFILE": "local", "MLSYS_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
 
 
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
