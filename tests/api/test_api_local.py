@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.helpers.aianimals import PNG, cache_count, search, wait_until
+from tests.helpers.aianimals import PNG, cache_count, same_pixels, search, wait_until
 from tests.helpers.http import login
 
 
@@ -212,7 +212,9 @@ def test_a_posted_photo_becomes_searchable(api):
     )
     assert response.status_code == 201, response.text
     posted = response.json()
-    assert api.get(posted["photo_url"]).content == PNG
+    stored = api.get(posted["photo_url"])
+    assert stored.headers["x-content-type-options"] == "nosniff"
+    assert same_pixels(stored.content, PNG)  # re-encoded: the pixels, nothing else
 
     def found():
         hits = search(api, token, {"phrases": ["雪"], "animal_subcategory_name_ja": "サモエド"})

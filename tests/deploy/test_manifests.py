@@ -112,6 +112,17 @@ def test_every_pod_runs_as_non_root(manifests):
                 assert pod["automountServiceAccountToken"] is False
 
 
+def test_the_api_spools_uploads_into_a_bounded_volume(manifests):
+    """A flood of uploads fills a size-limited emptyDir (and evicts the pod), not the node."""
+    documents = rendered(manifests / "aianimals")
+    (api,) = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "api"]
+    pod = api["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == mounts["/tmp"]]
+    assert tmp["emptyDir"]["sizeLimit"] == "256Mi"
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def containers(documents: list[dict]):
     for document in documents:
         spec = document.get("spec", {})

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,7 +19,7 @@ from mlsys.aianimals.cache import get_cache
 from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.search import get_search_index
 from mlsys.aianimals.settings import auth_settings
-from mlsys.api import metrics
+from mlsys.api import guards, metrics
 from mlsys.api.deps import SessionDep
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, errors
@@ -120,5 +121,12 @@ def create_app() -> FastAPI:
         log.error("database error path=%s error=%r", request.url.path, error)
         return JSONResponse({"detail": "the database is unavailable, try again"}, 503)
 
-    app.add_middleware(metrics.MetricsMiddleware)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 with where and why, never the input itself (it may be huge, or a secret)."""
+        detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in error.errors()]
+        return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    app.add_middleware(guards.RequestGuard)
+    app.add_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are timed too
     return app

@@ -22,7 +22,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from mlsys.api import metrics
-from mlsys.api.security import InvalidToken, presented_token, user_id_from_token
+from mlsys.api.security import authenticated
 
 _ID_PREFIX = b'{"search_id":"'
 _ID_END = len(_ID_PREFIX) + 32 + len(b'",')  # a uuid4 hex is 32 characters
@@ -41,18 +41,6 @@ def _key(request: Request, body: bytes) -> str:
         (request.scope["query_string"], headers.get("content-type", "").encode(), body)
     )
     return "search:" + hashlib.sha256(raw).hexdigest()
-
-
-def _authenticated(request: Request) -> bool:
-    headers = request.headers
-    raw = presented_token(headers.get("token"), headers.get("authorization"))
-    if raw is None:
-        return False
-    try:
-        user_id_from_token(raw, request.app.state.auth)
-    except InvalidToken:
-        return False
-    return True
 
 
 def _storable(response: Response) -> bytes | None:
@@ -88,7 +76,7 @@ class CachedSearchRoute(APIRoute):
             return response, rest
 
         async def cached_or_handled(request: Request) -> Response:
-            if not _authenticated(request):
+            if not authenticated(request.headers, request.app.state.auth):
                 return await handle(request)  # FastAPI answers 401 as for any route
             key = _key(request, await request.body())
             rest, generation = await request.app.state.cache.alookup(key)

@@ -1,10 +1,13 @@
+import io
 import json
 import secrets
+import warnings
 from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
+from PIL import Image
 from sqlalchemy import select
 
 from mlsys.aianimals import storage
@@ -13,6 +16,7 @@ from mlsys.aianimals.search import SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
 from mlsys.api import animals
 from mlsys.api.deps import CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
+from mlsys.api.guards import MAX_PHOTO_BYTES
 from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse, errors
 from mlsys.api.search_cache import CachedSearchRoute, search_response
 
@@ -20,8 +24,26 @@ router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
 Offset = Annotated[int, Query(ge=0, le=10_000)]
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
-PHOTO_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg"}
+PHOTO_FORMATS = {"PNG": "png", "JPEG": "jpg"}  # what Pillow decodes -> the stored extension
+MAX_PHOTO_PIXELS = 40_000_000  # larger is a decompression bomb, not a pet photo
+
+
+def reencoded_photo(data: bytes) -> tuple[bytes, str] | None:
+    """The photo decoded and encoded again, and its extension; None unless it really is a
+    PNG or JPEG image. Only pixels survive: no polyglot, script or metadata (GPS) is kept."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                extension = PHOTO_FORMATS.get(image.format or "")
+                if extension is None or image.width * image.height > MAX_PHOTO_PIXELS:
+                    return None
+                image.load()
+                encoded = io.BytesIO()
+                image.save(encoded, format=image.format)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
+        return None  # not decodable as what it claims to be
+    return encoded.getvalue(), extension
 
 
 @router.get("", response_model=list[AnimalPublic])
@@ -84,11 +106,12 @@ def post_animal(
     data = photo.file.read(MAX_PHOTO_BYTES + 1)
     if len(data) > MAX_PHOTO_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the photo is over 5 MiB")
-    extension = next((e for magic, e in PHOTO_TYPES.items() if data.startswith(magic)), None)
-    if extension is None:
+    decoded = reencoded_photo(data)
+    if decoded is None:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the photo must be a PNG or JPEG image"
         )
+    data, extension = decoded
     category_of_breed = session.scalar(
         select(AnimalSubcategory.animal_category_id).where(
             AnimalSubcategory.id == animal_subcategory_id

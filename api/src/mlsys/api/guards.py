@@ -1,0 +1,96 @@
+"""What every request passes before a route sees it: a body limit enforced before the
+body is read (by its Content-Length, and while it streams in), the token of an upload
+checked before the upload is read, and `X-Content-Type-Options: nosniff` on every answer.
+
+A route's limit is looked up by method and path: uploads get the photo limit, every other
+body the JSON limit. FastAPI reads and parses a body before it solves a route's
+dependencies, so these checks cannot live in the routes."""
+
+import json
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlsys.api.security import authenticated
+
+JSON_BODY_BYTES = 64 * 1024
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+UPLOAD_BODY_BYTES = MAX_PHOTO_BYTES + 64 * 1024  # the photo and the form fields around it
+UPLOADS = {("POST", "/v0/animal")}  # multipart routes: the token is checked first
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def body_limit(method: str, path: str) -> int:
+    return UPLOAD_BODY_BYTES if (method, path) in UPLOADS else JSON_BODY_BYTES
+
+
+class RequestGuard:
+    """Pure ASGI: no per-request task, and nothing is read that the limit refuses."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        limit = body_limit(scope["method"], scope["path"])
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _answer(send, 413, f"the request body is over {limit} bytes")
+            return
+        if (scope["method"], scope["path"]) in UPLOADS and not authenticated(
+            headers, scope["app"].state.auth
+        ):
+            await _answer(
+                send, 401, "log in first: send the token from /v0/user/login in the `token` header"
+            )
+            return
+        received, started = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # a body without (or lying about) its length
+                    raise BodyTooLarge
+            return message
+
+        async def send_without_sniffing(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_without_sniffing)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _answer(send_without_sniffing, 413, f"the request body is over {limit} bytes")
+
+
+async def _answer(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"connection", b"close"),  # the rest of the body is not read
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
