@@ -13,6 +13,8 @@ from mlsys.common import migrate
 from mlsys.common.settings import database_url
 
 SCHEMAS = [BEVERAGE, AIANIMALS]
+SHARED_CHAIN = [(BEVERAGE, "0001"), (AIANIMALS, "0002")]  # what the former chain applied
+HEADS = [(BEVERAGE, "0001"), (AIANIMALS, "0003")]
 
 
 def tables(engine: Engine) -> set[str]:
@@ -38,8 +40,8 @@ def check_round_trip(schema: migrate.Schema, engine: Engine) -> None:
 
 def make_shared_chain_database(engine: Engine) -> None:
     """What the former single chain left: both products' tables, `alembic_version` = 0002."""
-    for schema in SCHEMAS:  # the same revision scripts 0001 and 0002 as that chain ran
-        migrate.upgrade(schema, engine)
+    for schema, revision in SHARED_CHAIN:  # the same scripts 0001 and 0002 as that chain ran
+        migrate.upgrade(schema, engine, revision)
     with engine.begin() as connection:
         for schema in SCHEMAS:
             connection.execute(text(f"DROP TABLE {schema.version_table}"))
@@ -55,7 +57,7 @@ def check_shared_chain_upgrades(engine: Engine) -> None:
         migrate.upgrade(schema, engine)
         migrate.upgrade(schema, engine)
     with engine.connect() as connection:
-        for schema, revision in ((BEVERAGE, "0001"), (AIANIMALS, "0002")):
+        for schema, revision in HEADS:  # adopted, then upgraded past the shared chain
             versions = connection.execute(text(f"SELECT version_num FROM {schema.version_table}"))
             assert versions.scalars().all() == [revision]
         assert connection.execute(text("SELECT name FROM regions")).scalar() == "north"

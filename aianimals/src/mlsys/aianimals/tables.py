@@ -75,7 +75,7 @@ class Animal(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text)
-    photo_key: Mapped[str] = mapped_column(String(256))
+    photo_key: Mapped[str] = mapped_column(String(256), index=True)
     deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
     is_generated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, or_, select, text
 from sqlalchemy.exc import OperationalError
 from starlette.responses import Response
 
@@ -19,8 +19,9 @@ from mlsys.aianimals.cache import get_cache
 from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.search import get_search_index
 from mlsys.aianimals.settings import auth_settings
+from mlsys.aianimals.tables import Animal
 from mlsys.api import guards, metrics
-from mlsys.api.deps import SessionDep
+from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, errors
 from mlsys.common.logging import get_logger
@@ -102,8 +103,14 @@ def create_app() -> FastAPI:
         response_class=FileResponse,
         responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **errors(404)},
     )
-    def photo(key: str) -> FileResponse:
-        """A stored photo."""
+    def photo(key: str, session: SessionDep, viewer: ViewerId) -> FileResponse:
+        """A stored photo, while an active post shows it; a deactivated post's photo only
+        to its owner (who sends the token)."""
+        shown: ColumnElement[bool] = Animal.deactivated.is_(False)
+        if viewer is not None:
+            shown = or_(shown, Animal.user_id == viewer)
+        if session.scalar(select(Animal.id).where(Animal.photo_key == key, shown).limit(1)) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo")
         try:
             path = storage.path_of(key)
         except storage.InvalidKey as error:

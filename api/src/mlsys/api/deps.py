@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from mlsys.aianimals.search import SearchIndex
 from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.tables import User
-from mlsys.api.security import InvalidToken, user_id_from_token
+from mlsys.api.security import InvalidToken, presented_token, user_id_from_token
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -68,6 +68,22 @@ async def current_user_id(
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]
+
+
+async def viewer_id(
+    auth: AuthDep,
+    token: Annotated[str | None, Header(include_in_schema=False)] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str | None:
+    """Who asks, if a valid token says so; None for anyone else (public reads)."""
+    raw = presented_token(token, authorization)
+    try:
+        return user_id_from_token(raw, auth) if raw else None
+    except InvalidToken:
+        return None
+
+
+ViewerId = Annotated[str | None, Depends(viewer_id)]
 
 
 def current_user(session: SessionDep, user_id: CurrentUserId) -> User:

@@ -57,7 +57,11 @@ def _adopt_shared_chain(schema: Schema, connection: Connection, config: Config) 
     if not revisions:
         return
     command.stamp(config, revisions)
-    foreign = sorted(tables - set(schema.metadata.tables) - {SHARED_CHAIN_TABLE})
+    foreign = sorted(
+        table
+        for table in tables - set(schema.metadata.tables)
+        if not table.startswith(SHARED_CHAIN_TABLE)  # version tables, the other chain's too
+    )
     log.warning(
         "schema=%s adopted from the shared chain at %s; tables of other products are left "
         "as they are: %s",

@@ -8,7 +8,7 @@ from uuid import uuid4
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from mlsys.aianimals import storage
 from mlsys.aianimals.messages import Topic, add_to_outbox
@@ -49,17 +49,22 @@ def reencoded_photo(data: bytes) -> tuple[bytes, str] | None:
 @router.get("", response_model=list[AnimalPublic])
 def list_animals(
     session: SessionDep,
-    _: CurrentUserId,
+    current_user_id: CurrentUserId,
     id: HexId | None = None,
     animal_category_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     animal_subcategory_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     user_id: HexId | None = None,
-    deactivated: bool = False,
+    deactivated: Annotated[
+        bool, Query(description="Deactivated posts instead: the logged-in user's own only")
+    ] = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[AnimalPublic]:
     """Posts, newest first, filtered by any of the parameters."""
-    filters = [Animal.deactivated.is_(deactivated)] + [
+    filters: list[ColumnElement[bool]] = [Animal.deactivated.is_(deactivated)]
+    if deactivated:
+        filters.append(Animal.user_id == current_user_id)  # nobody sees another's
+    filters += [
         column == value
         for column, value in (
             (Animal.id, id),
