@@ -5,7 +5,7 @@ import json
 
 import pika
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from mlsys.aianimals import messages
 from mlsys.aianimals.database import get_engine, upgrade
@@ -200,3 +200,53 @@ def test_no_queue_is_declared_that_nothing_consumes(rabbitmq):
     with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
         connection.channel().queue_declare("violation-detection", passive=True)
     connection.close()
+
+
+@pytest.mark.integration
+def test_a_message_no_queue_takes_is_parked_and_the_relay_goes_on(rabbitmq):
+    """Issue 10, item 7: an unknown topic blocked the relay for good and the message
+    before it was published again on every run."""
+    queue_posts(rabbitmq, ["before"])
+    with rabbitmq.begin() as connection:
+        connection.execute(
+            insert(OutboxMessage).values(topic="animal.unknown", payload={"animal_id": "x"})
+        )
+    queue_posts(rabbitmq, ["after"])
+    assert relay_outbox(rabbitmq) == 2
+    assert relay_outbox(rabbitmq) == 0  # nothing is published twice, nothing blocks
+    assert queue_depth(Queue.search_index) == 2
+    with rabbitmq.connect() as connection:
+        parked = connection.execute(
+            select(OutboxMessage.topic, OutboxMessage.parked_reason).where(
+                OutboxMessage.parked_reason.is_not(None)
+            )
+        ).all()
+        assert parked == [("animal.unknown", "no queue takes topic 'animal.unknown'")]
+        assert outbox_lag(connection)[0] == 0  # parked is not waiting
+    recorder = Recorder()
+    consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
+    assert recorder.handled == ["before", "after"]
+
+
+@pytest.mark.integration
+def test_a_garbage_attempt_header_is_retried_boundedly_and_blocks_nothing(rabbitmq, monkeypatch):
+    """Issue 10, item 12: a message with `x-attempt: garbage` crash-looped the consumer."""
+    monkeypatch.setenv("RABBITMQ_MAX_ATTEMPTS", "3")
+    connection = rabbitmq_connection()
+    channel = connection.channel()
+    declare_topology(channel)
+    for animal_id, attempt in (("garbage", "not-a-number"), ("negative", -5)):
+        channel.basic_publish(
+            messages.EXCHANGE,
+            Topic.animal_created,
+            json.dumps({"animal_id": animal_id}).encode(),
+            pika.BasicProperties(type=Topic.animal_created, headers={"x-attempt": attempt}),
+        )
+    connection.close()
+    queue_posts(rabbitmq, ["fine"])
+    relay_outbox(rabbitmq)
+    recorder = Recorder(poison={"garbage", "negative"})
+    stats = consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
+    assert recorder.handled == ["fine"]
+    assert stats.dead_lettered == 2 and stats.retried == 4  # 3 deliveries each, as any
+    assert queue_depth(f"{Queue.search_index}.dead") == 2

@@ -14,7 +14,7 @@ from mlsys.common.settings import database_url
 
 SCHEMAS = [BEVERAGE, AIANIMALS]
 SHARED_CHAIN = [(BEVERAGE, "0001"), (AIANIMALS, "0002")]  # what the former chain applied
-HEADS = [(BEVERAGE, "0001"), (AIANIMALS, "0003")]
+HEADS = [(BEVERAGE, "0001"), (AIANIMALS, "0004")]
 
 
 def tables(engine: Engine) -> set[str]:

@@ -14,14 +14,15 @@ must be idempotent: a message can be delivered more than once.
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
 import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mlsys.aianimals.tables import ConsumerOffset, DeadLetter, OutboxMessage
@@ -71,7 +72,9 @@ def outbox_lag(connection: Connection) -> tuple[int, float]:
     """
     waiting = select(OutboxMessage.id, OutboxMessage.created_at)
     if platform_settings().profile is Profile.services:
-        waiting = waiting.where(OutboxMessage.published_at.is_(None))
+        waiting = waiting.where(
+            OutboxMessage.published_at.is_(None), OutboxMessage.parked_reason.is_(None)
+        )
     else:
         slowest = select(func.min(ConsumerOffset.last_message_id)).scalar_subquery()
         waiting = waiting.where(OutboxMessage.id > func.coalesce(slowest, 0))
@@ -123,11 +126,14 @@ def declare_topology(channel: BlockingChannel) -> None:
 
 
 def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
-    """Publish every unpublished outbox message to RabbitMQ, oldest first; returns how many.
+    """Publish every waiting outbox message to RabbitMQ, oldest first; returns how many.
 
-    Each batch is locked (SKIP LOCKED: several relays can run), published with publisher
-    confirms, and stamped published in the same transaction; a failure rolls the stamps
-    back, so a message is published at least once and never lost.
+    Each batch is locked (SKIP LOCKED: several relays can run) and published with
+    publisher confirms; what the broker confirmed is stamped published in the same
+    transaction, also when the broker goes away mid-batch (the rest waits, and the error is
+    raised), so a message is published at least once, never lost, and never again once
+    confirmed. A message that no queue takes (an unknown topic) is parked with its reason
+    and the relay goes on.
     """
     published = 0
     connection = rabbitmq_connection()
@@ -140,36 +146,62 @@ def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
                 rows = db.execute(
                     select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
                     .where(OutboxMessage.published_at.is_(None))
+                    .where(OutboxMessage.parked_reason.is_(None))
                     .order_by(OutboxMessage.id)
                     .limit(batch_size)
                     .with_for_update(skip_locked=True)
                 ).all()
                 if not rows:
                     return published
-                for message_id, topic, payload in rows:
-                    # Raises if the broker nacks it or no queue is bound (mandatory).
-                    channel.basic_publish(
-                        EXCHANGE,
-                        topic,
-                        json.dumps(payload).encode(),
-                        pika.BasicProperties(
-                            content_type="application/json",
-                            delivery_mode=pika.DeliveryMode.Persistent,
-                            message_id=str(message_id),
-                            type=topic,
-                        ),
-                        mandatory=True,
+                confirmed, failure = _publish(channel, db, rows)
+                if confirmed:
+                    db.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id.in_(confirmed))
+                        .values(published_at=func.now())
                     )
-                db.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_([row.id for row in rows]))
-                    .values(published_at=func.now())
-                )
-            published += len(rows)
+            published += len(confirmed)
             log.info("relayed=%d", published)
+            if failure is not None:
+                raise failure
     finally:
         if connection.is_open:
             connection.close()
+
+
+def _publish(
+    channel: BlockingChannel, db: Connection, rows: Sequence[Row]
+) -> tuple[list[int], pika.exceptions.AMQPError | None]:
+    """Publish rows in order: the ids the broker confirmed, and the error that stopped the
+    batch (None if none did). Unroutable rows are parked in `db` on the way."""
+    confirmed: list[int] = []
+    for message_id, topic, payload in rows:
+        try:
+            channel.basic_publish(
+                EXCHANGE,
+                topic,
+                json.dumps(payload).encode(),
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=str(message_id),
+                    type=topic,
+                ),
+                mandatory=True,  # returned, not dropped, when no queue is bound
+            )
+        except pika.exceptions.UnroutableError:
+            reason = f"no queue takes topic {topic!r}"
+            log.error("parked outbox message=%s reason=%s", message_id, reason)
+            db.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(parked_reason=reason)
+            )
+            continue
+        except pika.exceptions.AMQPError as error:  # nacked, or the broker went away
+            return confirmed, error
+        confirmed.append(message_id)
+    return confirmed, None
 
 
 # --- consumers ----------------------------------------------------------------------------
@@ -276,8 +308,19 @@ def _consume_rabbitmq(
     return stats
 
 
+def _attempt(headers: dict | None) -> int:
+    """Which delivery this is, from our `x-attempt` header; a header somebody else set to
+    anything but a positive number counts as the first (retries stay bounded)."""
+    value = (headers or {}).get("x-attempt", 1)
+    try:
+        attempt = int(value)
+    except (TypeError, ValueError):
+        return 1
+    return attempt if attempt >= 1 else 1
+
+
 def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, stats) -> None:
-    attempt = int((properties.headers or {}).get("x-attempt", 1))
+    attempt = _attempt(properties.headers)
     if attempt >= max_attempts:
         channel.basic_nack(tag, requeue=False)  # -> the dead-letter exchange -> queue.dead
         stats.dead_lettered += 1

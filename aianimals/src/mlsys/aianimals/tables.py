@@ -115,8 +115,9 @@ class AccessLog(Base):
 class OutboxMessage(Base):
     """A message committed in the same transaction as the change it announces.
 
-    The relay publishes unpublished rows to RabbitMQ and stamps `published_at`; in the
-    local profile consumers read this table directly (see ConsumerOffset).
+    The relay publishes unpublished rows to RabbitMQ and stamps `published_at` (or
+    `parked_reason` when no queue takes it); in the local profile consumers read this table
+    directly (see ConsumerOffset).
     """
 
     __tablename__ = "outbox"
@@ -125,6 +126,8 @@ class OutboxMessage(Base):
     payload: Mapped[dict] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Why the relay could not hand it on (no queue takes its topic): it waits for a person.
+    parked_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index(

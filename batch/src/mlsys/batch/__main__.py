@@ -112,11 +112,16 @@ def relay(
         try:
             published = relay_outbox(engine)
             typer.echo(f"published: {published}")
-        except pika.exceptions.AMQPError as error:
+        except pika.exceptions.AMQPConnectionError as error:
             if not follow:
                 typer.echo(f"error: RabbitMQ is unreachable ({error!r}); messages wait", err=True)
                 raise typer.Exit(1) from error
             log.warning("rabbitmq unreachable error=%r; retrying", error)
+        except pika.exceptions.AMQPError as error:  # a refusal: the broker answers
+            if not follow:
+                typer.echo(f"error: RabbitMQ refused a message ({error!r}); it waits", err=True)
+                raise typer.Exit(1) from error
+            log.warning("rabbitmq refused error=%r; retrying", error)
         if not follow or stop():
             return
         time.sleep(interval)
