@@ -1,9 +1,11 @@
 """Registration is idempotent, validates its input, and leaves the database as it was on
 bad input; on both the embedded SQLite and PostgreSQL."""
 
+from datetime import date
+
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from mlsys.beverage.database import get_engine
@@ -78,6 +80,8 @@ BAD_INPUTS = {
     "unknown item": (8, "item", "cola"),
     "bad date": (2, "date", "2021-13-45"),
     "negative sales": (10, "sales", "-3"),
+    "date in the future": (3, "date", "2201-10-04"),
+    "week of year not the date's": (5, "week_of_year", "3"),
 }
 
 
@@ -152,3 +156,17 @@ def test_latest_week_only_registers_the_week_after_the_latest(profile, tmp_path)
 
     register("--sales", REAL_SALES, "--latest-week-only")
     assert snapshot()["item_sales"] == before + 1400
+
+
+def test_a_latest_date_in_the_future_fails_the_weekly_feed_loudly(profile, tmp_path):
+    """Issue 10, item 8: such a row made --latest-week-only register nothing, exit 0."""
+    assert register("--master-dir", REAL, "--sales", REAL_SALES).exit_code == 0
+    with get_engine().begin() as connection:
+        connection.execute(
+            update(ItemSale)
+            .where(ItemSale.date == date(2021, 12, 31))
+            .values(date=date(2201, 12, 31))  # written by hand, or by an older version
+        )
+    result = register("--sales", REAL_SALES, "--latest-week-only")
+    assert result.exit_code == 1
+    assert "the latest registered sale is dated 2201-12-31, in the future" in result.output

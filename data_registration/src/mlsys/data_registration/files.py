@@ -7,6 +7,7 @@ every failure names the file, the line and the field a person has to fix.
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,8 @@ def _validate_sales(
     path: Path, frame: pd.DataFrame, store_ids: dict[str, str], item_ids: dict[str, str]
 ) -> pd.DataFrame:
     dates = parse_date(path, frame, "date")
+    # A typo such as 2201 for 2021 would make every later week look registered already.
+    _first_bad(path, frame, dates.dt.date > today(), "date", "is in the future")
     weekday_names = DAY_NAMES[dates.dt.day_of_week.to_numpy()]
     _first_bad(
         path,
@@ -148,6 +151,14 @@ def _validate_sales(
         frame["day_of_week"].str.strip().str.upper() != weekday_names,
         "day_of_week",
         "does not match the date",
+    )
+    weeks = parse_integer(path, frame, "week_of_year", minimum=1)
+    _first_bad(
+        path,
+        frame,
+        weeks != dates.dt.isocalendar().week.astype("int64"),
+        "week_of_year",
+        "does not match the date (ISO week)",
     )
     require_known(path, frame, "store", set(store_ids), "store")
     require_known(path, frame, "item", set(item_ids), "item")
@@ -160,6 +171,11 @@ def _validate_sales(
             "total_sales_amount": parse_integer(path, frame, "total_sales_amount"),
         }
     )
+
+
+def today() -> date:
+    """The date in UTC: no sale can have happened later."""
+    return datetime.now(UTC).date()
 
 
 def count_lines(path: Path) -> int:

@@ -21,6 +21,7 @@ from mlsys.data_registration.files import (
     line_numbers,
     read_master,
     read_sales,
+    today,
 )
 
 log = get_logger(__name__)
@@ -64,6 +65,14 @@ def write_master(connection: Connection, master: MasterData) -> int:
 def first_week_to_register(connection: Connection, sales_path: Path) -> date:
     """The ISO week after the latest registered one, or the file's first week if none."""
     latest = latest_sales_date(connection)
+    if latest is not None and latest > today():
+        raise InvalidInput(
+            sales_path,
+            None,
+            "date",
+            f"the latest registered sale is dated {latest}, in the future: the weekly feed "
+            "cannot tell which week comes next until that row is corrected",
+        )
     if latest is not None:
         return week_start(latest) + timedelta(days=7)
     dates = pd.read_csv(sales_path, usecols=["date"])["date"]
