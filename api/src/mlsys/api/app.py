@@ -4,6 +4,7 @@ import gc
 import threading
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ from mlsys.aianimals.tables import Animal
 from mlsys.api import guards, metrics
 from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
-from mlsys.api.schemas import Health, errors
+from mlsys.api.schemas import Health, Storable, errors
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
 
@@ -103,7 +104,7 @@ def create_app() -> FastAPI:
         response_class=FileResponse,
         responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **errors(404)},
     )
-    def photo(key: str, session: SessionDep, viewer: ViewerId) -> FileResponse:
+    def photo(key: Annotated[str, Storable], session: SessionDep, viewer: ViewerId) -> FileResponse:
         """A stored photo, while an active post shows it; a deactivated post's photo only
         to its owner (who sends the token)."""
         shown: ColumnElement[bool] = Animal.deactivated.is_(False)

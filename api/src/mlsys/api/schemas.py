@@ -4,11 +4,41 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from mlsys.aianimals.search import AnimalFields, SortBy
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+def _storable(value: object) -> object:
+    """Text that the databases, the search engines and a JSON answer can all hold: no NUL
+    (PostgreSQL refuses it) and no lone surrogate (it has no UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError("must be valid Unicode text (a lone surrogate is not)") from error
+    return value
+
+
+# Every text a client sends goes through one of these (body, query, form and path).
+Storable = BeforeValidator(_storable)
+Name = Annotated[
+    str, Storable, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+]
+Short = Annotated[str, Storable, StringConstraints(max_length=64)]
+Phrase = Annotated[str, Storable, StringConstraints(max_length=100)]
+Password = Annotated[str, Storable, StringConstraints(min_length=1, max_length=128)]
+NewPassword = Annotated[str, Storable, StringConstraints(min_length=8, max_length=128)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -18,8 +48,8 @@ class Strict(BaseModel):
 
 class LoginRequest(Strict):
     handle_name: Name | None = None
-    email_address: Annotated[str, StringConstraints(max_length=128)] | None = None
-    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    email_address: Annotated[str, Storable, StringConstraints(max_length=128)] | None = None
+    password: Password
 
     @model_validator(mode="after")
     def _one_identifier(self):
@@ -37,8 +67,8 @@ class UserCreate(Strict):
     handle_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,64}$")] = Field(
         description="3-64 letters, digits, _ . -"
     )
-    email_address: EmailStr
-    password: Annotated[str, StringConstraints(min_length=8, max_length=128)]
+    email_address: Annotated[EmailStr, Storable]
+    password: NewPassword
     age: int = Field(ge=0, le=150)
     gender: int = Field(ge=0, le=2)
 
@@ -79,11 +109,11 @@ class AnimalPublic(AnimalFields):
 
 
 class SearchRequest(Strict):
-    animal_category_name_en: Annotated[str, StringConstraints(max_length=64)] | None = None
-    animal_category_name_ja: Annotated[str, StringConstraints(max_length=64)] | None = None
-    animal_subcategory_name_en: Annotated[str, StringConstraints(max_length=64)] | None = None
-    animal_subcategory_name_ja: Annotated[str, StringConstraints(max_length=64)] | None = None
-    phrases: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+    animal_category_name_en: Short | None = None
+    animal_category_name_ja: Short | None = None
+    animal_subcategory_name_en: Short | None = None
+    animal_subcategory_name_ja: Short | None = None
+    phrases: list[Phrase] = Field(
         default_factory=list, max_length=10, description="Every phrase must match (AND)."
     )
     sort_by: SortBy = SortBy.score
@@ -129,13 +159,11 @@ class AccessLogCreate(Strict):
     animal_id: HexId
     action: Action
     position: int | None = Field(default=None, ge=0, le=10_000)
-    phrases: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
-        default_factory=list, max_length=10
-    )
+    phrases: list[Phrase] = Field(default_factory=list, max_length=10)
     animal_category_id: int | None = Field(default=None, ge=0, le=2**31 - 1)
     animal_subcategory_id: int | None = Field(default=None, ge=0, le=2**31 - 1)
     sort_by: SortBy = SortBy.score
-    model_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+    model_name: Short | None = None
 
 
 class Error(BaseModel):

@@ -17,7 +17,14 @@ from mlsys.aianimals.tables import Animal, AnimalSubcategory
 from mlsys.api import animals
 from mlsys.api.deps import CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
 from mlsys.api.guards import MAX_PHOTO_BYTES
-from mlsys.api.schemas import AnimalPublic, HexId, SearchRequest, SearchResponse, errors
+from mlsys.api.schemas import (
+    AnimalPublic,
+    HexId,
+    SearchRequest,
+    SearchResponse,
+    Storable,
+    errors,
+)
 from mlsys.api.search_cache import CachedSearchRoute, search_response
 
 router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
@@ -101,8 +108,8 @@ def post_animal(
     session: SessionDep,
     user: CurrentUser,
     photo: Annotated[UploadFile, File(description="PNG or JPEG, at most 5 MiB")],
-    name: Annotated[str, Form(min_length=1, max_length=128)],
-    description: Annotated[str, Form(max_length=2000)],
+    name: Annotated[str, Storable, Form(min_length=1, max_length=128)],
+    description: Annotated[str, Storable, Form(max_length=2000)],
     animal_category_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
     animal_subcategory_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
 ) -> AnimalPublic:

@@ -10,6 +10,7 @@ from mlsys.api.schemas import (
     AnimalCategoryPublic,
     AnimalSubcategoryPublic,
     Metadata,
+    Short,
     ViolationTypePublic,
 )
 
@@ -45,8 +46,8 @@ def metadata(session: SessionDep) -> Metadata:
 def animal_categories(
     session: SessionDep,
     id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-    name_en: Annotated[str | None, Query(max_length=64)] = None,
-    name_ja: Annotated[str | None, Query(max_length=64)] = None,
+    name_en: Annotated[Short | None, Query()] = None,
+    name_ja: Annotated[Short | None, Query()] = None,
     is_deleted: bool | None = None,
 ) -> list[AnimalCategoryPublic]:
     """Animal categories (cat, dog, other), filtered by any of the parameters."""
@@ -68,8 +69,8 @@ def animal_subcategories(
     session: SessionDep,
     id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     animal_category_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-    name_en: Annotated[str | None, Query(max_length=64)] = None,
-    name_ja: Annotated[str | None, Query(max_length=64)] = None,
+    name_en: Annotated[Short | None, Query()] = None,
+    name_ja: Annotated[Short | None, Query()] = None,
     is_deleted: bool | None = None,
 ) -> list[AnimalSubcategoryPublic]:
     """Breeds, filtered by any of the parameters (e.g. one category's breeds)."""
