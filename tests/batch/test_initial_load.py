@@ -162,3 +162,33 @@ def test_a_deactivated_post_leaves_the_index(aianimals_home):
     assert victim.id not in [
         h.id for h in index.search(SearchQuery(phrases=["ネコ"], limit=200)).results
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "profile", ["local", pytest.param("services", marks=pytest.mark.integration)]
+)
+def test_loading_again_never_undoes_what_the_running_system_changed(
+    profile, request, aianimals_generated, local_home
+):
+    """Issue 10, item 4: a re-load re-activated deactivated posts and users."""
+    from sqlalchemy import select, update
+
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.tables import Animal
+
+    if profile == "services":
+        request.getfixturevalue("services_profile")
+    load(local_home, aianimals_generated)
+    engine = get_engine()
+    with engine.begin() as connection:
+        post = connection.scalar(select(Animal.id).limit(1))
+        user = connection.scalar(select(User.id).limit(1))
+        connection.execute(update(Animal).where(Animal.id == post).values(deactivated=True))
+        connection.execute(update(User).where(User.id == user).values(deactivated=True))
+    again = load(local_home, aianimals_generated)
+    assert "written: 0; new posts queued: 0" in again.stdout, again.stdout
+    with engine.connect() as connection:
+        assert connection.scalar(select(Animal.deactivated).where(Animal.id == post)) is True
+        assert connection.scalar(select(User.deactivated).where(User.id == user)) is True
+    engine.dispose()

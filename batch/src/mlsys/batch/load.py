@@ -34,6 +34,10 @@ from mlsys.common.bulk import bulk_upsert
 TABLES = (AnimalCategory, AnimalSubcategory, ViolationType, User, Animal, Like, AccessLog)
 
 
+# Columns the running system owns once a row exists (moderation, the users themselves):
+# loading the dataset again writes them for new rows only.
+RUNNING_STATE: dict[type, tuple[str, ...]] = {User: ("deactivated",), Animal: ("deactivated",)}
+
 @dataclass
 class LoadSummary:
     written: dict[str, int]  # rows inserted or changed per table
@@ -107,7 +111,8 @@ def initial_load(
         }
         task = progress.add_task("loading tables", total=len(frames))
         for table, frame in frames.items():
-            written[table.__tablename__] = bulk_upsert(connection, table, frame)
+            owned = RUNNING_STATE.get(table, ())
+            written[table.__tablename__] = bulk_upsert(connection, table, frame, owned)
             progress.advance(task)
         new_posts = activity.animals.loc[~activity.animals["id"].isin(known_posts), "id"]
         add_to_outbox(connection, Topic.animal_created, [{"animal_id": i} for i in new_posts])

@@ -35,9 +35,16 @@ def table_of(model: type[DeclarativeBase]) -> Table:
 class Staging:
     """A temporary table shaped like `model`'s plus a `line` column, dropped at commit."""
 
-    def __init__(self, connection: Connection, model: type[DeclarativeBase], columns: list[str]):
+    def __init__(
+        self,
+        connection: Connection,
+        model: type[DeclarativeBase],
+        columns: list[str],
+        insert_only: Sequence[str] = (),
+    ):
         table = table_of(model)
         self.connection, self.table, self.columns = connection, table, columns
+        self.insert_only = set(insert_only)  # written for new rows, never updated
         self.keys = [c.name for c in table.primary_key.columns]
         self.name = f"staging_{table.name}"
         self.postgres = connection.dialect.name == "postgresql"
@@ -96,7 +103,7 @@ class Staging:
         return self._merge_sqlite()
 
     def _assignments(self) -> tuple[list[str], str]:
-        updates = [c for c in self.columns if c not in self.keys]
+        updates = [c for c in self.columns if c not in self.keys and c not in self.insert_only]
         changed = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in updates) or "false"
         return updates, changed
 
@@ -160,10 +167,16 @@ def _sqlite_datetimes(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**converted) if converted else frame
 
 
-def bulk_upsert(connection: Connection, model: type[DeclarativeBase], frame: pd.DataFrame) -> int:
+def bulk_upsert(
+    connection: Connection,
+    model: type[DeclarativeBase],
+    frame: pd.DataFrame,
+    insert_only: Sequence[str] = (),
+) -> int:
     """Stage `frame` in chunks and merge it into `model`'s table; returns rows inserted or
-    changed."""
-    staging = Staging(connection, model, list(frame.columns))
+    changed. `insert_only` columns are written for new rows only: once a row exists, the
+    running system owns them (a re-load never undoes a deactivation, say)."""
+    staging = Staging(connection, model, list(frame.columns), insert_only)
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
         staging.add(chunk)
