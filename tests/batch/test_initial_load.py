@@ -192,3 +192,21 @@ def test_loading_again_never_undoes_what_the_running_system_changed(
         assert connection.scalar(select(Animal.deactivated).where(Animal.id == post)) is True
         assert connection.scalar(select(User.deactivated).where(User.id == user)) is True
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_outside_development_nobody_can_log_in_as_a_seeded_user(
+    aianimals_generated, local_home, monkeypatch
+):
+    """Issue 10, item 2: the production load made 2,848 accounts with the password
+    `password`."""
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.passwords import verify_password
+
+    monkeypatch.setenv("MLSYS_ENVIRONMENT", "production")
+    result = load(local_home, aianimals_generated)
+    assert "seeded users get random passwords" in result.stderr
+    with get_engine().connect() as connection:
+        hashes = dict(connection.execute(select(User.handle_name, User.password_hash)).all())
+    assert len(hashes) == 2848 and all(h.startswith("$argon2id$") for h in hashes.values())
+    assert not any(verify_password("password", hashes[name]) for name in list(hashes)[:50])

@@ -6,6 +6,7 @@ moderation) is written only for posts that are new, in the same transaction.
 """
 
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,10 @@ from mlsys.aianimals.tables import (
 from mlsys.batch.dataset import InvalidDataset, MasterData
 from mlsys.batch.generate import GeneratedActivity
 from mlsys.common.bulk import bulk_upsert
+from mlsys.common.logging import get_logger
+from mlsys.common.settings import platform_settings
 
+log = get_logger(__name__)
 TABLES = (AnimalCategory, AnimalSubcategory, ViolationType, User, Animal, Like, AccessLog)
 
 
@@ -69,9 +73,16 @@ def read_generated(directory: Path) -> GeneratedActivity:
 
 
 def _users_with_hashes(connection: Connection, users: pd.DataFrame, progress: Progress):
-    """Users with `password_hash`: kept for users already loaded, new ones hashed now."""
+    """Users with `password_hash`: kept for users already loaded, new ones hashed now.
+
+    The dataset's passwords are public (every seeded user has `password`): outside
+    development each new seeded user gets a random password nobody knows instead, so the
+    demo accounts exist but nobody can log in as them."""
     stored = dict(connection.execute(select(User.id, User.password_hash)).all())
     new = users.loc[~users["id"].isin(stored.keys())]
+    if platform_settings().environment != "development":
+        log.warning("environment is not development: seeded users get random passwords")
+        new = new.assign(password=[secrets.token_urlsafe(32) for _ in range(len(new))])
     task = progress.add_task("hashing passwords", total=len(new))
     hashes: dict[str, str] = {}
     for start in range(0, len(new), 256):
