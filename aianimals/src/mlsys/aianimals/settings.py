@@ -26,6 +26,10 @@ class AuthSettings(BaseSettings):
     # so lowering these (tests) never breaks verification of stored hashes.
     hash_memory_kib: int = 19_456
     hash_time_cost: int = 2
+    # Failed logins allowed in a window, per account and per client, before a 429.
+    login_failures_per_account: int = 5
+    login_failures_per_client: int = 50
+    login_window_seconds: int = 900
 
 
 def search_settings() -> SearchSettings:

@@ -25,6 +25,7 @@ from mlsys.api import guards, metrics
 from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
+from mlsys.api.throttle import login_throttle
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
 
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI):
     app.state.auth = auth_settings()  # refuses to start without a secret key in production
     app.state.engine = get_engine()
     app.state.cache = get_cache()
+    app.state.login_throttle = login_throttle(app.state.auth)
     app.state.search_index = get_search_index()
     stop = threading.Event()
     indexer = None

@@ -42,6 +42,7 @@ TABLES = (AnimalCategory, AnimalSubcategory, ViolationType, User, Animal, Like, 
 # loading the dataset again writes them for new rows only.
 RUNNING_STATE: dict[type, tuple[str, ...]] = {User: ("deactivated",), Animal: ("deactivated",)}
 
+
 @dataclass
 class LoadSummary:
     written: dict[str, int]  # rows inserted or changed per table

@@ -1,7 +1,7 @@
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, Request, status
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -15,12 +15,26 @@ from mlsys.api.security import create_token
 router = APIRouter(prefix="/v0/user", tags=["user"])
 
 
-@router.post("/login", response_model=LoginResponse, responses=errors(401))
+@router.post("/login", response_model=LoginResponse, responses=errors(401, 429))
 def login(
-    session: SessionDep, auth: AuthDep, credentials: Annotated[LoginRequest, Body()]
+    request: Request,
+    session: SessionDep,
+    auth: AuthDep,
+    credentials: Annotated[LoginRequest, Body()],
 ) -> LoginResponse:
     """Log in with a handle name or an email address and the password; returns a token to
-    send in the `token` header (or as `Authorization: Bearer`)."""
+    send in the `token` header (or as `Authorization: Bearer`). After too many failures for
+    an account or from a client, answers 429 with Retry-After until the window ends."""
+    throttle = request.app.state.login_throttle
+    account = credentials.handle_name or credentials.email_address or ""
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(account, client)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed logins: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     user = session.scalar(
         select(User).where(
             or_(
@@ -32,7 +46,9 @@ def login(
     # The hash is verified even for unknown users, so timing tells nobody who exists.
     valid = verify_password(credentials.password, user.password_hash if user else None)
     if not valid or user is None or user.deactivated:
+        throttle.failed(account, client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    throttle.succeeded(account, client)
     return LoginResponse(user_id=user.id, token=create_token(user.id, auth))
 
 
