@@ -93,3 +93,10 @@ def test_make_up_dry_run_prints_the_compose_commands():
     )
     assert "docker compose --env-file env.secret up --detach" in result.stdout
     assert "docker compose --env-file env.secret down" in result.stdout
+
+
+def test_published_ports_listen_on_this_host_only():
+    """Issue 10, item 14: MLflow and the BI have no authentication of their own."""
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)

@@ -112,6 +112,19 @@ def test_every_pod_runs_as_non_root(manifests):
                 assert pod["automountServiceAccountToken"] is False
 
 
+def test_every_pod_filters_syscalls_with_the_runtime_default(manifests):
+    """Issue 10, item 14: no seccompProfile anywhere."""
+    for namespace in NAMESPACES:
+        for document in rendered(manifests / namespace):
+            pod = document.get("spec", {}).get("template", {}).get("spec")
+            if pod:
+                context = pod.get("securityContext", {})
+                assert context.get("seccompProfile") == {"type": "RuntimeDefault"}, (
+                    namespace,
+                    document["metadata"]["name"],
+                )
+
+
 def test_the_api_spools_uploads_into_a_bounded_volume(manifests):
     """A flood of uploads fills a size-limited emptyDir (and evicts the pod), not the node."""
     documents = rendered(manifests / "aianimals")
