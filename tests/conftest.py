@@ -42,6 +42,9 @@ def pytest_configure(config):
     # the suite. Hashes carry their own parameters, so this changes cost, never correctness.
     os.environ["AUTH_HASH_MEMORY_KIB"] = "1024"
     os.environ["AUTH_HASH_TIME_COST"] = "1"
+    # Consumers wait 1 s, 2 s, ... between deliveries of a failing message; the tests keep
+    # the mechanism and shorten the wait.
+    os.environ["RABBITMQ_RETRY_BASE_SECONDS"] = "0.05"
 
 
 def pytest_unconfigure(config):

@@ -9,7 +9,7 @@ COMMANDS = {
     "mlsys.ml": ["validate", "backtest", "train", "promote", "predict"],
     "mlsys.bi": ["serve"],
     "mlsys.api": ["serve", "openapi"],
-    "mlsys.batch": ["generate", "initial-load", "relay", "search-index"],
+    "mlsys.batch": ["generate", "initial-load", "relay", "search-index", "replay-dead-letters"],
 }
 
 

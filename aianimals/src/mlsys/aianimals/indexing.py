@@ -10,13 +10,16 @@ from sqlalchemy import Engine, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from mlsys.aianimals.cache import get_cache
-from mlsys.aianimals.messages import Message
+from mlsys.aianimals.messages import Message, PermanentFailure
 from mlsys.aianimals.search import AnimalDocument, SearchIndex
 from mlsys.aianimals.tables import Animal, AnimalCategory, AnimalSubcategory, Like, User
+from mlsys.common.logging import get_logger
+
+log = get_logger(__name__)
 
 
-class InvalidMessage(ValueError):
-    """A message without a post id: retrying cannot fix it, it will be dead-lettered."""
+class InvalidMessage(PermanentFailure, ValueError):
+    """A message without a post id: retrying cannot fix it, it is dead-lettered at once."""
 
 
 _LIKES = select(func.count()).where(Like.animal_id == Animal.id).correlate(Animal).scalar_subquery()
@@ -85,4 +88,7 @@ def index_posts(engine: Engine, index: SearchIndex, messages: list[Message]) -> 
     documents = load_documents(engine, ids)
     index.upsert(list(documents.values()))
     index.delete([i for i in ids if i not in documents])
-    get_cache().invalidate()
+    try:
+        get_cache().invalidate()
+    except Exception as error:  # the index is right; cached answers expire by their TTL
+        log.error("cache not invalidated after indexing error=%r", error)

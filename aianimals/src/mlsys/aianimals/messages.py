@@ -22,7 +22,7 @@ from enum import StrEnum
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mlsys.aianimals.tables import ConsumerOffset, DeadLetter, OutboxMessage
@@ -106,11 +106,37 @@ def rabbitmq_connection() -> pika.BlockingConnection:
     )
 
 
+class PermanentFailure(Exception):
+    """Raised by a handler for a message that no retry can fix: it is dead-lettered at once."""
+
+
+def retry_queue(queue: str, attempt: int) -> str:
+    """Where a message waits after its `attempt`-th failed delivery: a queue whose TTL is
+    the backoff (base x 2^(attempt-1)) and whose dead letters go back to `queue`. The delay
+    is in the name, so a changed base declares new queues instead of clashing."""
+    return f"{queue}.retry.{retry_delay_ms(attempt)}ms"
+
+
+def retry_delay_ms(attempt: int) -> int:
+    return int(rabbitmq_settings().retry_base_seconds * 1000 * 2 ** (attempt - 1))
+
+
 def declare_topology(channel: BlockingChannel) -> None:
-    """The exchanges, the queues with their dead-letter queues, and their bindings."""
+    """The exchanges, the queues with their retry and dead-letter queues, and bindings."""
     channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
+    max_attempts = rabbitmq_settings().max_attempts
     for queue, topics in QUEUES.items():
+        for attempt in range(1, max_attempts):
+            channel.queue_declare(
+                retry_queue(queue, attempt),
+                durable=True,
+                arguments={
+                    "x-message-ttl": retry_delay_ms(attempt),
+                    "x-dead-letter-exchange": "",  # the default exchange: back to `queue`
+                    "x-dead-letter-routing-key": queue,
+                },
+            )
         channel.queue_declare(f"{queue}.dead", durable=True)
         channel.queue_bind(f"{queue}.dead", DEAD_LETTER_EXCHANGE, routing_key=queue)
         channel.queue_declare(
@@ -226,6 +252,7 @@ class ConsumerStats:
     retried: int = 0
     dead_lettered: int = 0
     errors: list[str] = field(default_factory=list)
+    permanent: set[str] = field(default_factory=set)  # ids no retry can fix
 
 
 def consume(
@@ -251,6 +278,8 @@ def _handle(handler: Handler, batch: list[Message], stats: ConsumerStats) -> lis
     except Exception as error:  # any failure of one message must not stop the rest
         if len(batch) == 1:
             stats.errors.append(f"{batch[0].id}: {error!r}")
+            if isinstance(error, PermanentFailure):
+                stats.permanent.add(batch[0].id)
             return batch
     failed = []
     for message in batch:
@@ -276,8 +305,9 @@ def _consume_rabbitmq(
             for tag, properties, body in pending:
                 try:
                     messages.append(Message(str(tag), properties.type or "", json.loads(body)))
-                except ValueError as error:  # not JSON: poison, handled like a failure
+                except ValueError as error:  # not JSON: no retry can fix it
                     stats.errors.append(f"{properties.message_id}: {error!r}")
+                    stats.permanent.add(str(tag))
                     failed.add(tag)
             if messages:
                 failed |= {int(message.id) for message in _handle(handler, messages, stats)}
@@ -321,13 +351,14 @@ def _attempt(headers: dict | None) -> int:
 
 def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, stats) -> None:
     attempt = _attempt(properties.headers)
-    if attempt >= max_attempts:
+    if attempt >= max_attempts or str(tag) in stats.permanent:
         channel.basic_nack(tag, requeue=False)  # -> the dead-letter exchange -> queue.dead
         stats.dead_lettered += 1
         log.error("dead-lettered queue=%s message=%s", queue, properties.message_id)
         return
-    # Retry at the queue's tail (the others are not held up); the copy is confirmed by the
-    # broker before the failed delivery is acked, so the message is never lost.
+    # Retry after a backoff in the retry queue (the others are not held up: a short outage
+    # of a service the handler needs is waited out, not dead-lettered); the copy is
+    # confirmed by the broker before the failed delivery is acked, so nothing is lost.
     retry = pika.BasicProperties(
         content_type=properties.content_type,
         delivery_mode=properties.delivery_mode,
@@ -335,7 +366,7 @@ def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, s
         type=properties.type,
         headers={**(properties.headers or {}), "x-attempt": attempt + 1},
     )
-    channel.basic_publish("", queue, body, retry, mandatory=True)
+    channel.basic_publish("", retry_queue(queue, attempt), body, retry, mandatory=True)
     channel.basic_ack(tag)
     stats.retried += 1
 
@@ -369,12 +400,15 @@ def _consume_outbox(
         idle_since = time.monotonic()
         batch = [Message(str(i), topic, payload) for i, topic, payload in rows if topic in topics]
         failed = _handle(handler, batch, stats) if batch else []
-        for attempt in range(2, max_attempts + 1):
-            if not failed:
+        for attempt in range(1, max_attempts):
+            retryable = [m for m in failed if m.id not in stats.permanent]
+            if not retryable:
                 break
-            time.sleep(0.05 * 2**attempt)
-            stats.retried += len(failed)
-            failed = [m for message in failed for m in _handle(handler, [message], stats)]
+            time.sleep(retry_delay_ms(attempt) / 1000)
+            stats.retried += len(retryable)
+            failed = [m for m in failed if m.id in stats.permanent] + [
+                m for message in retryable for m in _handle(handler, [message], stats)
+            ]
         with engine.begin() as db:
             for message in failed:
                 stats.dead_lettered += 1
@@ -398,3 +432,57 @@ def _consume_outbox(
                 )
             )
     return stats
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+def replay_dead_letters(queue: Queue, engine: Engine) -> int:
+    """Give `queue` its dead letters again (once what failed them is fixed); returns how
+    many. RabbitMQ: each moves from `<queue>.dead` to `queue` with its attempts reset, the
+    copy confirmed before the dead one is acked. Local profile: each goes back into the
+    outbox as a new message (every consumer of its topic sees it; handlers are idempotent)."""
+    if platform_settings().profile is Profile.services:
+        return _replay_rabbitmq(queue)
+    with engine.begin() as db:
+        dead = db.execute(
+            select(DeadLetter.id, DeadLetter.topic, DeadLetter.payload)
+            .where(DeadLetter.consumer == queue)
+            .order_by(DeadLetter.id)
+        ).all()
+        for row in dead:
+            add_to_outbox(db, Topic(row.topic), [row.payload])
+        db.execute(delete(DeadLetter).where(DeadLetter.id.in_([row.id for row in dead])))
+    return len(dead)
+
+
+def _replay_rabbitmq(queue: Queue) -> int:
+    replayed = 0
+    connection = rabbitmq_connection()
+    try:
+        channel = connection.channel()
+        declare_topology(channel)
+        channel.confirm_delivery()
+        while True:
+            method, properties, body = channel.basic_get(f"{queue}.dead", auto_ack=False)
+            if method is None:
+                return replayed
+            headers = {
+                key: value
+                for key, value in (properties.headers or {}).items()
+                if key != "x-attempt" and not key.startswith("x-death")
+                and not key.startswith("x-first-death") and not key.startswith("x-last-death")
+            }  # fmt: skip
+            fresh = pika.BasicProperties(
+                content_type=properties.content_type,
+                delivery_mode=pika.DeliveryMode.Persistent,
+                message_id=properties.message_id,
+                type=properties.type,
+                headers=headers,
+            )
+            channel.basic_publish("", queue, body, fresh, mandatory=True)
+            channel.basic_ack(method.delivery_tag)
+            replayed += 1
+    finally:
+        if connection.is_open:
+            connection.close()

@@ -157,5 +157,26 @@ def search_index(
     )
 
 
+@app.command("replay-dead-letters")
+def replay_dead_letters(
+    queue: Annotated[str, typer.Argument(help="The consumer's queue, e.g. search-index.")],
+) -> None:
+    """Give a queue its dead-lettered messages again, once what failed them is fixed
+    (RabbitMQ: <queue>.dead -> <queue>, attempts reset; local profile: back into the
+    outbox)."""
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.messages import Queue
+    from mlsys.aianimals.messages import replay_dead_letters as replay
+
+    configure_logging()
+    try:
+        chosen = Queue(queue)
+    except ValueError as error:
+        known = ", ".join(q.value for q in Queue)
+        typer.echo(f"error: unknown queue {queue!r} (known: {known})", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"replayed: {replay(chosen, get_engine())}")
+
+
 if __name__ == "__main__":
     app()

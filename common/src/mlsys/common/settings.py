@@ -71,6 +71,7 @@ class RabbitmqSettings(BaseSettings):
     password: SecretStr = SecretStr("guest")
     vhost: str = "/"
     max_attempts: int = 3  # deliveries of one message before it is dead-lettered
+    retry_base_seconds: float = 1.0  # wait before the 2nd delivery; doubled for each next
 
 
 class ElasticsearchSettings(BaseSettings):
