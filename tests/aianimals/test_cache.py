@@ -8,13 +8,15 @@ import redis
 from mlsys.aianimals.cache import UNKNOWN_GENERATION, InProcessCache, RedisCache
 from tests.helpers.services import free_port
 
+KEY = b"k" * 32
+
 
 @pytest.fixture(params=["in-process", "redis"])
 def cache(request):
     if request.param == "in-process":
         return InProcessCache(ttl_seconds=60)
     prefix = request.getfixturevalue("redis_prefix")
-    return RedisCache("redis://127.0.0.1:6379/0", prefix, ttl_seconds=60)
+    return RedisCache("redis://127.0.0.1:6379/0", prefix, ttl_seconds=60, mac_key=KEY)
 
 
 def test_a_stored_value_is_a_hit(cache):
@@ -48,7 +50,7 @@ def test_entries_expire():
 @pytest.mark.integration
 def test_redis_entries_have_a_ttl_and_live_under_the_prefix(redis_prefix):
     client = redis.Redis()
-    cache = RedisCache("redis://127.0.0.1:6379/0", redis_prefix, ttl_seconds=30)
+    cache = RedisCache("redis://127.0.0.1:6379/0", redis_prefix, ttl_seconds=30, mac_key=KEY)
     cache.store("k", b"v", cache.lookup("k")[1])
     assert 0 < client.ttl(f"{redis_prefix}cache:k") <= 30
     assert all(
@@ -75,7 +77,9 @@ def test_async_lookups_see_what_sync_stores(cache):
 def test_an_unreachable_redis_is_a_miss_for_the_api_and_an_error_for_invalidation(caplog):
     import asyncio
 
-    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", "unreachable:", ttl_seconds=60)
+    cache = RedisCache(
+        f"redis://127.0.0.1:{free_port()}/0", "unreachable:", ttl_seconds=60, mac_key=KEY
+    )
 
     async def two_requests():
         found = [await cache.alookup("k") for _ in range(2)]
@@ -113,8 +117,10 @@ def _near_copy_scenario(redis_prefix, scenario):
     client = redis.Redis()
 
     async def run():
-        api = RedisCache(url, redis_prefix, ttl_seconds=60)
-        consumer = RedisCache(url, redis_prefix, ttl_seconds=60)  # another process, in effect
+        api = RedisCache(url, redis_prefix, ttl_seconds=60, mac_key=KEY)
+        consumer = RedisCache(
+            url, redis_prefix, ttl_seconds=60, mac_key=KEY
+        )  # another process, in effect
 
         async def listening():
             return api.hears_invalidations
@@ -171,3 +177,22 @@ def test_near_copies_are_unused_while_invalidations_cannot_be_heard(redis_prefix
         assert (await api.alookup("k"))[0] is None
 
     _near_copy_scenario(redis_prefix, scenario)
+
+
+@pytest.mark.integration
+def test_bytes_written_straight_into_redis_are_never_served(redis_prefix):
+    """Issue 10, item 6: a value written into Redis by someone else was served to users."""
+    client = redis.Redis()
+    cache = RedisCache("redis://127.0.0.1:6379/0", redis_prefix, ttl_seconds=60, mac_key=KEY)
+    _, generation = cache.lookup("search:x")
+    client.set(f"{redis_prefix}cache:search:x", generation + b"\n" + b'{"hits":666}')
+    assert cache.lookup("search:x")[0] is None
+    forged = RedisCache("redis://127.0.0.1:6379/0", redis_prefix, ttl_seconds=60, mac_key=b"x")
+    forged.store("search:x", b'{"hits":666}', generation)  # the right format, another key
+    assert cache.lookup("search:x")[0] is None
+    cache.store("search:x", b'{"hits":1}', generation)
+    stored = client.get(f"{redis_prefix}cache:search:x")
+    client.set(f"{redis_prefix}cache:search:x", stored.replace(b'"hits":1', b'"hits":7'))
+    assert cache.lookup("search:x")[0] is None  # tampered
+    cache.store("search:x", b'{"hits":1}', generation)
+    assert cache.lookup("search:x")[0] == b'{"hits":1}'

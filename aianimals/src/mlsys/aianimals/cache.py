@@ -15,6 +15,8 @@ copies also expire after a few seconds, which bounds it if the channel breaks si
 """
 
 import asyncio
+import hashlib
+import hmac
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +28,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from mlsys.aianimals.settings import auth_settings
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings, redis_settings
 
@@ -116,8 +119,11 @@ class RedisCache:
     Redis is slow or unreachable they count as misses and the search is computed.
     `invalidate()` raises instead, so that its caller (a consumer) retries."""
 
-    def __init__(self, url: str, prefix: str, ttl_seconds: int):
+    def __init__(self, url: str, prefix: str, ttl_seconds: int, *, mac_key: bytes):
         self.client = redis.Redis.from_url(url)
+        # Entries carry a keyed MAC: whoever can write to Redis cannot make the API serve
+        # bytes it did not store itself (a forged entry is a miss).
+        self._mac_key = mac_key
         # Connects on first use, in the event loop that uses it (the API's). No retries and
         # a short timeout: waiting longer for a cache than the search itself takes is a loss.
         self.async_client = redis.asyncio.Redis.from_url(
@@ -137,22 +143,33 @@ class RedisCache:
         self._listener: asyncio.Task | None = None
         self._closing = False
 
-    @staticmethod
-    def _fresh(values: list) -> tuple[bytes | None, bytes]:
-        """The entry if stored in the current generation, and that generation, from the
-        MGET of both (bytes: the clients do not decode responses)."""
+    def _mac(self, key: str, generation: bytes, value: bytes) -> bytes:
+        message = key.encode() + b"\0" + generation + b"\0" + value
+        return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest().encode()
+
+    def _entry(self, key: str, value: bytes, generation: bytes) -> bytes:
+        return generation + b"\n" + self._mac(key, generation, value) + b"\n" + value
+
+    def _fresh(self, key: str, values: list) -> tuple[bytes | None, bytes]:
+        """The entry if stored by us in the current generation, and that generation, from
+        the MGET of both (bytes: the clients do not decode responses)."""
         generation, entry = cast(list[bytes | None], values)
         generation = generation or b"0"
         if entry is None:
             return None, generation
-        stored_generation, _, value = entry.partition(b"\n")
-        return (value if stored_generation == generation else None), generation
+        stored_generation, mac, value = (entry.split(b"\n", 2) + [b"", b""])[:3]
+        if stored_generation != generation:
+            return None, generation
+        if not hmac.compare_digest(mac, self._mac(key, stored_generation, value)):
+            log.warning("cache entry with a wrong MAC ignored key=%s", key)
+            return None, generation
+        return value, generation
 
     def lookup(self, key: str) -> tuple[bytes | None, bytes]:
-        return self._fresh(self.client.mget(self.generation_key, self._key(key)))
+        return self._fresh(key, self.client.mget(self.generation_key, self._key(key)))
 
     def store(self, key: str, value: bytes, generation: bytes) -> None:
-        self.client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+        self.client.set(self._key(key), self._entry(key, value, generation), ex=self.ttl)
 
     async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
         if self._listener is None:  # the first lookup runs in the event loop to listen in
@@ -162,7 +179,9 @@ class RedisCache:
             if near is not None:
                 return near, generation
         try:
-            found = self._fresh(await self.async_client.mget(self.generation_key, self._key(key)))
+            found = self._fresh(
+                key, await self.async_client.mget(self.generation_key, self._key(key))
+            )
         except redis.RedisError as error:
             self._report(error)
             return None, UNKNOWN_GENERATION
@@ -178,7 +197,9 @@ class RedisCache:
         if self._following is not None:
             self._near.store(key, value, generation)
         try:
-            await self.async_client.set(self._key(key), generation + b"\n" + value, ex=self.ttl)
+            await self.async_client.set(
+                self._key(key), self._entry(key, value, generation), ex=self.ttl
+            )
         except redis.RedisError as error:
             self._report(error)
 
@@ -250,6 +271,13 @@ class RedisCache:
         return f"{self.prefix}cache:{key}"
 
 
+def mac_key() -> bytes:
+    """The cache's MAC key, derived from AUTH_SECRET_KEY (one secret, used for one purpose
+    each: tokens are signed with the key itself)."""
+    secret = auth_settings().secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"mlsys response cache MAC", hashlib.sha256).digest()
+
+
 @cache
 def _in_process_cache(ttl: int) -> InProcessCache:
     return InProcessCache(ttl)
@@ -260,5 +288,7 @@ def get_cache() -> Cache:
     the API and the indexer thread of the local profile)."""
     settings = redis_settings()
     if platform_settings().profile is Profile.services:
-        return RedisCache(settings.url(), settings.key_prefix, settings.cache_ttl_seconds)
+        return RedisCache(
+            settings.url(), settings.key_prefix, settings.cache_ttl_seconds, mac_key=mac_key()
+        )
     return _in_process_cache(settings.cache_ttl_seconds)
