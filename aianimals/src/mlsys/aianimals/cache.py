@@ -157,9 +157,10 @@ class RedisCache:
         generation = generation or b"0"
         if entry is None:
             return None, generation
-        stored_generation, mac, value = (entry.split(b"\n", 2) + [b"", b""])[:3]
-        if stored_generation != generation:
+        parts = entry.split(b"\n", 2)
+        if len(parts) != 3 or parts[0] != generation:  # not ours, or of an older generation
             return None, generation
+        stored_generation, mac, value = parts
         if not hmac.compare_digest(mac, self._mac(key, stored_generation, value)):
             log.warning("cache entry with a wrong MAC ignored key=%s", key)
             return None, generation

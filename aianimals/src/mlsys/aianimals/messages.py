@@ -14,7 +14,8 @@ must be idempotent: a message can be delivered more than once.
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -151,6 +152,21 @@ def declare_topology(channel: BlockingChannel) -> None:
             channel.queue_bind(queue, EXCHANGE, routing_key=topic)
 
 
+@contextmanager
+def confirmed_channel() -> Iterator[BlockingChannel]:
+    """A channel on the declared topology with publisher confirms (a publish returns once
+    the broker has the message); its connection is closed afterwards."""
+    connection = rabbitmq_connection()
+    try:
+        channel = connection.channel()
+        declare_topology(channel)
+        channel.confirm_delivery()
+        yield channel
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
     """Publish every waiting outbox message to RabbitMQ, oldest first; returns how many.
 
@@ -162,11 +178,7 @@ def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
     and the relay goes on.
     """
     published = 0
-    connection = rabbitmq_connection()
-    try:
-        channel = connection.channel()
-        declare_topology(channel)
-        channel.confirm_delivery()
+    with confirmed_channel() as channel:
         while True:
             with engine.begin() as db:
                 rows = db.execute(
@@ -190,9 +202,6 @@ def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
             log.info("relayed=%d", published)
             if failure is not None:
                 raise failure
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def _publish(
@@ -291,11 +300,7 @@ def _consume_rabbitmq(
     queue: Queue, handler: Handler, idle_seconds: float | None, stop: Callable[[], bool]
 ) -> ConsumerStats:
     stats, max_attempts = ConsumerStats(), rabbitmq_settings().max_attempts
-    connection = rabbitmq_connection()
-    try:
-        channel = connection.channel()
-        declare_topology(channel)
-        channel.confirm_delivery()
+    with confirmed_channel() as channel:  # confirms: a retry is safe before the ack
         channel.basic_qos(prefetch_count=BATCH)
         pending: list[tuple[int, pika.BasicProperties, bytes]] = []
         idle_since = time.monotonic()
@@ -332,9 +337,6 @@ def _consume_rabbitmq(
             if stop() or (idle_seconds is not None and waited >= idle_seconds):
                 break
         channel.cancel()
-    finally:
-        if connection.is_open:
-            connection.close()
     return stats
 
 
@@ -458,11 +460,7 @@ def replay_dead_letters(queue: Queue, engine: Engine) -> int:
 
 def _replay_rabbitmq(queue: Queue) -> int:
     replayed = 0
-    connection = rabbitmq_connection()
-    try:
-        channel = connection.channel()
-        declare_topology(channel)
-        channel.confirm_delivery()
+    with confirmed_channel() as channel:
         while True:
             method, properties, body = channel.basic_get(f"{queue}.dead", auto_ack=False)
             if method is None:
@@ -483,6 +481,3 @@ def _replay_rabbitmq(queue: Queue) -> int:
             channel.basic_publish("", queue, body, fresh, mandatory=True)
             channel.basic_ack(method.delivery_tag)
             replayed += 1
-    finally:
-        if connection.is_open:
-            connection.close()
