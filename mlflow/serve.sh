@@ -12,6 +12,14 @@ set -euo pipefail
 auth="${POSTGRES_USER}${POSTGRES_PASSWORD:+:${POSTGRES_PASSWORD}}"
 backend="postgresql+psycopg://${auth}@${POSTGRES_HOST}:${POSTGRES_PORT:-5432}/${MLFLOW_DB}"
 
+# The Host headers it answers (DNS rebinding protection), not "*": this machine, private
+# addresses (the kubelet's probes name the pod's IP), compose's service name and the
+# Kubernetes service. MLflow matches them with fnmatch.
+default_hosts="localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+default_hosts="${default_hosts},10.*,172.1[6-9].*,172.2[0-9].*,172.3[01].*,192.168.*"
+default_hosts="${default_hosts},mlflow,mlflow:*"
+default_hosts="${default_hosts},mlflow.mlflow.svc.cluster.local,mlflow.mlflow.svc.cluster.local:*"
+
 exec mlflow server \
   --backend-store-uri "${backend}" \
   --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/mlflow/artifacts}" \
@@ -19,4 +27,4 @@ exec mlflow server \
   --host "${MLFLOW_HOST:-0.0.0.0}" \
   --port "${MLFLOW_PORT:-5000}" \
   --workers "${MLFLOW_WORKERS:-2}" \
-  --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-*}"
+  --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-${default_hosts}}"

@@ -70,3 +70,29 @@ def test_register_backtest_train_predict_against_services(
     assert rows == [(1, champion.run_id, 100)]
     # the model's artifacts went through the server's artifact proxy
     assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("host", "answered"),
+    [
+        ("evil.example.com", False),  # a rebinding page's own name
+        ("10.1.2.3:5000", True),  # the kubelet's probe names the pod's IP
+        ("mlflow.mlflow.svc.cluster.local:5000", True),
+        ("mlflow:5000", True),
+        ("localhost:5000", True),
+    ],
+)
+def test_the_tracking_server_answers_only_its_own_host_names(mlflow_server, host, answered):
+    """Issue 10, item 14: MLflow ran with --allowed-hosts '*'."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1"
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert (status == 200) is answered, status
