@@ -13,6 +13,7 @@ import pytest
 
 from mlsys.aianimals.search import (
     INDEX_BODY,
+    RESULT_WINDOW,
     AnimalDocument,
     ElasticsearchIndex,
     LocalSearchIndex,
@@ -368,3 +369,21 @@ def test_errors_and_rejected_documents_raise(fake_es):
     fake.responses[("PUT", "/_bulk")] = (200, {"took": 1, "errors": True, "items": [item]})
     with pytest.raises(SearchEngineError, match="1 documents not indexed"):
         index.upsert(DOCUMENTS[:1])
+
+
+def test_an_unreachable_engine_is_a_search_engine_error():
+    from tests.helpers.services import free_port
+
+    client = elasticsearch_client(f"http://127.0.0.1:{free_port()}")
+    index = ElasticsearchIndex(client, "animals")
+    with pytest.raises(SearchEngineError, match="search in animals"):
+        index.search(SearchQuery())
+    with pytest.raises(SearchEngineError, match="bulk request"):
+        index.upsert(DOCUMENTS[:1])
+    client.close()
+
+
+def test_no_query_reaches_past_the_result_window():
+    SearchQuery(offset=RESULT_WINDOW - 100, limit=100)
+    with pytest.raises(ValueError, match="offset \\+ limit must be at most 10000"):
+        SearchQuery(offset=RESULT_WINDOW - 99, limit=100)

@@ -86,7 +86,7 @@ def test_an_expired_token_is_refused(api):
         "/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"}
     ).json()["user_id"]
     expired = auth_settings().model_copy(update={"token_minutes": -1})
-    response = api.get("/v0/animal", headers={"token": create_token(user_id, expired)})
+    response = api.get("/v0/animal", headers={"token": create_token(user_id, 0, expired)})
     assert response.status_code == 401 and "expired" in response.json()["detail"]
 
 
@@ -157,7 +157,7 @@ def test_a_cached_search_is_answered_only_to_a_request_the_route_accepts(api):
     user_id = api.post(
         "/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"}
     ).json()["user_id"]
-    for headers in ({}, {"token": "forged"}, {"token": create_token(user_id, expired)}):
+    for headers in ({}, {"token": "forged"}, {"token": create_token(user_id, 0, expired)}):
         refused = api.post("/v0/animal/search", json=body, params={"limit": 7}, headers=headers)
         assert refused.status_code == 401, headers
     too_many = api.post("/v0/animal/search", json=body, params={"limit": 500}, headers=token)

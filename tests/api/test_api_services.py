@@ -203,3 +203,17 @@ def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch)
     assert "handled: 1" in deliver()
     assert soon(lambda: found_by(api, token, "紅葉"), [animal_id]) == [animal_id]
     assert "outbox_waiting_messages 0.0" in api.get("/metrics").text
+
+
+def test_revoked_tokens_and_case_insensitive_handles_on_postgresql(api):
+    handle = f"user_{uuid.uuid4().hex[:12]}"
+    body = {"handle_name": handle, "email_address": f"{handle}@example.com",
+            "password": "a long password", "age": 30, "gender": 1}  # fmt: skip
+    assert api.post("/v0/user", json=body).status_code == 201
+    upper = {**body, "handle_name": handle.upper(), "email_address": "other@example.com"}
+    assert api.post("/v0/user", json=upper).status_code == 409
+    token = login(api, handle.upper(), "a long password")
+    assert search(api, token, {"phrases": ["ねこ"]})["hits"] > 0  # now cached in Redis
+    assert api.post("/v0/user/logout", headers=token).status_code == 204
+    again = api.post("/v0/animal/search", json={"phrases": ["ねこ"]}, headers=token)
+    assert again.status_code == 401

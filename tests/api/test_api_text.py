@@ -66,3 +66,27 @@ def test_queries_forms_and_paths_with_a_nul_are_422(api):
             "animal_subcategory_id": "30"}  # fmt: skip
     response = api.post("/v0/animal", data=form, files={"photo": ("p.png", PNG)}, headers=token)
     assert response.status_code == 422 and "NUL" in response.text
+
+
+def test_a_search_past_the_result_window_is_a_clear_422(api):
+    token = login(api)
+    deep = api.post(
+        "/v0/animal/search", json={}, params={"offset": 9_950, "limit": 100}, headers=token
+    )
+    assert deep.status_code == 422
+    assert "offset + limit must be at most 10000" in deep.json()["detail"]
+    edge = api.post(
+        "/v0/animal/search", json={}, params={"offset": 9_900, "limit": 100}, headers=token
+    )
+    assert edge.status_code == 200 and edge.json()["results"] == []
+
+
+def test_a_search_engine_error_is_a_503_that_says_so(api, aianimals_home):
+    import sqlite3
+
+    token = login(api)
+    with sqlite3.connect(aianimals_home / "search.sqlite") as index:
+        index.execute("DROP TABLE animals_fts")  # what a corrupt or replaced file gives
+    broken = api.post("/v0/animal/search", json={"phrases": ["ねこ"]}, headers=token)
+    assert broken.status_code == 503
+    assert broken.json() == {"detail": "the search engine is unavailable, try again"}

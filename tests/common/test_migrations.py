@@ -2,6 +2,8 @@
 nothing else, match its table models exactly, and adopt a database of the former shared
 chain (0001 beverage -> 0002 aianimals, recorded in `alembic_version`)."""
 
+import warnings
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,7 +16,7 @@ from mlsys.common.settings import database_url
 
 SCHEMAS = [BEVERAGE, AIANIMALS]
 SHARED_CHAIN = [(BEVERAGE, "0001"), (AIANIMALS, "0002")]  # what the former chain applied
-HEADS = [(BEVERAGE, "0001"), (AIANIMALS, "0004")]
+HEADS = [(BEVERAGE, "0001"), (AIANIMALS, "0005")]
 
 
 def tables(engine: Engine) -> set[str]:
@@ -30,7 +32,14 @@ def check_round_trip(schema: migrate.Schema, engine: Engine) -> None:
         context = MigrationContext.configure(
             connection, opts={"version_table": schema.version_table}
         )
-        diff = compare_metadata(context, schema.metadata)
+        if engine.dialect.name == "sqlite":
+            # SQLite's reflection cannot read expression indexes (lower(handle_name)), so
+            # alembic skips them there, with warnings. PostgreSQL compares them in full.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", ".*expression-based index")
+                diff = compare_metadata(context, schema.metadata)
+        else:
+            diff = compare_metadata(context, schema.metadata)
     assert diff == [], f"{schema.name}: tables.py and the migrations disagree: {diff}"
     migrate.downgrade(schema, engine)
     assert not own & tables(engine)

@@ -18,8 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, helpers
-from pydantic import BaseModel, Field
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, TransportError, helpers
+from pydantic import BaseModel, Field, model_validator
 
 from mlsys.aianimals.japanese import index_terms, query_terms
 from mlsys.aianimals.settings import search_settings
@@ -55,6 +55,15 @@ class AnimalDocument(AnimalFields):
     photo_key: str  # the API turns it into a URL
 
 
+# How deep paging reaches, in both engines: Elasticsearch's default index.max_result_window.
+RESULT_WINDOW = 10_000
+
+
+class SearchEngineError(RuntimeError):
+    """The search engine failed, refused documents or could not be reached: retrying may
+    succeed (the API answers 503, the index consumer retries with backoff)."""
+
+
 class SearchQuery(BaseModel):
     animal_category_name_en: str | None = None
     animal_category_name_ja: str | None = None
@@ -65,6 +74,12 @@ class SearchQuery(BaseModel):
     seed: int = 0  # order of sort_by=random (the same seed pages consistently)
     limit: int = 100
     offset: int = 0
+
+    @model_validator(mode="after")
+    def _within_the_window(self):
+        if self.offset + self.limit > RESULT_WINDOW:
+            raise ValueError(f"offset + limit must be at most {RESULT_WINDOW}")
+        return self
 
     def filters(self) -> dict[str, str]:
         names = (
@@ -206,14 +221,17 @@ class LocalSearchIndex:
             source, score = "animals a", "0.0"
         condition = " AND ".join(where) or "1"
         connection = self._connection()
-        hits = connection.execute(
-            f"SELECT count(*) FROM {source} WHERE {condition}", parameters
-        ).fetchone()[0]
-        rows = connection.execute(
-            f"SELECT a.document, {score} AS score FROM {source} WHERE {condition} "
-            f"ORDER BY {_LOCAL_ORDER[query.sort_by]} LIMIT :limit OFFSET :offset",
-            parameters,
-        ).fetchall()
+        try:
+            hits = connection.execute(
+                f"SELECT count(*) FROM {source} WHERE {condition}", parameters
+            ).fetchone()[0]
+            rows = connection.execute(
+                f"SELECT a.document, {score} AS score FROM {source} WHERE {condition} "
+                f"ORDER BY {_LOCAL_ORDER[query.sort_by]} LIMIT :limit OFFSET :offset",
+                parameters,
+            ).fetchall()
+        except sqlite3.Error as error:  # a broken or locked index file
+            raise SearchEngineError(f"search in {self.path}: {error}") from error
         results = [SearchHit(**json.loads(document), score=score) for document, score in rows]
         return SearchResult(hits=hits, results=results)
 
@@ -292,10 +310,6 @@ _ES_SORT = {
 }
 
 
-class SearchEngineError(RuntimeError):
-    """Elasticsearch answered with an error, or refused documents."""
-
-
 def search_request(query: SearchQuery) -> dict:
     """The Elasticsearch request body of a query (kept public: tests check it exactly)."""
     boolean: dict = {
@@ -347,7 +361,7 @@ class ElasticsearchIndex:
         except helpers.BulkIndexError as error:
             failed = error.errors
             raise SearchEngineError(f"{len(failed)} documents not indexed: {failed[:3]}") from error
-        except ApiError as error:
+        except (ApiError, TransportError) as error:
             raise SearchEngineError(f"bulk request to {self.index}: {error}") from error
 
     def upsert(self, documents: list[AnimalDocument]) -> None:
@@ -375,7 +389,7 @@ class ElasticsearchIndex:
     def search(self, query: SearchQuery) -> SearchResult:
         try:
             body = self.client.search(index=self.index, body=search_request(query))
-        except ApiError as error:
+        except (ApiError, TransportError) as error:  # an answered error, or none at all
             raise SearchEngineError(f"search in {self.index}: {error}") from error
         results = [
             SearchHit(**hit["_source"], score=hit["_score"] or 0.0) for hit in body["hits"]["hits"]

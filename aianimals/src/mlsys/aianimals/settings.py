@@ -30,6 +30,9 @@ class AuthSettings(BaseSettings):
     login_failures_per_account: int = 5
     login_failures_per_client: int = 50
     login_window_seconds: int = 900
+    # How long a replica trusts what it read of a user's status and token version: a
+    # token revoked on another replica stops working there within this time.
+    user_cache_seconds: float = 5.0
 
 
 def search_settings() -> SearchSettings:

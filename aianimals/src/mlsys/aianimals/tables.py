@@ -63,6 +63,15 @@ class User(Base):
     gender: Mapped[int] = mapped_column(Integer)
     deactivated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # In every token: bumped on a password change, a deactivation or a log-out everywhere,
+    # which revokes every token issued before.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (
+        # `Dog_Leigh` is `dog_leigh`, and an address is one whatever its case.
+        Index("ux_users_handle_name_lower", func.lower(handle_name), unique=True),
+        Index("ux_users_email_address_lower", func.lower(email_address), unique=True),
+    )
 
 
 class Animal(Base):

@@ -18,10 +18,11 @@ from starlette.responses import Response
 from mlsys.aianimals import storage
 from mlsys.aianimals.cache import get_cache
 from mlsys.aianimals.database import get_engine
-from mlsys.aianimals.search import get_search_index
+from mlsys.aianimals.search import SearchEngineError, get_search_index
 from mlsys.aianimals.settings import auth_settings
 from mlsys.aianimals.tables import Animal
 from mlsys.api import guards, metrics
+from mlsys.api.active_users import ActiveUsers
 from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI):
     # Built once per process, from the environment; routes reach them through deps.py.
     app.state.auth = auth_settings()  # refuses to start without a secret key in production
     app.state.engine = get_engine()
+    app.state.users = ActiveUsers(app.state.engine, app.state.auth.user_cache_seconds)
     app.state.cache = get_cache()
     app.state.login_throttle = login_throttle(app.state.auth)
     app.state.search_index = get_search_index()
@@ -130,6 +132,11 @@ def create_app() -> FastAPI:
     def database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
         log.error("database error path=%s error=%r", request.url.path, error)
         return JSONResponse({"detail": "the database is unavailable, try again"}, 503)
+
+    @app.exception_handler(SearchEngineError)
+    def search_unavailable(request: Request, error: SearchEngineError) -> JSONResponse:
+        log.error("search engine error path=%s error=%s", request.url.path, error)
+        return JSONResponse({"detail": "the search engine is unavailable, try again"}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

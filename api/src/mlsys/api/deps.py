@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from mlsys.aianimals.search import SearchIndex
 from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.tables import User
-from mlsys.api.security import InvalidToken, presented_token, user_id_from_token
+from mlsys.api.active_users import ActiveUsers
+from mlsys.api.security import InvalidToken, TokenClaims, claims_of, presented_token
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -38,33 +39,51 @@ SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]
 
 _bearer = HTTPBearer(auto_error=False, description="The token from /v0/user/login")
+_REVOKED = "the token was revoked, or its user deactivated: log in again"
 
 
-async def current_user_id(
+async def get_active_users(request: Request) -> ActiveUsers:
+    return request.app.state.users
+
+
+ActiveUsersDep = Annotated[ActiveUsers, Depends(get_active_users)]
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def token_claims(
     auth: AuthDep,
+    users: ActiveUsersDep,
     token: Annotated[
         str | None, Header(description="The token from /v0/user/login (what the app sends)")
     ] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
-) -> str:
-    """The logged-in user's id, from the `token` header or `Authorization: Bearer`.
-
-    Checks the signed, expiring token only (no query): enough for reads. Writes use
-    CurrentUser, which also checks that the user still exists and is active.
-    """
+) -> TokenClaims:
+    """The logged-in user's claims, from the `token` header or `Authorization: Bearer`:
+    signed, unexpired, not revoked, and the user still active."""
     raw = token or (bearer.credentials if bearer else None)
     if not raw:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "log in first: send the token from /v0/user/login in the `token` header",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise _unauthorized(
+            "log in first: send the token from /v0/user/login in the `token` header"
         )
     try:
-        return user_id_from_token(raw, auth)
+        claims = claims_of(raw, auth)
     except InvalidToken as error:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}
-        ) from error
+        raise _unauthorized(str(error)) from error
+    if not await users.accept(claims):
+        raise _unauthorized(_REVOKED)
+    return claims
+
+
+CurrentClaims = Annotated[TokenClaims, Depends(token_claims)]
+
+
+async def current_user_id(claims: CurrentClaims) -> str:
+    return claims.user_id
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]
@@ -72,24 +91,28 @@ CurrentUserId = Annotated[str, Depends(current_user_id)]
 
 async def viewer_id(
     auth: AuthDep,
+    users: ActiveUsersDep,
     token: Annotated[str | None, Header(include_in_schema=False)] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> str | None:
-    """Who asks, if a valid token says so; None for anyone else (public reads)."""
+    """Who asks, if a valid, current token says so; None for anyone else (public reads)."""
     raw = presented_token(token, authorization)
     try:
-        return user_id_from_token(raw, auth) if raw else None
+        claims = claims_of(raw, auth) if raw else None
     except InvalidToken:
         return None
+    return claims.user_id if claims and await users.accept(claims) else None
 
 
 ViewerId = Annotated[str | None, Depends(viewer_id)]
 
 
-def current_user(session: SessionDep, user_id: CurrentUserId) -> User:
-    user = session.scalar(select(User).where(User.id == user_id))
-    if user is None or user.deactivated:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the user no longer exists")
+def current_user(session: SessionDep, claims: CurrentClaims) -> User:
+    """The logged-in user's row, read in the request's session (writes change it), checked
+    again against it: the remembered status may be seconds old."""
+    user = session.scalar(select(User).where(User.id == claims.user_id))
+    if user is None or user.deactivated or user.token_version != claims.version:
+        raise _unauthorized(_REVOKED)
     return user
 
 

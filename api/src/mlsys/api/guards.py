@@ -8,15 +8,23 @@ dependencies, so these checks cannot live in the routes."""
 
 import json
 
+from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlsys.api.security import authenticated
+from mlsys.api.security import signed_claims
 
 JSON_BODY_BYTES = 64 * 1024
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 UPLOAD_BODY_BYTES = MAX_PHOTO_BYTES + 64 * 1024  # the photo and the form fields around it
 UPLOADS = {("POST", "/v0/animal")}  # multipart routes: the token is checked first
+
+
+async def _accepted(headers: Headers, scope: Scope) -> bool:
+    """Whether the request's token is valid and current (its route checks it again)."""
+    state = scope["app"].state
+    claims = signed_claims(headers, state.auth)
+    return claims is not None and await state.users.accept(claims)
 
 
 class BodyTooLarge(Exception):
@@ -43,13 +51,15 @@ class RequestGuard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _answer(send, 413, f"the request body is over {limit} bytes")
             return
-        if (scope["method"], scope["path"]) in UPLOADS and not authenticated(
-            headers, scope["app"].state.auth
-        ):
-            await _answer(
-                send, 401, "log in first: send the token from /v0/user/login in the `token` header"
-            )
-            return
+        if (scope["method"], scope["path"]) in UPLOADS:
+            try:
+                accepted = await _accepted(headers, scope)
+            except OperationalError:
+                await _answer(send, 503, "the database is unavailable, try again")
+                return
+            if not accepted:
+                await _answer(send, 401, "log in first: send a current token from /v0/user/login")
+                return
         received, started = 0, False
 
         async def limited_receive() -> Message:

@@ -58,6 +58,14 @@ class LoginRequest(Strict):
         return self
 
 
+class PasswordConfirmation(Strict):
+    password: Password = Field(description="The current password, asked again")
+
+
+class PasswordChange(PasswordConfirmation):
+    new_password: NewPassword
+
+
 class LoginResponse(BaseModel):
     user_id: str
     token: str

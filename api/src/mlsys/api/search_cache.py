@@ -5,8 +5,9 @@ answering from the cache (measured: about 240 of a cached search's 380 µs), so 
 answered by the route's handler before them. The key is the raw request: everything the
 answer depends on (query string, content type, body bytes), not the token, since a search
 answers the same for every user. Only responses the whole route produced are stored, so
-only requests it validated are ever answered early, and the token is still checked on
-every hit. A miss, a bad token or an unusual request simply goes through FastAPI.
+only requests it validated are ever answered early, and the token (signature, expiry,
+revocation, active user) is still checked on every hit. A miss, a bad token or an
+unusual request simply goes through FastAPI.
 
 Each response carries its own `search_id` (access logs refer to it): the cache holds the
 response without it, and every answer gets a fresh one.
@@ -22,7 +23,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from mlsys.api import metrics
-from mlsys.api.security import authenticated
+from mlsys.api.security import signed_claims
 
 _ID_PREFIX = b'{"search_id":"'
 _ID_END = len(_ID_PREFIX) + 32 + len(b'",')  # a uuid4 hex is 32 characters
@@ -76,7 +77,8 @@ class CachedSearchRoute(APIRoute):
             return response, rest
 
         async def cached_or_handled(request: Request) -> Response:
-            if not authenticated(request.headers, request.app.state.auth):
+            claims = signed_claims(request.headers, request.app.state.auth)
+            if claims is None or not await request.app.state.users.accept(claims):
                 return await handle(request)  # FastAPI answers 401 as for any route
             key = _key(request, await request.body())
             rest, generation = await request.app.state.cache.alookup(key)

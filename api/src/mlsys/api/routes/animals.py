@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, select
 
 from mlsys.aianimals import storage
 from mlsys.aianimals.messages import Topic, add_to_outbox
-from mlsys.aianimals.search import SearchQuery, SearchResult, SortBy
+from mlsys.aianimals.search import RESULT_WINDOW, SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
 from mlsys.api import animals
 from mlsys.api.deps import CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
@@ -192,6 +192,11 @@ async def search(
     and breed names, sorted by score, likes, newest or a seeded random order. Responses
     are cached until a post, a like or a deactivation changes the index (an unseeded
     random order is never cached)."""
+    if offset + limit > RESULT_WINDOW:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"offset + limit must be at most {RESULT_WINDOW}: narrow the search instead",
+        )
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     query = SearchQuery(
         **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset
@@ -210,5 +215,6 @@ router.add_api_route(
     search,
     methods=["POST"],
     response_model=SearchResponse,
+    responses=errors(503),
     route_class_override=CachedSearchRoute,
 )

@@ -1,18 +1,50 @@
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
-from sqlalchemy import or_, select
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped
 
+from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.passwords import hash_password, verify_password
-from mlsys.aianimals.tables import User
+from mlsys.aianimals.tables import Animal, User
 from mlsys.api.animals import now
-from mlsys.api.deps import AuthDep, SessionDep
-from mlsys.api.schemas import LoginRequest, LoginResponse, UserCreate, UserPublic, errors
+from mlsys.api.deps import ActiveUsersDep, AuthDep, CurrentUser, SessionDep
+from mlsys.api.schemas import (
+    LoginRequest,
+    LoginResponse,
+    PasswordChange,
+    PasswordConfirmation,
+    UserCreate,
+    UserPublic,
+    errors,
+)
 from mlsys.api.security import create_token
+from mlsys.common.logging import get_logger
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v0/user", tags=["user"])
+
+
+def _too_many_failures(request: Request, account: str) -> None:
+    """429 with Retry-After while the account or the client has failed too often."""
+    wait = request.app.state.login_throttle.retry_after(account, _client(request))
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed logins: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _same_text(column: Mapped[str], value: str) -> ColumnElement[bool]:
+    """`column` equals `value` whatever the case (what the unique indexes compare)."""
+    return func.lower(column) == func.lower(value)
 
 
 @router.post("/login", response_model=LoginResponse, responses=errors(401, 429))
@@ -22,41 +54,35 @@ def login(
     auth: AuthDep,
     credentials: Annotated[LoginRequest, Body()],
 ) -> LoginResponse:
-    """Log in with a handle name or an email address and the password; returns a token to
-    send in the `token` header (or as `Authorization: Bearer`). After too many failures for
-    an account or from a client, answers 429 with Retry-After until the window ends."""
-    throttle = request.app.state.login_throttle
-    account = credentials.handle_name or credentials.email_address or ""
-    client = request.client.host if request.client else "unknown"
-    wait = throttle.retry_after(account, client)
-    if wait:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed logins: try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-    user = session.scalar(
-        select(User).where(
-            or_(
-                User.handle_name == credentials.handle_name,
-                User.email_address == credentials.email_address,
-            )
-        )
-    )
+    """Log in with a handle name or an email address (either in any case) and the
+    password; returns a token to send in the `token` header (or as `Authorization:
+    Bearer`). After too many failures for an account or from a client, answers 429 with
+    Retry-After until the window ends."""
+    # One account whatever the case it is typed in, so case changes buy no more guesses.
+    account = (credentials.handle_name or credentials.email_address or "").lower()
+    _too_many_failures(request, account)
+    if credentials.handle_name is not None:
+        identifier = _same_text(User.handle_name, credentials.handle_name)
+    else:
+        identifier = _same_text(User.email_address, credentials.email_address or "")
+    user = session.scalar(select(User).where(identifier))
     # The hash is verified even for unknown users, so timing tells nobody who exists.
     valid = verify_password(credentials.password, user.password_hash if user else None)
     if not valid or user is None or user.deactivated:
-        throttle.failed(account, client)
+        request.app.state.login_throttle.failed(account, _client(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    throttle.succeeded(account, client)
-    return LoginResponse(user_id=user.id, token=create_token(user.id, auth))
+    request.app.state.login_throttle.succeeded(account, _client(request))
+    return LoginResponse(user_id=user.id, token=create_token(user.id, user.token_version, auth))
 
 
 @router.post(
     "", response_model=UserPublic, status_code=status.HTTP_201_CREATED, responses=errors(409)
 )
 def register(session: SessionDep, user_create: UserCreate) -> UserPublic:
-    """Register a new user (the password is stored as an Argon2id hash)."""
+    """Register a new user (the password is stored as an Argon2id hash). Handle names and
+    addresses are unique whatever their case. A handle name in use answers 409 (handles
+    are public: every post shows its owner's); an address in use answers as a success
+    does, with no account made, so that registering tells nobody whose address is known."""
     user = User(
         id=uuid4().hex,
         handle_name=user_create.handle_name,
@@ -66,13 +92,94 @@ def register(session: SessionDep, user_create: UserCreate) -> UserPublic:
         gender=user_create.gender,
         deactivated=False,
         created_at=now(),
+        token_version=0,
     )
+    answer = UserPublic.model_validate(user, from_attributes=True)  # before commit expires it
     session.add(user)
     try:
         session.commit()
     except IntegrityError as error:
         session.rollback()
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "this handle name or email address is already registered"
-        ) from error
-    return UserPublic.model_validate(user, from_attributes=True)
+        taken = session.scalar(
+            select(User.id).where(_same_text(User.handle_name, user_create.handle_name))
+        )
+        if taken is not None:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, "this handle name is already taken"
+            ) from error
+        log.info("registration with an address already registered: no account made")
+    return answer
+
+
+def _revoke_tokens(session: SessionDep, user: User, **changes) -> int:
+    """Apply `changes` to the user and bump the token version (every token issued so far
+    stops working); returns the new version."""
+    version = session.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1, **changes)
+        .returning(User.token_version)
+    )
+    assert version is not None  # the row was read in this request
+    return version
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401))
+def logout(session: SessionDep, users: ActiveUsersDep, user: CurrentUser) -> Response:
+    """Log out everywhere: every token issued to the user so far stops working."""
+    _revoke_tokens(session, user)
+    session.commit()
+    users.forget(user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _check_password(request: Request, user: User, password: str) -> None:
+    """401 unless `password` is the user's; failures count as failed logins."""
+    account = user.handle_name.lower()
+    _too_many_failures(request, account)
+    if not verify_password(password, user.password_hash):
+        request.app.state.login_throttle.failed(account, _client(request))
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong password")
+
+
+@router.put("/password", response_model=LoginResponse, responses=errors(401, 429))
+def change_password(
+    request: Request,
+    session: SessionDep,
+    auth: AuthDep,
+    users: ActiveUsersDep,
+    user: CurrentUser,
+    change: Annotated[PasswordChange, Body()],
+) -> LoginResponse:
+    """Change the password (the current one is asked again). Every earlier token stops
+    working; the answer carries a new one."""
+    _check_password(request, user, change.password)
+    version = _revoke_tokens(session, user, password_hash=hash_password(change.new_password))
+    session.commit()
+    users.forget(user.id)
+    return LoginResponse(user_id=user.id, token=create_token(user.id, version, auth))
+
+
+@router.post("/deactivate", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 429))
+def deactivate(
+    request: Request,
+    session: SessionDep,
+    users: ActiveUsersDep,
+    user: CurrentUser,
+    confirmation: Annotated[PasswordConfirmation, Body()],
+) -> Response:
+    """Deactivate the account (the password is asked again): its tokens stop working, it
+    cannot log in, and its posts leave the search (through `animal.updated` messages,
+    committed with the change)."""
+    _check_password(request, user, confirmation.password)
+    _revoke_tokens(session, user, deactivated=True)
+    posts = session.scalars(
+        update(Animal)
+        .where(Animal.user_id == user.id, Animal.deactivated.is_(False))
+        .values(deactivated=True, updated_at=now())
+        .returning(Animal.id)
+    ).all()
+    add_to_outbox(session.connection(), Topic.animal_updated, [{"animal_id": p} for p in posts])
+    session.commit()
+    users.forget(user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
