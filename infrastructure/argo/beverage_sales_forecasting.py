@@ -18,17 +18,24 @@ from hera.workflows import models as m
 
 NAMESPACE = "beverage-sales-forecasting"
 SERVICE_ACCOUNT = "workflow"  # manifests/beverage-sales-forecasting/workflow-rbac.yaml
-# The same ConfigMap and Secret as the BI and the initial registration Job.
-ENV_FROM = [
-    m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name="platform-config")),
-    m.EnvFromSource(secret_ref=m.SecretEnvSource(name="postgres-credentials")),
-]
-POD_SECURITY = m.PodSecurityContext(run_as_non_root=True, run_as_user=10001, run_as_group=10001)
+POD_SECURITY = m.PodSecurityContext(
+    run_as_non_root=True,
+    run_as_user=10001,
+    run_as_group=10001,
+    seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+)
 RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
 
 
 def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Container:
     component = image.removeprefix("mlsys-").replace("-", "_")
+    # The namespace's ConfigMap, and the PostgreSQL role of this component alone.
+    env_from = [
+        m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name="platform-config")),
+        m.EnvFromSource(
+            secret_ref=m.SecretEnvSource(name=f"postgres-{image.removeprefix('mlsys-')}")
+        ),
+    ]
     # `make argo REGISTRY=... TAG=...`; the committed YAML uses the defaults
     registry, tag = os.environ.get("REGISTRY", "localhost:5000"), os.environ.get("TAG", "latest")
     return Container(
@@ -36,7 +43,7 @@ def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Containe
         image=f"{registry}/{image}:{tag}",
         command=["python", "-m", f"mlsys.{component}"],
         args=args,
-        env_from=ENV_FROM,
+        env_from=env_from,
         resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
         retry_strategy=RETRY,
         security_context=m.SecurityContext(

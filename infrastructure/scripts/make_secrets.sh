@@ -15,18 +15,31 @@ value() {
   existing="$(cat "$manifests"/*/secrets/*.env "$compose_env" 2>/dev/null | sed -n "s/^$1=//p" | head -n 1 || true)"
   echo "${existing:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}"
 }
-postgres="POSTGRES_USER=mlsys
-POSTGRES_PASSWORD=$(value POSTGRES_PASSWORD)"
+# PostgreSQL: the superuser (only the server and its bootstrap script know it) and one
+# login role per component (data/create-roles.sh makes them; the migrations grant them).
+roles="beverage_owner beverage_data_registration beverage_ml beverage_bi
+aianimals_owner aianimals_api aianimals_batch mlflow"
+postgres_server="POSTGRES_USER=postgres
+POSTGRES_SUPERUSER_PASSWORD=$(value POSTGRES_SUPERUSER_PASSWORD)"
+for role in $roles; do
+  postgres_server="$postgres_server
+${role^^}_PASSWORD=$(value "${role^^}_PASSWORD")"
+done
+role_password() { printf '%s\n' "$postgres_server" | sed -n "s/^${1^^}_PASSWORD=//p"; }
+# What a component reads: its own role and password, nothing of the others'.
+postgres_login() { printf 'POSTGRES_USER=%s\nPOSTGRES_PASSWORD=%s' "$1" "$(role_password "$1")"; }
 rabbitmq_password="$(value RABBITMQ_PASSWORD)"
 elasticsearch_password="$(value ELASTICSEARCH_PASSWORD)"
-aianimals="$postgres
-AUTH_SECRET_KEY=$(value AUTH_SECRET_KEY)
+redis_password="$(value REDIS_PASSWORD)"
+aianimals="AUTH_SECRET_KEY=$(value AUTH_SECRET_KEY)
+REDIS_PASSWORD=$redis_password
 RABBITMQ_USER=mlsys
 RABBITMQ_PASSWORD=$rabbitmq_password
 ELASTICSEARCH_USER=elastic
 ELASTICSEARCH_PASSWORD=$elasticsearch_password"
 rabbitmq_server="RABBITMQ_DEFAULT_USER=mlsys
 RABBITMQ_DEFAULT_PASS=$rabbitmq_password"
+redis_server="REDIS_PASSWORD=$redis_password"
 elasticsearch_server="ELASTIC_PASSWORD=$elasticsearch_password"
 
 # write FILE CONTENT: keep FILE if it has every key of CONTENT, else (re)write it.
@@ -48,12 +61,20 @@ write() {
   echo "wrote $file"
 }
 
-for namespace in data mlflow beverage-sales-forecasting; do
-  write "$manifests/$namespace/secrets/postgres.env" "$postgres"
+write "$manifests/data/secrets/postgres.env" "$postgres_server"
+write "$manifests/mlflow/secrets/postgres.env" "$(postgres_login mlflow)"
+for component in owner data_registration ml bi; do
+  write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
+    "$(postgres_login "beverage_$component")"
+done
+for component in owner api batch; do
+  write "$manifests/aianimals/secrets/postgres-$component.env" "$(postgres_login "aianimals_$component")"
 done
 write "$manifests/aianimals/secrets/aianimals.env" "$aianimals"
 write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
+write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"
-write "$compose_env" "$aianimals
+write "$compose_env" "$postgres_server
+$aianimals
 $rabbitmq_server
 $elasticsearch_server"

@@ -1,6 +1,7 @@
 """The API on the services profile against the PostgreSQL, Redis and RabbitMQ on localhost
 (search on the local engine: no Elasticsearch server runs here). Posts and likes travel
-outbox -> relay -> RabbitMQ -> search-index consumer -> index, and invalidate Redis."""
+outbox -> relay -> RabbitMQ -> search-index consumer -> index, and invalidate Redis.
+Every component connects as its own PostgreSQL role, as deployed."""
 
 import time
 import uuid
@@ -14,6 +15,7 @@ from tests.helpers.http import login, serving_api
 from tests.helpers.services import (
     PG,
     create_database,
+    create_roles,
     drop_database,
     port_open,
     rabbitmqctl,
@@ -41,14 +43,22 @@ def services(tmp_path_factory, aianimals_generated):
         "RABBITMQ_VHOST": vhost,
         "SEARCH_ENGINE": "local",
     }
+    # Each component as its own role, with only its privileges (as deployed): the owner
+    # migrates, the batch jobs load and deliver, the API serves.
+    roles = create_roles(database, ["api", "batch"])
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
+        patch.setenv("POSTGRES_USER", roles["owner"])
+        run_cli("mlsys.batch", "migrate")
+        patch.setenv("POSTGRES_USER", roles["batch"])
         run_cli("mlsys.batch", "initial-load", "--generated", str(aianimals_generated))
         assert "published: 600" in run_cli("mlsys.batch", "relay").stdout
         indexed = run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
         assert "handled: 600" in indexed
+        patch.setenv("POSTGRES_USER", roles["api"])
         with serving_api() as (client, _):
+            patch.setenv("POSTGRES_USER", roles["batch"])  # the commands the tests run
             yield client, home
     rabbitmqctl("delete_vhost", vhost)
     keys = list(redis.Redis().scan_iter(f"{prefix}*"))

@@ -48,3 +48,14 @@ def test_outside_development_an_empty_database_password_is_refused(monkeypatch):
         database_url("beverage")
     monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
     assert database_url("beverage").startswith("postgresql+psycopg://postgres:s3cret@")
+
+
+def test_outside_development_an_open_redis_is_refused(monkeypatch):
+    from mlsys.common.settings import RedisSettings
+
+    monkeypatch.setenv("MLSYS_ENVIRONMENT", "production")
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    with pytest.raises(RuntimeError, match="REDIS_PASSWORD is empty"):
+        RedisSettings().url()
+    monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+    assert RedisSettings().url() == "redis://:s3cret@127.0.0.1:6379/0"

@@ -39,7 +39,7 @@ def test_the_aianimals_stack_is_there():
     aianimals = {"redis", "rabbitmq", "elasticsearch", "aianimals-initial-load"}
     assert aianimals | {"outbox-relay", "search-index", "api"} <= set(SERVICES)
     assert SERVICES["api"]["environment"]["POSTGRES_DB"] == "aianimals"
-    assert "aianimals" in (ROOT / "infrastructure/manifests/data/create-databases.sql").read_text()
+    assert "aianimals" in (ROOT / "infrastructure/manifests/data/create-roles.sh").read_text()
 
 
 def test_our_services_run_the_images_make_builds():

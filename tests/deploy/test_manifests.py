@@ -142,6 +142,7 @@ def containers(documents: list[dict]):
         pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get(
             "spec", {}
         ).get("template", {}).get("spec")
+        yield from (pod or {}).get("initContainers", [])
         yield from (pod or {}).get("containers", [])
 
 
@@ -183,6 +184,9 @@ def test_every_secret_used_is_created_by_make_secrets(manifests, namespace):
         text = yaml.safe_dump(document)
         used |= set(re.findall(r"secretKeyRef:\s*\n\s*key: \w+\n\s*name: ([\w-]+)", text))
         used |= set(re.findall(r"secretRef:\s*\n\s*name: ([\w-]+)", text))
+    for workflow in (ROOT / "infrastructure/argo").glob("*.yaml"):  # applied apart
+        if yaml.safe_load(workflow.read_text())["metadata"]["namespace"] == namespace:
+            used |= set(re.findall(r"secretRef:\s*\n\s*name: ([\w-]+)", workflow.read_text()))
     assert used == generated, f"{namespace}: used {used}, created by make secrets {generated}"
 
 

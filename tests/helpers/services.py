@@ -49,8 +49,26 @@ def create_database(prefix: str) -> str:
 
 
 def drop_database(name: str) -> None:
+    """Drop the database and the roles made for it (`<name>_...`)."""
     with _admin() as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        roles = connection.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (f"{name}_",)
+        ).fetchall()
+        for (role,) in roles:
+            connection.execute(f'DROP ROLE "{role}"')
+
+
+def create_roles(database: str, components: list[str]) -> dict[str, str]:
+    """What a deployment's PostgreSQL bootstrap makes: the owner role of `database`
+    (`<database>_owner`) and a login role per component; component -> role. The local
+    server trusts localhost, so the roles need no password here."""
+    roles = {name: f"{database}_{name}" for name in ["owner", *components]}
+    with _admin() as connection:
+        for role in roles.values():
+            connection.execute(f'CREATE ROLE "{role}" LOGIN')
+        connection.execute(f'ALTER DATABASE "{database}" OWNER TO "{roles["owner"]}"')
+    return roles
 
 
 def rabbitmq_available() -> bool:

@@ -12,6 +12,7 @@ from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import ItemSale, WeeklySalesPrediction
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import REAL, REAL_SALES
+from tests.helpers.services import create_roles
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,9 +23,13 @@ def test_register_backtest_train_predict_against_services(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"it_{services_profile}")
     monkeypatch.setenv("MLFLOW_REGISTERED_MODEL_NAME", f"it_{services_profile}")
-    env = os.environ.copy()
-    assert env["MLSYS_PROFILE"] == "services"
-
+    assert os.environ["MLSYS_PROFILE"] == "services"
+    # Each component as its own role, with only its privileges (as deployed).
+    roles = create_roles(services_profile, ["data_registration", "ml", "bi"])
+    run_cli(
+        "mlsys.data_registration", "migrate", env=os.environ | {"POSTGRES_USER": roles["owner"]}
+    )
+    env = os.environ | {"POSTGRES_USER": roles["data_registration"]}
     for _ in range(2):  # registering twice is idempotent on PostgreSQL too
         run_cli(
             "mlsys.data_registration",
@@ -38,6 +43,7 @@ def test_register_backtest_train_predict_against_services(
     with get_engine().connect() as connection:
         assert connection.execute(select(func.count()).select_from(ItemSale)).scalar() == 18_000
 
+    env = os.environ | {"POSTGRES_USER": roles["ml"]}
     output = tmp_path / "backtest.json"
     run_cli(
         "mlsys.ml",

@@ -7,11 +7,35 @@ from sqlalchemy import Engine
 from mlsys.aianimals.tables import Base
 from mlsys.common import db, migrate
 
+_MASTER = ("animal_categories", "animal_subcategories", "violation_types")
+_WRITE = "SELECT, INSERT, UPDATE"
+
 SCHEMA = migrate.Schema(
     name="aianimals",
     versions=Path(__file__).parent / "migrations",
     metadata=Base.metadata,
     adopts={"0002": "0002"},  # the former shared chain's second revision was ours
+    privileges={
+        # Registers users, posts, likes and unlikes, logs access; outbox rows go out with
+        # each change. Deleting is only a like's: posts and users are deactivated.
+        "api": {
+            **dict.fromkeys(_MASTER, "SELECT"),
+            "users": _WRITE,
+            "animals": _WRITE,
+            "likes": "SELECT, INSERT, DELETE",
+            "access_logs": "INSERT",
+            "outbox": "INSERT",
+        },
+        # Initial load (upserts everything), the relay (marks outbox rows), the
+        # search-index consumer (reads posts) and the local broker's offsets and dead
+        # letters (a replay deletes what it moved back).
+        "batch": {
+            **dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), _WRITE),
+            "outbox": _WRITE,
+            "consumer_offsets": _WRITE,
+            "dead_letters": "SELECT, INSERT, DELETE",
+        },
+    },
 )
 
 

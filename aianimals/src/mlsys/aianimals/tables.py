@@ -145,6 +145,9 @@ class OutboxMessage(Base):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
+        # Inserted without RETURNING its id: a writer (the API) may queue messages without
+        # the privilege to read the queue.
+        {"implicit_returning": False},
     )
 
 

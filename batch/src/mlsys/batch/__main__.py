@@ -50,6 +50,21 @@ def generate(
     )
 
 
+@app.command()
+def migrate() -> None:
+    """Create or migrate the AIAnimals tables, then grant each component's PostgreSQL
+    role (aianimals_api, aianimals_batch, where they exist) its privileges.
+
+    Run it as the database's owner role, before the other components start: they connect
+    as their own roles, which may not change tables, and only check the schema is current.
+    """
+    from mlsys.aianimals.database import SCHEMA, get_engine, upgrade
+
+    configure_logging()
+    upgrade(get_engine())
+    typer.echo(f"{SCHEMA.name}: at head")
+
+
 @app.command("initial-load")
 def initial_load(
     generated: Annotated[Path, typer.Option(help="Folder written by `generate`.")] = GENERATED,

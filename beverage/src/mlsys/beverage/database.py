@@ -7,11 +7,23 @@ from sqlalchemy import Engine
 from mlsys.beverage.tables import Base
 from mlsys.common import db, migrate
 
+_REGISTERED = ("regions", "stores", "items", "item_prices", "item_sales")
+_PREDICTED = ("weekly_sales_predictions", "backtest_predictions")
+
 SCHEMA = migrate.Schema(
     name="beverage",
     versions=Path(__file__).parent / "migrations",
     metadata=Base.metadata,
     adopts={"0001": "0001", "0002": "0001"},  # the former shared chain began with ours
+    privileges={
+        "data_registration": dict.fromkeys(_REGISTERED, "SELECT, INSERT, UPDATE"),
+        # Trains on the registered data; writes the forecasts and the backtests' predictions.
+        "ml": {
+            **dict.fromkeys(_REGISTERED, "SELECT"),
+            **dict.fromkeys(_PREDICTED, "SELECT, INSERT, UPDATE"),
+        },
+        "bi": dict.fromkeys((*_REGISTERED, *_PREDICTED), "SELECT"),
+    },
 )
 
 

@@ -2,14 +2,21 @@
 
 Each product owns a `Schema`: its tables, its chain of migrations and its version table,
 so that migrating a product's database creates that product's tables and nothing else.
+
+On PostgreSQL the schema also says what each component may do: the component connects as
+the role `<database>_<component>` and gets exactly those privileges, granted after every
+upgrade by the role that migrates (the database's owner, `<database>_owner`). No
+component owns a table or may create, alter or drop one.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
+from sqlalchemy.exc import ProgrammingError
 
 from mlsys.common.logging import get_logger
 
@@ -30,6 +37,8 @@ class Schema:
     metadata: MetaData
     # Revision of the former shared chain -> the revision of this chain it implies.
     adopts: dict[str, str] = field(default_factory=dict)
+    # Component -> table -> what its role may do there, e.g. {"bi": {"stores": "SELECT"}}.
+    privileges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def version_table(self) -> str:
@@ -71,12 +80,80 @@ def _adopt_shared_chain(schema: Schema, connection: Connection, config: Config) 
     )
 
 
+PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+
+
+def role_of(database: str, component: str) -> str:
+    """The PostgreSQL role a component connects to `database` as."""
+    return f"{database}_{component}"
+
+
 def upgrade(schema: Schema, engine: Engine, revision: str = "head") -> None:
-    """Bring `schema` in the database of `engine` to `revision` (idempotent)."""
-    with engine.begin() as connection:
-        config = _config(schema, connection)
-        _adopt_shared_chain(schema, connection, config)
-        command.upgrade(config, revision)
+    """Bring `schema` in the database of `engine` to `revision` (idempotent); on
+    PostgreSQL, then grant each component's role its privileges.
+
+    Components call this at start too: at head it changes nothing, so their roles (which
+    may not create tables) pass; behind head it fails saying who must migrate."""
+    try:
+        with engine.begin() as connection:
+            config = _config(schema, connection)
+            _adopt_shared_chain(schema, connection, config)
+            command.upgrade(config, revision)
+            if connection.dialect.name == "postgresql" and _owns_schema(connection):
+                grant(schema, connection)
+    except ProgrammingError as error:
+        if getattr(error.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise PermissionError(
+            f"{schema.name}: the database is behind the code's migrations and this role "
+            f"({engine.url.username}) may not migrate it: run the `migrate` command as "
+            f"the database's owner role first ({error.orig})"
+        ) from error
+
+
+def _owns_schema(connection: Connection) -> bool:
+    """Whether the current role may grant on the schema's tables (owner or superuser)."""
+    return bool(
+        connection.scalar(
+            text(
+                "SELECT rolsuper OR pg_has_role(current_user, (SELECT datdba FROM pg_database "
+                "WHERE datname = current_database()), 'MEMBER') FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
+        )
+    )
+
+
+def grant(schema: Schema, connection: Connection) -> list[str]:
+    """Give each component's role, where it exists, exactly the privileges the schema
+    lists (revoking any others on the schema's tables); returns the roles granted to."""
+    quote = connection.dialect.identifier_preparer.quote
+    database = connection.scalar(text("SELECT current_database()"))
+    roles = set(connection.scalars(text("SELECT rolname FROM pg_roles")))
+    granted = []
+    for component, tables in schema.privileges.items():
+        role = role_of(database, component)
+        if role not in roles:
+            continue  # a deployment that runs every component as one role
+        who = quote(role)
+        for table in [*schema.metadata.tables, schema.version_table]:
+            connection.execute(text(f"REVOKE ALL ON {quote(table)} FROM {who}"))
+        # TEMPORARY: bulk upserts stage rows in temporary tables (mlsys.common.bulk).
+        connection.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote(database)} TO {who}"))
+        connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {who}"))
+        connection.execute(text(f"GRANT SELECT ON {quote(schema.version_table)} TO {who}"))
+        for table, privileges in tables.items():
+            words = {word.strip() for word in privileges.split(",")}
+            if table not in schema.metadata.tables or not words <= PRIVILEGES:
+                raise ValueError(f"{schema.name}.{component}: bad privilege {table}={privileges}")
+            connection.execute(text(f"GRANT {', '.join(sorted(words))} ON {quote(table)} TO {who}"))
+        if any("INSERT" in privileges for privileges in tables.values()):
+            # Auto-incremented ids draw from sequences.
+            connection.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {who}"))
+        granted.append(role)
+    if granted:
+        log.info("schema=%s privileges granted to %s", schema.name, ",".join(granted))
+    return granted
 
 
 def downgrade(schema: Schema, engine: Engine, revision: str = "base") -> None:

@@ -57,6 +57,7 @@ class RedisSettings(BaseSettings):
     cache_ttl_seconds: int = 300
 
     def url(self) -> str:
+        require_secret("REDIS_PASSWORD", self.password)  # an open cache can be poisoned
         password = self.password.get_secret_value()
         auth = f":{password}@" if password else ""
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"

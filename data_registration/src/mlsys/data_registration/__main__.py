@@ -18,6 +18,22 @@ app = typer.Typer(
 
 
 @app.command()
+def migrate() -> None:
+    """Create or migrate the forecasting tables, then grant each component's PostgreSQL
+    role (beverage_data_registration, beverage_ml, beverage_bi, where they exist) its
+    privileges.
+
+    Run it as the database's owner role, before the other components start: they connect
+    as their own roles, which may not change tables, and only check the schema is current.
+    """
+    from mlsys.beverage.database import SCHEMA, get_engine, upgrade
+
+    configure_logging()
+    upgrade(get_engine())
+    typer.echo(f"{SCHEMA.name}: at head")
+
+
+@app.command()
 def register(
     master_dir: Annotated[
         Path | None,
