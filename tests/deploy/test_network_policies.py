@@ -1,0 +1,143 @@
+"""The NetworkPolicies allow exactly the flows the platform needs (issue 10, item 6): every
+namespace denies by default, each flow below is allowed at both ends (the source's egress
+and the destination's ingress), and the flows a compromised pod would want are not."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers.paths import ROOT
+
+MANIFESTS = ROOT / "infrastructure/manifests"
+NAMESPACES = ["data", "mlflow", "search-engine", "beverage-sales-forecasting", "aianimals"]
+ARGO_STEP = {"workflows.argoproj.io/workflow": "forecasting-28"}  # how Argo labels a step
+
+
+def app(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name}
+
+
+# (source namespace, source pod labels, destination namespace, destination labels, port)
+NEEDED = [
+    ("mlflow", app("mlflow"), "data", app("postgres"), 5432),
+    ("beverage-sales-forecasting", app("bi"), "data", app("postgres"), 5432),
+    ("beverage-sales-forecasting", app("bi"), "mlflow", app("mlflow"), 5000),
+    ("beverage-sales-forecasting", app("initial-registration"), "data", app("postgres"), 5432),
+    ("beverage-sales-forecasting", ARGO_STEP, "data", app("postgres"), 5432),
+    ("beverage-sales-forecasting", ARGO_STEP, "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("api"), "data", app("postgres"), 5432),
+    ("aianimals", app("api"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("api"), "search-engine", app("elasticsearch"), 9200),
+    ("aianimals", app("aianimals-initial-load"), "data", app("postgres"), 5432),
+    ("aianimals", app("outbox-relay"), "data", app("postgres"), 5432),
+    ("aianimals", app("outbox-relay"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("search-index"), "data", app("postgres"), 5432),
+    ("aianimals", app("search-index"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("search-index"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("search-index"), "search-engine", app("elasticsearch"), 9200),
+    ("ingress-nginx", {}, "aianimals", app("api"), 8000),  # the app's traffic
+    ("ingress-nginx", {}, "beverage-sales-forecasting", app("bi"), 8501),
+]
+REFUSED = [
+    ("aianimals", app("api"), "aianimals", app("rabbitmq"), 5672),  # the API uses the outbox
+    ("aianimals", app("outbox-relay"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("aianimals-initial-load"), "search-engine", app("elasticsearch"), 9200),
+    ("aianimals", app("redis"), "data", app("postgres"), 5432),
+    ("aianimals", app("api"), "mlflow", app("mlflow"), 5000),
+    ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),
+    ("beverage-sales-forecasting", app("bi"), "search-engine", app("elasticsearch"), 9200),
+    ("search-engine", app("elasticsearch"), "data", app("postgres"), 5432),
+    ("default", {}, "data", app("postgres"), 5432),  # anything else in the cluster
+    ("default", {}, "aianimals", app("redis"), 6379),
+    ("default", {}, "mlflow", app("mlflow"), 5000),
+    ("data", app("postgres"), "aianimals", app("api"), 9999),  # a port nobody serves
+]
+
+
+def policies(namespace: str) -> list[dict]:
+    path = MANIFESTS / namespace / "network-policies.yaml"
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "Exists", "only Exists is evaluated here"
+        if expression["key"] not in labels:
+            return False
+    return True
+
+
+def peer_matches(peer: dict, own_namespace: str, namespace: str, labels: dict) -> bool:
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}):
+            return False
+    elif namespace != own_namespace:
+        return False  # a bare podSelector means pods of the policy's own namespace
+    return selects(peer.get("podSelector", {}), labels)
+
+
+def allowed(direction: str, own: str, pod: dict, other: str, other_pod: dict, port: int) -> bool:
+    """Whether `pod` of namespace `own` may send (egress) / receive (ingress) the flow."""
+    peers_key = "to" if direction == "egress" else "from"
+    governing = [
+        p for p in policies(own)
+        if direction.capitalize() in p["spec"]["policyTypes"]
+        and selects(p["spec"]["podSelector"], pod)
+    ]  # fmt: skip
+    assert governing, f"{own}: no {direction} policy selects {pod}: default deny is missing"
+    for policy in governing:
+        for rule in policy["spec"].get(direction, []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            peers = rule.get(peers_key)
+            if ports and port not in ports:
+                continue
+            if not peers or any(peer_matches(p, own, other, other_pod) for p in peers):
+                return True
+    return False
+
+
+def flow(source_ns, source, target_ns, target, port) -> bool:
+    out = source_ns not in NAMESPACES or allowed(
+        "egress", source_ns, source, target_ns, target, port
+    )  # namespaces outside the platform have their own policies (none here)
+    return out and allowed("ingress", target_ns, target, source_ns, source, port)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_namespace_denies_by_default_and_allows_dns(namespace):
+    by_name = {p["metadata"]["name"]: p["spec"] for p in policies(namespace)}
+    assert by_name["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    dns = by_name["allow-dns"]["egress"][0]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    kustomization = yaml.safe_load((MANIFESTS / namespace / "kustomization.yaml").read_text())
+    assert "network-policies.yaml" in kustomization["resources"]
+
+
+@pytest.mark.parametrize("needed", NEEDED, ids=lambda f: f"{f[0]}/{f[1]}->{f[2]}:{f[4]}")
+def test_each_flow_the_platform_needs_is_allowed(needed):
+    assert flow(*needed)
+
+
+@pytest.mark.parametrize("refused", REFUSED, ids=lambda f: f"{f[0]}/{f[1]}->{f[2]}:{f[4]}")
+def test_flows_nobody_needs_are_refused(refused):
+    assert not flow(*refused)
+
+
+def test_every_pod_of_the_platform_is_governed_by_a_named_policy():
+    """Each workload's pod labels appear in a policy of its own, beside the default deny:
+    a new workload without one is noticed (it could then reach nothing but DNS)."""
+    for namespace in NAMESPACES:
+        named = [p for p in policies(namespace) if p["metadata"]["name"] not in
+                 {"default-deny", "allow-dns"}]  # fmt: skip
+        for path in Path(MANIFESTS / namespace).glob("*.yaml"):
+            for document in yaml.safe_load_all(path.read_text()):
+                template = (document or {}).get("spec", {}).get("template")
+                if not template:
+                    continue
+                labels = template.get("metadata", {}).get("labels", {})
+                assert any(selects(p["spec"]["podSelector"], labels) for p in named), (
+                    f"{namespace}/{path.name}: no policy for pods {labels}"
+                )
