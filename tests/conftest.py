@@ -18,6 +18,7 @@ from tests.helpers.cli import local_env, run_cli
 from tests.helpers.http import serving_api, wait_for_url
 from tests.helpers.paths import REAL, REAL_SALES, ROOT
 from tests.helpers.services import (
+    MLFLOW_ADMIN,
     PG,
     create_database,
     create_vhost,
@@ -90,8 +91,9 @@ def services_profile(postgres_db, monkeypatch) -> str:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real MLflow tracking server with its own PostgreSQL database (as in compose/k8s)."""
-    database = create_database("mlflow_test")
+    """A real MLflow tracking server with its own PostgreSQL databases (tracking, users) and
+    its basic-auth app, as in compose/k8s; clients log in with MLFLOW_ADMIN."""
+    database, users = create_database("mlflow_test"), create_database("mlflow_auth_test")
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     port = free_port()
     env = os.environ | {
@@ -100,6 +102,10 @@ def mlflow_server(tmp_path_factory):
         "POSTGRES_USER": PG["user"],
         "POSTGRES_PASSWORD": "",
         "MLFLOW_DB": database,
+        "MLFLOW_AUTH_DB": users,
+        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN["MLFLOW_TRACKING_USERNAME"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN["MLFLOW_TRACKING_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-csrf-key",
         "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
         "MLFLOW_HOST": "127.0.0.1",
         "MLFLOW_PORT": str(port),
@@ -126,6 +132,7 @@ def mlflow_server(tmp_path_factory):
         server.wait(timeout=30)
         log.close()
         drop_database(database)
+        drop_database(users)
 
 
 # --- one trained demo state -----------------------------------------------------------

@@ -13,7 +13,7 @@ Schedules are weekly. For a demo, run them every 10 minutes without recompiling:
 
 import os
 
-from hera.workflows import DAG, Container, CronWorkflow, Resources, RetryStrategy
+from hera.workflows import DAG, Container, CronWorkflow, EmptyDirVolume, Resources, RetryStrategy
 from hera.workflows import models as m
 
 NAMESPACE = "beverage-sales-forecasting"
@@ -29,13 +29,16 @@ RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
 
 def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Container:
     component = image.removeprefix("mlsys-").replace("-", "_")
-    # The namespace's ConfigMap, and the PostgreSQL role of this component alone.
+    # The namespace's ConfigMap, the PostgreSQL role of this component alone, and the
+    # tracking server's user where the step uses it.
     env_from = [
         m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name="platform-config")),
         m.EnvFromSource(
             secret_ref=m.SecretEnvSource(name=f"postgres-{image.removeprefix('mlsys-')}")
         ),
     ]
+    if component == "ml":  # the steps that track runs and register models
+        env_from.append(m.EnvFromSource(secret_ref=m.SecretEnvSource(name="mlflow-credentials")))
     # `make argo REGISTRY=... TAG=...`; the committed YAML uses the defaults
     registry, tag = os.environ.get("REGISTRY", "localhost:5000"), os.environ.get("TAG", "latest")
     return Container(
@@ -47,8 +50,15 @@ def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Containe
         resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
         retry_strategy=RETRY,
         security_context=m.SecurityContext(
-            allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"])
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=m.Capabilities(drop=["ALL"]),
         ),
+        # The only writable paths: MLflow stages artifacts in /tmp, libraries cache in ~.
+        volumes=[
+            EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit="2Gi"),
+            EmptyDirVolume(name="home", mount_path="/home/mlsys", size_limit="64Mi"),
+        ],
     )
 
 

@@ -31,6 +31,15 @@ postgres_login() { printf 'POSTGRES_USER=%s\nPOSTGRES_PASSWORD=%s' "$1" "$(role_
 rabbitmq_password="$(value RABBITMQ_PASSWORD)"
 elasticsearch_password="$(value ELASTICSEARCH_PASSWORD)"
 redis_password="$(value REDIS_PASSWORD)"
+# MLflow's admin (the server makes it at its first start); the jobs and the BI log in as it.
+mlflow_admin_password="$(value MLFLOW_AUTH_ADMIN_PASSWORD)"
+mlflow_server="MLFLOW_AUTH_ADMIN_USERNAME=admin
+MLFLOW_AUTH_ADMIN_PASSWORD=$mlflow_admin_password
+MLFLOW_FLASK_SERVER_SECRET_KEY=$(value MLFLOW_FLASK_SERVER_SECRET_KEY)"
+mlflow_client="MLFLOW_TRACKING_USERNAME=admin
+MLFLOW_TRACKING_PASSWORD=$mlflow_admin_password"
+bi_login="BI_USERNAME=admin
+BI_PASSWORD=$(value BI_PASSWORD)"
 aianimals="AUTH_SECRET_KEY=$(value AUTH_SECRET_KEY)
 REDIS_PASSWORD=$redis_password
 RABBITMQ_USER=mlsys
@@ -63,6 +72,9 @@ write() {
 
 write "$manifests/data/secrets/postgres.env" "$postgres_server"
 write "$manifests/mlflow/secrets/postgres.env" "$(postgres_login mlflow)"
+write "$manifests/mlflow/secrets/mlflow-auth.env" "$mlflow_server"
+write "$manifests/beverage-sales-forecasting/secrets/mlflow-credentials.env" "$mlflow_client"
+write "$manifests/beverage-sales-forecasting/secrets/bi-credentials.env" "$bi_login"
 for component in owner data_registration ml bi; do
   write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "beverage_$component")"
@@ -75,6 +87,8 @@ write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
 write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"
 write "$compose_env" "$postgres_server
+$mlflow_server
+$bi_login
 $aianimals
 $rabbitmq_server
 $elasticsearch_server"

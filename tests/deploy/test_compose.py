@@ -100,3 +100,15 @@ def test_published_ports_listen_on_this_host_only():
     for name, service in SERVICES.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_our_services_run_on_a_read_only_root_with_a_bounded_tmp():
+    ours = {
+        name: service
+        for name, service in SERVICES.items()
+        if "/mlsys-" in service.get("image", "") and "elasticsearch" not in name
+    }
+    assert len(ours) >= 10
+    for name, service in ours.items():
+        assert service["read_only"] is True, name
+        assert any(t.startswith("/tmp:size=") for t in service["tmpfs"]), name

@@ -136,6 +136,32 @@ def test_the_api_spools_uploads_into_a_bounded_volume(manifests):
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+# Third-party images that write outside their volumes as they start: RabbitMQ's and
+# Elasticsearch's entrypoints write configuration (the Erlang cookie's neighbours, the
+# keystore) into directories of the image itself.
+WRITABLE_ROOT = {"rabbitmq", "elasticsearch"}
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_container_has_a_read_only_root_and_bounded_scratch_space(manifests, namespace):
+    for document in rendered(manifests / namespace):
+        template = document.get("spec", {}).get("template")
+        if not template:
+            continue
+        pod = template["spec"]
+        sizes = {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod.get("volumes", [])
+                 if "emptyDir" in v}  # fmt: skip
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            if container["name"] in WRITABLE_ROOT:
+                continue
+            where = f"{namespace}/{document['metadata']['name']}/{container['name']}"
+            assert container["securityContext"].get("readOnlyRootFilesystem") is True, where
+            scratch = [m for m in container.get("volumeMounts", []) if m["name"] in sizes]
+            assert all(sizes[m["name"]] for m in scratch), f"{where}: an unbounded emptyDir"
+            if container["image"].split("/")[-1].startswith("mlsys-"):
+                assert "/tmp" in {m["mountPath"] for m in scratch}, f"{where}: no writable /tmp"
+
+
 def containers(documents: list[dict]):
     for document in documents:
         spec = document.get("spec", {})

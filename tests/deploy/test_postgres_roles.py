@@ -129,6 +129,8 @@ def test_roles_log_in_with_their_passwords_and_reach_only_their_database(cluster
         login(cluster, "aianimals", "beverage-sales-forecasting/secrets/postgres-bi.env")
     with login(cluster, "mlflow", "mlflow/secrets/postgres.env") as mlflow:
         mlflow.execute("CREATE TABLE experiments_probe (id int)")  # MLflow owns its database
+    with login(cluster, "mlflow_auth", "mlflow/secrets/postgres.env") as users:
+        users.execute("CREATE TABLE users_probe (id int)")  # and its users' one
     wrong = env_file(cluster["manifests"] / "aianimals/secrets/postgres-api.env")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(host="127.0.0.1", port=cluster["port"], dbname="aianimals",

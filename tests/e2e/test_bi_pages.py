@@ -18,10 +18,8 @@ PAGES = {  # url path: (heading, minimum number of charts)
 }
 
 
-@pytest.fixture(scope="module")
-def bi_url(demo_home):
+def serve_bi(env: dict):
     port = free_port()
-    env = local_env(demo_home)
     server = subprocess.Popen(
         [sys.executable, "-m", "mlsys.bi", "serve", "--port", str(port)],
         env=env,
@@ -31,6 +29,20 @@ def bi_url(demo_home):
     )
     url = f"http://127.0.0.1:{port}"
     wait_for_url(f"{url}/_stcore/health", timeout=60, process=server)
+    return url, server
+
+
+@pytest.fixture(scope="module")
+def bi_url(demo_home):
+    url, server = serve_bi(local_env(demo_home))  # development: open, as in `make demo`
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def guarded_bi_url(demo_home):
+    url, server = serve_bi(local_env(demo_home) | {"BI_PASSWORD": "a-password-from-the-secret"})
     yield url
     server.terminate()
     server.wait(timeout=30)
@@ -90,3 +102,35 @@ def test_filters_change_the_sales_chart(bi_url, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=SCREENSHOTS / "bi_sales_coffee_monthly.png", full_page=True)
     page.close()
+
+
+def test_with_a_password_nothing_shows_before_the_login(guarded_bi_url, browser):
+    """Issue 10, item 14: the BI had no authentication."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path in PAGES:
+        page.goto(f"{guarded_bi_url}/{path}")
+        page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
+        assert page.get_by_role("heading", name=PAGES[path][0]).count() == 0
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
+    page.get_by_label("User name").fill("admin")
+    page.get_by_role("textbox", name="Password").fill("a guess")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Wrong user name or password.").wait_for(timeout=30_000)
+    assert page.get_by_role("heading", name="Sales explorer").count() == 0
+    page.get_by_role("textbox", name="Password").fill("a-password-from-the-secret")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Sales explorer").wait_for(timeout=60_000)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
+    page.screenshot(path=SCREENSHOTS / "bi_after_login.png", full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_outside_development_the_bi_refuses_an_empty_password(demo_home):
+    from mlsys.bi.access import bi_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLSYS_ENVIRONMENT", "production")
+        patch.delenv("BI_PASSWORD", raising=False)
+        with pytest.raises(RuntimeError, match="BI_PASSWORD is empty"):
+            bi_settings()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlsys.aianimals.settings import AuthSettings, SearchSettings
 from mlsys.beverage.tracking import ForecastingSettings
+from mlsys.bi.access import BiSettings
 from mlsys.common.settings import (
     ElasticsearchSettings,
     MlflowSettings,
@@ -30,6 +31,7 @@ SETTINGS = (
     SearchSettings,
     StorageSettings,
     AuthSettings,
+    BiSettings,
 )
 
 

@@ -14,6 +14,11 @@ import pytest
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG = {"host": os.environ.get("POSTGRES_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+# The admin of the tests' MLflow server (its basic-auth app wants 12 characters or more).
+MLFLOW_ADMIN = {
+    "MLFLOW_TRACKING_USERNAME": "admin",
+    "MLFLOW_TRACKING_PASSWORD": "tests-only-admin-password",
+}
 
 
 def require(reachable: bool, what: str) -> None:

@@ -1,6 +1,7 @@
 """The whole forecasting flow in the services profile: PostgreSQL on localhost and a real
 MLflow tracking server (PostgreSQL backend store, proxied artifacts) started by the test."""
 
+import base64
 import json
 import os
 
@@ -12,7 +13,7 @@ from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import ItemSale, WeeklySalesPrediction
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import REAL, REAL_SALES
-from tests.helpers.services import create_roles
+from tests.helpers.services import MLFLOW_ADMIN, create_roles
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,6 +22,8 @@ def test_register_backtest_train_predict_against_services(
     services_profile, mlflow_server, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    for name, value in MLFLOW_ADMIN.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"it_{services_profile}")
     monkeypatch.setenv("MLFLOW_REGISTERED_MODEL_NAME", f"it_{services_profile}")
     assert os.environ["MLSYS_PROFILE"] == "services"
@@ -95,10 +98,44 @@ def test_the_tracking_server_answers_only_its_own_host_names(mlflow_server, host
     import urllib.request
 
     url = f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1"
-    request = urllib.request.Request(url, headers={"Host": host})
+    request = urllib.request.Request(url, headers={"Host": host, **ADMIN_LOGIN})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             status = response.status
     except urllib.error.HTTPError as error:
         status = error.code
     assert (status == 200) is answered, status
+
+
+ADMIN_LOGIN = {
+    "Authorization": "Basic "
+    + base64.b64encode(
+        f"{MLFLOW_ADMIN['MLFLOW_TRACKING_USERNAME']}:{MLFLOW_ADMIN['MLFLOW_TRACKING_PASSWORD']}".encode()
+    ).decode()
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("path", "login", "expected"),
+    [
+        ("/health", {}, 200),  # the probes need no user
+        ("/api/2.0/mlflow/experiments/search?max_results=1", {}, 401),
+        ("/api/2.0/mlflow/experiments/search?max_results=1", {"Authorization": "Basic YTpi"}, 401),
+        ("/api/2.0/mlflow/experiments/search?max_results=1", ADMIN_LOGIN, 200),
+        ("/api/2.0/mlflow-artifacts/artifacts", {}, 401),  # the proxied artifacts too
+        ("/", {}, 401),  # the UI
+    ],
+)
+def test_the_tracking_server_answers_only_its_users(mlflow_server, path, login, expected):
+    """Issue 10, item 14: MLflow had no authentication."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{mlflow_server}{path}", headers=login)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == expected

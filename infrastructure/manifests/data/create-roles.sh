@@ -2,7 +2,8 @@
 # The platform's databases and PostgreSQL roles. Each product database has an owner role
 # that migrates it (`python -m mlsys.<component> migrate`); each component logs in as its
 # own role, `<database>_<component>`, whose privileges the migrations grant
-# (mlsys.common.migrate, from each product's Schema.privileges). MLflow owns its database.
+# (mlsys.common.migrate, from each product's Schema.privileges). MLflow owns its two
+# databases (tracking; users and permissions).
 #
 # Runs as the superuser once, on an empty volume (docker-entrypoint-initdb.d), and is
 # idempotent: run it again (kubectl exec / docker compose exec) to add what a newer
@@ -49,4 +50,5 @@ for database in $DATABASES; do
 done
 login_role mlflow
 owned_database mlflow mlflow
-echo "databases and roles are in place: $DATABASES mlflow"
+owned_database mlflow_auth mlflow  # MLflow's users and permissions
+echo "databases and roles are in place: $DATABASES mlflow mlflow_auth"

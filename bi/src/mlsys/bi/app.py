@@ -10,7 +10,7 @@ import streamlit as st
 
 from mlsys.beverage.database import get_engine
 from mlsys.beverage.tracking import Forecaster, forecasting_settings
-from mlsys.bi import queries
+from mlsys.bi import access, queries
 from mlsys.common.settings import mlflow_tracking_uri
 from mlsys.common.tracking import CHAMPION
 
@@ -173,6 +173,8 @@ def models_page() -> None:
 
 
 st.set_page_config(page_title="Beverage demand forecasting", layout="wide")
+if not access.signed_in():
+    st.stop()  # nothing of the data is rendered, or queried, before the login
 st.navigation(
     [
         st.Page(sales_page, title="Sales", default=True),

@@ -44,6 +44,9 @@ class MlflowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLFLOW_")
 
     tracking_uri: str | None = None  # None: the local store under MLSYS_HOME
+    # The tracking server's user (its basic-auth app); MLflow's client reads these itself.
+    tracking_username: str | None = None
+    tracking_password: SecretStr = SecretStr("")
 
 
 class RedisSettings(BaseSettings):
@@ -150,8 +153,11 @@ def database_url(database: str) -> str:
 
 
 def mlflow_tracking_uri() -> str:
-    configured = mlflow_settings().tracking_uri
+    settings = mlflow_settings()
+    configured = settings.tracking_uri
     if configured:
+        if configured.startswith(("http://", "https://")):  # a server answers only its users
+            require_secret("MLFLOW_TRACKING_PASSWORD", settings.tracking_password)
         return configured
     home = platform_settings().home
     home.mkdir(parents=True, exist_ok=True)
