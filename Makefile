@@ -65,6 +65,10 @@ test: install ## run every test: unit, integration (`make services` first), e2e 
 test-fast: install ## unit tests only: no services, no browser, no model training at full size
 	$(UV) run --frozen pytest -m "not integration and not e2e and not slow"
 
+.PHONY: properties
+properties: install ## the schemathesis run at full size: 250 examples per route, over 2,000 requests on SQLite and on PostgreSQL (`make services` first)
+	PROPERTY_EXAMPLES=250 $(UV) run --frozen pytest -s tests/api/test_openapi_properties.py
+
 .PHONY: bench
 bench: install ## registration throughput, pipeline cost at scale, search endpoint under load (wrk); JSON under .mlsys/bench/
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the load test"; apt-get install -y wrk >/dev/null; }

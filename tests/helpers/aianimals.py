@@ -1,7 +1,12 @@
-"""What the AIAnimals tests share: a tiny photo, searching and reading the cache counters."""
+"""What the AIAnimals tests share: a tiny photo, searching, reading the cache counters, and
+the services-profile deployment."""
 
 import io
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 AIANIMALS_POSTS = 600  # the small seeded dataset the session fixtures generate and load
 
@@ -39,3 +44,66 @@ def cache_count(api, result: str) -> float:
         if line.startswith(f'search_cache_requests_total{{result="{result}"}}'):
             return float(line.split()[-1])
     return 0.0
+
+
+@contextmanager
+def services_deployment(home: Path, generated: Path) -> Iterator:
+    """The AIAnimals services profile as deployed, on this machine's PostgreSQL, Redis and
+    RabbitMQ (search on the local engine: no Elasticsearch server runs here): a fresh
+    database, vhost and key prefix; each component as its own PostgreSQL role with only
+    its privileges (the owner migrates, the batch jobs load and deliver, the API serves);
+    the seeded data loaded and indexed. Yields an HTTP client of the API; the environment
+    stays set meanwhile (commands run as the batch role). Everything is removed after."""
+    import pytest
+    import redis
+
+    from tests.helpers.cli import run_cli
+    from tests.helpers.http import serving_api
+    from tests.helpers.services import (
+        PG,
+        create_database,
+        create_roles,
+        drop_database,
+        port_open,
+        rabbitmqctl,
+        require,
+    )
+
+    require(port_open("127.0.0.1", 6379), "Redis on localhost:6379")
+    require(port_open("127.0.0.1", 5672), "RabbitMQ on localhost:5672")
+    database = create_database("mlsys_api")
+    vhost, prefix = f"mlsys-test-{uuid.uuid4().hex[:10]}", f"mlsys-test:{uuid.uuid4().hex[:10]}:"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    environment = {
+        "MLSYS_PROFILE": "services",
+        "MLSYS_HOME": str(home),
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_DB": database,
+        "REDIS_KEY_PREFIX": prefix,
+        "RABBITMQ_VHOST": vhost,
+        "SEARCH_ENGINE": "local",
+    }
+    roles = create_roles(database, ["api", "batch"])
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            patch.setenv("POSTGRES_USER", roles["owner"])
+            run_cli("mlsys.batch", "migrate")
+            patch.setenv("POSTGRES_USER", roles["batch"])
+            run_cli("mlsys.batch", "initial-load", "--generated", str(generated))
+            published = run_cli("mlsys.batch", "relay").stdout
+            assert f"published: {AIANIMALS_POSTS}" in published, published
+            indexed = run_cli("mlsys.batch", "search-index", "--idle-seconds", "1").stdout
+            assert f"handled: {AIANIMALS_POSTS}" in indexed, indexed
+            patch.setenv("POSTGRES_USER", roles["api"])
+            with serving_api() as (client, _):
+                patch.setenv("POSTGRES_USER", roles["batch"])  # the commands tests run
+                yield client
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+        keys = list(redis.Redis().scan_iter(f"{prefix}*"))
+        if keys:
+            redis.Redis().delete(*keys)
+        drop_database(database)

@@ -21,7 +21,10 @@ def post_access_log(
     session.execute(
         dialect.insert(AccessLog)
         .values(**access_log.model_dump(mode="json"), user_id=user_id, created_at=now())
-        .on_conflict_do_nothing(index_elements=["search_id", "animal_id", "action"])
+        # No conflict target: with one, PostgreSQL wants SELECT on its columns, which the
+        # API's role has not (it writes access logs, never reads them). The primary key
+        # is the table's only unique constraint, so this ignores exactly a retried POST.
+        .on_conflict_do_nothing()
     )
     session.commit()
     return access_log
