@@ -1,11 +1,12 @@
-"""`make bench`: registration throughput, the forecasting pipeline's cost at scale, and the
-AIAnimals search endpoint under concurrent load (cached, uncached, trivial route).
+"""`make bench`: registration throughput, the forecasting pipeline's cost at scale, the
+AIAnimals search endpoint under concurrent load (cached, uncached, trivial route), and the
+AIAnimals soak (mixed load while Redis and then RabbitMQ go away and come back).
 
 Everything is measured in one run on this machine and reported as figures and ratios;
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
-                        [--suites registration,pipeline,search] [--api-workers N]
+                        [--suites registration,pipeline,search,soak] [--api-workers N]
 """
 
 import argparse
@@ -29,6 +30,7 @@ from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
 from tests.bench.search import search_load
+from tests.bench.soak import soak
 from tests.helpers.paths import ROOT
 from tests.helpers.services import PG
 
@@ -197,8 +199,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--suites",
-        default="registration,pipeline,search",
-        help="which to run, comma separated: registration, pipeline, search",
+        default="registration,pipeline,search,soak",
+        help="which to run, comma separated: registration, pipeline, search, soak",
     )
     parser.add_argument(
         "--api-workers",
@@ -206,6 +208,9 @@ def main() -> None:
         default=os.cpu_count(),
         help="uvicorn workers of the API under load (default: one per core, as the API "
         "would be run on this machine; a pod runs one)",
+    )
+    parser.add_argument(
+        "--soak-seconds", type=int, default=60, help="how long the soak's load lasts"
     )
     args = parser.parse_args()
     suites = set(args.suites.split(","))
@@ -228,6 +233,9 @@ def main() -> None:
         if "search" in suites:
             results["search"] = search_load(work, args.api_workers)
             print(json.dumps(results["search"], indent=2), flush=True)
+        if "soak" in suites:
+            results["soak"] = soak(work, args.api_workers, seconds=args.soak_seconds)
+            print(json.dumps(results["soak"], indent=2), flush=True)
     if len(results["pipeline"]) >= 2:
         small, large = results["pipeline"][0], results["pipeline"][-1]
         results["growth"] = {

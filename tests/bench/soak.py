@@ -1,0 +1,311 @@
+"""The AIAnimals services profile under mixed load while its cache and then its broker go
+away and come back (issue 10's soak).
+
+64 connections for 60 s mix logins, searches, likes and unlikes, and posts with a photo,
+against the API (uvicorn, `--api-workers`), with the outbox relay and the search-index
+consumer running, each component as its own PostgreSQL role. Mid-run a private Redis is
+stopped (t=15 s) and started again (t=25 s), then this machine's RabbitMQ application is
+stopped (t=35 s, `rabbitmqctl stop_app`) and started again (t=45 s). The relay and the
+consumer run under a supervisor that restarts them when they exit, as Kubernetes does.
+
+Reported: the answers per action and status (a 5xx other than a documented 503 is a
+failure), whether every post made is in the search index at the end (and how long that
+took after the load stopped), dead letters, restarts, and the resident memory of each API
+worker at the start, its peak, and at the end.
+"""
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.aianimals import PNG
+from tests.helpers.http import wait_for_url
+from tests.helpers.paths import ROOT
+from tests.helpers.services import (
+    PG,
+    create_database,
+    create_roles,
+    drop_database,
+    free_port,
+    rabbitmqctl,
+)
+
+PHRASES = ["ねこ", "いぬ", "猫", "イヌ", "かわいい", "ペルシャ", "柴犬", "ふわふわ", "散歩", "寝る"]
+ACTIONS = ["search"] * 11 + ["like"] * 4 + ["post"] * 3 + ["login"] * 2
+OUTAGES = [(15, "redis", "stop"), (25, "redis", "start"), (35, "rabbitmq", "stop"),
+           (45, "rabbitmq", "start")]  # fmt: skip
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _api_workers(pid: int) -> list[int]:
+    """uvicorn's worker processes (not the master, nor multiprocessing's helpers)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        pids = [int(child) for child in children.read().split()]
+    workers = []
+    for child in pids:
+        with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+            if b"multiprocessing.resource_tracker" not in cmdline.read():
+                workers.append(child)
+    return workers
+
+
+class Supervised:
+    """A long-running command restarted whenever it exits (a Deployment's restarts)."""
+
+    def __init__(self, command: list[str], env: dict, log: Path):
+        self.command, self.env, self.log = command, env, log.open("w")
+        self.restarts, self.stopping = 0, False
+        self.process = self._start()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            if self.process.poll() is not None and not self.stopping:
+                time.sleep(1)  # Kubernetes waits longer (back-off); a second is enough here
+                self.restarts += 1
+                self.process = self._start()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+async def _load(base: str, users: list[str], animals: list[str], seconds: int,
+                connections: int, outage) -> dict:  # fmt: skip
+    statuses: dict[str, Counter] = {action: Counter() for action in set(ACTIONS)}
+    errors: list[str] = []
+    posted: list[str] = []
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def login(handle: str) -> dict:
+            answer = await client.post(
+                "/v0/user/login", json={"handle_name": handle, "password": "password"}
+            )
+            statuses["login"][answer.status_code] += 1
+            return {"token": answer.json()["token"]} if answer.status_code == 200 else {}
+
+        async def worker(number: int) -> None:
+            rng = random.Random(number)
+            handle = users[number % len(users)]
+            token = await login(handle)
+            while time.monotonic() < deadline:
+                action = rng.choice(ACTIONS)
+                if action == "login":
+                    token = await login(handle) or token
+                    continue
+                if action == "search":
+                    body = {"phrases": [rng.choice(PHRASES)],
+                            "sort_by": rng.choice(["score", "like", "created_at"])}  # fmt: skip
+                    answer = await client.post("/v0/animal/search", json=body, headers=token)
+                elif action == "like":
+                    target = {"animal_id": rng.choice(animals)}
+                    if rng.random() < 0.7:
+                        answer = await client.post("/v0/like", json=target, headers=token)
+                    else:
+                        answer = await client.request(
+                            "DELETE", "/v0/like", params=target, headers=token
+                        )
+                else:
+                    name = f"soak{uuid.uuid4().hex[:12]}"
+                    form = {"name": name, "description": "ねこがねています",
+                            "animal_category_id": "2", "animal_subcategory_id": "30"}  # fmt: skip
+                    files = {"photo": ("p.png", PNG, "image/png")}
+                    answer = await client.post("/v0/animal", data=form, files=files, headers=token)
+                    if answer.status_code == 201:
+                        posted.append(answer.json()["id"])
+                statuses[action][answer.status_code] += 1
+                if answer.status_code >= 500:
+                    errors.append(f"{action} {answer.status_code} {answer.text[:200]}")
+
+        started = time.monotonic()
+        deadline = started + seconds
+        outage_task = asyncio.create_task(outage(started))
+        await asyncio.gather(*(worker(n) for n in range(connections)))
+        await outage_task
+    return {
+        "statuses": {action: dict(counts) for action, counts in statuses.items()},
+        "requests": sum(sum(counts.values()) for counts in statuses.values()),
+        "server_errors": errors[:20],
+        "server_error_count": len(errors),
+        "posted": posted,
+    }
+
+
+def soak(work: Path, workers: int, connections: int = 64, seconds: int = 60) -> dict:
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server is needed (`make services` installs it)")
+    database = create_database("mlsys_bench_soak")
+    roles = create_roles(database, ["api", "batch"])
+    vhost = f"mlsys-bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    redis_port, api_port = free_port(), free_port()
+    home = work / "soak-home"
+    env = os.environ | {
+        "MLSYS_PROFILE": "services",
+        "MLSYS_HOME": str(home),
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_DB": database,
+        "REDIS_PORT": str(redis_port),
+        "RABBITMQ_VHOST": vhost,
+        "SEARCH_ENGINE": "local",
+        "AUTH_HASH_MEMORY_KIB": "1024",  # the load is not about Argon2's cost
+        "AUTH_HASH_TIME_COST": "1",
+        "AUTH_LOGIN_FAILURES_PER_CLIENT": "1000000",  # one client address makes all of it
+    }
+
+    def redis_server() -> subprocess.Popen:
+        return subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def cli(role: str, *args: str) -> None:
+        run_env = env | {"POSTGRES_USER": roles[role]}
+        subprocess.run([sys.executable, "-m", *args], env=run_env, cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+
+    redis = {"process": redis_server()}  # replaced when it is started again
+    server = relay = indexer = None
+    try:
+        generated = work / "soak-generated"
+        cli("batch", "mlsys.batch", "generate", "--output", str(generated), "--posts", "2000")
+        cli("owner", "mlsys.batch", "migrate")
+        cli("batch", "mlsys.batch", "initial-load", "--generated", str(generated))
+        cli("batch", "mlsys.batch", "relay")
+        cli("batch", "mlsys.batch", "search-index", "--idle-seconds", "2")
+        batch_env = env | {"POSTGRES_USER": roles["batch"]}
+        relay = Supervised([sys.executable, "-m", "mlsys.batch", "relay", "--follow",
+                            "--interval", "0.5"], batch_env, work / "relay.log")  # fmt: skip
+        indexer = Supervised([sys.executable, "-m", "mlsys.batch", "search-index"], batch_env,
+                             work / "search-index.log")  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlsys.api", "serve", "--port", str(api_port),
+             "--workers", str(workers)],
+            env=env | {"POSTGRES_USER": roles["api"]}, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{api_port}"
+        wait_for_url(f"{base}/v0/health-check/ready", timeout=60, process=server)
+        time.sleep(2)  # the workers are forked after the master answers
+        api_pids = _api_workers(server.pid) or [server.pid]
+        # Resident memory of each worker every 5 s: bounded means it levels off.
+        memory: dict[int, list[float]] = {pid: [_rss_mib(pid)] for pid in api_pids}
+        import psycopg
+
+        with psycopg.connect(dbname=database, autocommit=True, **PG) as connection:
+            users = [row[0] for row in connection.execute(
+                "SELECT handle_name FROM users WHERE NOT deactivated ORDER BY id LIMIT 64"
+            )]  # fmt: skip
+            animals = [row[0] for row in connection.execute(
+                "SELECT id FROM animals WHERE NOT deactivated ORDER BY id LIMIT 500"
+            )]  # fmt: skip
+        timeline: list[str] = []
+
+        async def sample_memory(started: float) -> None:
+            while time.monotonic() - started < seconds:
+                await asyncio.sleep(5)
+                for pid in api_pids:
+                    memory[pid].append(_rss_mib(pid))
+
+        async def outage(started: float) -> None:
+            sampler = asyncio.create_task(sample_memory(started))
+            for at, service, change in OUTAGES:
+                while time.monotonic() - started < at:
+                    await asyncio.sleep(0.2)
+                if service == "redis" and change == "stop":
+                    redis["process"].terminate()
+                    redis["process"].wait(timeout=30)
+                elif service == "redis":
+                    redis["process"] = redis_server()
+                else:
+                    await asyncio.to_thread(
+                        rabbitmqctl, "stop_app" if change == "stop" else "start_app"
+                    )
+                timeline.append(f"{time.monotonic() - started:.1f}s {service} {change}")
+            await sampler
+
+        load = asyncio.run(_load(base, users, animals, seconds, connections, outage))
+        # Every post made must reach the index: wait for the relay and the consumer.
+        posted, waited, started = set(load.pop("posted")), 0.0, time.monotonic()
+        missing = set(posted)
+        while missing and waited < 180:
+            with sqlite3.connect(home / "search.sqlite") as index:
+                found = {row[0] for row in index.execute("SELECT id FROM animals")}
+            missing = posted - found
+            if missing:
+                time.sleep(1)
+            waited = time.monotonic() - started
+        dead = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        dead_letters = sum(
+            int(line.split()[1]) for line in dead.splitlines()
+            if line.split() and line.split()[0].endswith(".dead")
+        )  # fmt: skip
+        documented = {503}
+        undocumented = [e for e in load["server_errors"] if int(e.split()[1]) not in documented]
+        return {
+            "connections": connections,
+            "seconds": seconds,
+            "api_workers": workers,
+            "timeline": timeline,
+            **load,
+            "undocumented_server_errors": len(undocumented),
+            "posts_made": len(posted),
+            "posts_indexed": len(posted - missing),
+            "posts_missing": sorted(missing)[:20],
+            "indexed_within_seconds_after_the_load": round(waited, 1),
+            "dead_letters": dead_letters,
+            "restarts": {"relay": relay.restarts, "search_index": indexer.restarts},
+            "api_worker_rss_mib_every_5s": list(memory.values()),
+            "api_worker_peak_mib": max(max(series) for series in memory.values()),
+        }
+    finally:
+        for supervised in (relay, indexer):
+            if supervised is not None:
+                supervised.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        rabbitmqctl("start_app")  # whatever happened, the machine's broker runs again
+        rabbitmqctl("delete_vhost", vhost)
+        redis["process"].terminate()
+        drop_database(database)
+
+
+if __name__ == "__main__":  # python -m tests.bench.soak
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlsys-soak-") as tmp:
+        print(json.dumps(soak(Path(tmp), os.cpu_count() or 1), indent=2))
