@@ -3,12 +3,13 @@
 `make argo` compiles them to the YAML beside this file (committed; a test fails when it
 differs from what these definitions compile to). `make deploy_job` applies the YAML.
 
-Schedules are weekly. For a demo, run them every 10 minutes without recompiling:
+Schedules are weekly. For a demo, run them every 10 minutes without recompiling (the
+field is `schedules`, a list: Argo v3.6 refuses a CronWorkflow that has `schedule` too):
 
     kubectl -n beverage-sales-forecasting patch cronworkflow register-next-week \\
-        --type merge -p '{"spec": {"schedule": "*/10 * * * *"}}'
+        --type merge -p '{"spec": {"schedules": ["*/10 * * * *"]}}'
     kubectl -n beverage-sales-forecasting patch cronworkflow forecasting \\
-        --type merge -p '{"spec": {"schedule": "5-59/10 * * * *"}}'
+        --type merge -p '{"spec": {"schedules": ["5-59/10 * * * *"]}}'
 """
 
 import os

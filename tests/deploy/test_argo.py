@@ -3,6 +3,8 @@ knows (Hera drops misspelled fields silently, so the YAML is checked against Her
 generated Argo models with unknown keys rejected), and every step runs a real CLI."""
 
 import importlib.util
+import json
+import re
 import typing
 
 import pydantic
@@ -161,3 +163,39 @@ def test_workflow_service_account_has_a_namespaced_role():
             "verbs": ["create", "patch"],
         }
     ]
+
+
+def demo_patches() -> list[tuple[str, dict]]:
+    """The `kubectl patch cronworkflow NAME --type merge -p '...'` commands of the docs."""
+    text = (ARGO / "beverage_sales_forecasting.py").read_text()
+    found = re.findall(r"patch cronworkflow ([\w-]+) \\\\\s+--type merge -p '([^']+)'", text)
+    return [(name, json.loads(patch)) for name, patch in found]
+
+
+def merge_patch(target: dict, patch: dict) -> dict:
+    """RFC 7386, as `kubectl patch --type merge` applies it."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def test_the_documented_demo_patches_leave_valid_cronworkflows():
+    """Issue 11, item 6: the documented patch set `schedule` beside `schedules`."""
+    patches = demo_patches()
+    committed = {yaml.safe_load(p.read_text())["metadata"]["name"]: p for p in COMMITTED}
+    assert {name for name, _ in patches} == set(committed)
+    for name, patch in patches:
+        patched = merge_patch(yaml.safe_load(committed[name].read_text()), patch)
+        assert not ("schedule" in patched["spec"] and "schedules" in patched["spec"]), name
+        assert unknown_keys(patched, CronWorkflow) == []
+        assert all(len(cron.split()) == 5 for cron in patched["spec"]["schedules"])
+        assert (
+            patched["spec"]["schedules"]
+            != yaml.safe_load(committed[name].read_text())["spec"]["schedules"]
+        )  # it does change the schedule

@@ -112,3 +112,28 @@ def test_our_services_run_on_a_read_only_root_with_a_bounded_tmp():
     for name, service in ours.items():
         assert service["read_only"] is True, name
         assert any(t.startswith("/tmp:size=") for t in service["tmpfs"]), name
+
+
+ONE_SHOT = {"beverage-migrate", "data-registration", "ml", "aianimals-migrate",
+            "aianimals-initial-load"}  # fmt: skip
+
+
+def test_services_restart_and_jobs_retry_only_on_failure():
+    """Issue 11, item 9: no restart policy anywhere."""
+    for name, service in SERVICES.items():
+        expected = "on-failure:3" if name in ONE_SHOT else "unless-stopped"
+        assert service.get("restart") == expected, name
+    # What the others wait for must end: a job restarted "unless-stopped" never completes.
+    waited_for = {
+        dependency
+        for service in SERVICES.values()
+        for dependency, condition in service.get("depends_on", {}).items()
+        if condition["condition"] == "service_completed_successfully"
+    }
+    assert waited_for <= ONE_SHOT
+
+
+def test_rabbitmq_keeps_its_node_name_and_so_its_queues():
+    """Its data directory is named after rabbit@<hostname>; a container's id changes."""
+    assert SERVICES["rabbitmq"]["hostname"] == "rabbitmq"
+    assert any(v.endswith(":/var/lib/rabbitmq") for v in SERVICES["rabbitmq"]["volumes"])

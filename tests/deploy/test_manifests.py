@@ -221,3 +221,16 @@ def test_secret_env_files_are_never_committed():
         ["git", "ls-files", "infrastructure"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "secrets/" not in tracked
+
+
+def test_no_volume_with_fs_group_holds_the_erlang_cookie(manifests):
+    """Issue 11, item 2: RabbitMQ's PVC was mounted at its home, where .erlang.cookie lives."""
+    documents = rendered(manifests / "aianimals")
+    (rabbitmq,) = [d for d in documents if d["kind"] == "StatefulSet"
+                   and d["metadata"]["name"] == "rabbitmq"]  # fmt: skip
+    pod = rabbitmq["spec"]["template"]["spec"]
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    home = "/var/lib/rabbitmq"  # the image's home of the rabbitmq user: the cookie's folder
+    lenient = pod["securityContext"].get("fsGroupChangePolicy") == "OnRootMismatch"
+    assert home not in mounts or lenient or "fsGroup" not in pod["securityContext"]
+    assert f"{home}/mnesia" in mounts  # the data survives the pod
