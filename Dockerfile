@@ -27,6 +27,9 @@ FROM python:3.11.11-slim-bookworm
 # The process the container runs unless Kubernetes or compose name another.
 ARG COMMAND
 ARG APT_PACKAGES=""
+# Directories the process writes that a volume is mounted on: made here, owned by its user,
+# so that a new named volume (compose) starts with that owner instead of root.
+ARG WRITABLE=""
 # Debian's security updates are wanted, so the packages are unpinned.
 # hadolint ignore=DL3008
 RUN if [ -n "$APT_PACKAGES" ]; then \
@@ -35,7 +38,8 @@ RUN if [ -n "$APT_PACKAGES" ]; then \
     fi \
     && test -n "$COMMAND" && printf '#!/bin/sh\nexec %s\n' "$COMMAND" > /usr/local/bin/start \
     && chmod 755 /usr/local/bin/start \
-    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlsys
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlsys \
+    && for path in $WRITABLE; do mkdir -p "$path" && chown 10001:10001 "$path"; done
 COPY --from=build /app/.venv /app/.venv
 COPY --from=build /files/ /app/
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true

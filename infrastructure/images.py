@@ -30,6 +30,7 @@ def build_command(name: str, registry: str, version: str) -> list[str]:
             "COMMAND": shlex.join(image["command"]),
             "FILES": " ".join(image.get("files", [])),
             "APT_PACKAGES": " ".join(image.get("apt", [])),
+            "WRITABLE": " ".join(image.get("writable", [])),
         }
         for key, value in arguments.items():
             command += ["--build-arg", f"{key}={value}"]
