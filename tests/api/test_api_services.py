@@ -190,3 +190,29 @@ def test_a_retried_access_log_is_accepted_once_by_a_role_that_cannot_read_them(a
     log = {"search_id": uuid.uuid4().hex, "animal_id": "0" * 32, "action": "like"}
     assert api.post("/v0/access_log", json=log, headers=token).status_code == 201
     assert api.post("/v0/access_log", json=log, headers=token).status_code == 201
+
+
+def test_readiness_waits_until_the_schema_is_at_head(tmp_path, monkeypatch):
+    """Issue 11, item 8: a replica of a newer version was ready on an older schema."""
+    from sqlalchemy import create_engine
+
+    from mlsys.aianimals.database import SCHEMA
+    from mlsys.common import migrate
+    from tests.helpers.services import PG, create_database, drop_database
+
+    database = create_database("mlsys_ready")
+    engine = create_engine(f"postgresql+psycopg://{PG['user']}@{PG['host']}/{database}")
+    try:
+        migrate.upgrade(SCHEMA, engine, "0004")  # the schema of the version before
+        monkeypatch.setenv("POSTGRES_DB", database)
+        monkeypatch.setenv("POSTGRES_USER", PG["user"])
+        monkeypatch.setenv("MLSYS_HOME", str(tmp_path))
+        with serving_api() as (client, _):
+            behind = client.get("/v0/health-check/ready")
+            assert behind.status_code == 503 and "migrate" in behind.json()["detail"]
+            assert client.get("/v0/health-check").status_code == 200  # alive all the same
+            migrate.upgrade(SCHEMA, engine)
+            assert client.get("/v0/health-check/ready").status_code == 200
+    finally:
+        engine.dispose()
+        drop_database(database)

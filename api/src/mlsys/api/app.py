@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from mlsys.aianimals import storage
 from mlsys.aianimals.cache import get_cache
-from mlsys.aianimals.database import get_engine
+from mlsys.aianimals.database import SCHEMA, get_engine
 from mlsys.aianimals.search import SearchEngineError, get_search_index
 from mlsys.aianimals.settings import auth_settings
 from mlsys.aianimals.tables import Animal
@@ -27,6 +27,7 @@ from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.throttle import login_throttle
+from mlsys.common import migrate
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
 
@@ -39,6 +40,7 @@ async def lifespan(app: FastAPI):
     app.state.auth = auth_settings()  # refuses to start without a secret key in production
     app.state.engine = get_engine()
     app.state.users = ActiveUsers(app.state.engine, app.state.auth.user_cache_seconds)
+    app.state.schema_at_head = False
     app.state.cache = get_cache()
     app.state.login_throttle = login_throttle(app.state.auth)
     app.state.search_index = get_search_index()
@@ -97,9 +99,17 @@ def create_app() -> FastAPI:
     @app.get(
         "/v0/health-check/ready", response_model=Health, tags=["health"], responses=errors(503)
     )
-    def ready(session: SessionDep) -> Health:
-        """Readiness: the database answers."""
+    def ready(request: Request, session: SessionDep) -> Health:
+        """Readiness: the database answers and holds the schema this version needs."""
         session.execute(text("SELECT 1"))
+        if not request.app.state.schema_at_head:
+            if not migrate.at_head(SCHEMA, request.app.state.engine):
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    "the database schema is behind this version: run "
+                    "`python -m mlsys.batch migrate` as the database's owner",
+                )
+            request.app.state.schema_at_head = True  # a schema does not go back
         return Health(health="ok")
 
     @app.get(

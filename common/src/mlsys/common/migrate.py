@@ -156,6 +156,21 @@ def grant(schema: Schema, connection: Connection) -> list[str]:
     return granted
 
 
+def at_head(schema: Schema, engine: Engine) -> bool:
+    """Whether the database holds the schema at the code's latest revision (readiness:
+    a component of a newer version waits until `migrate` has run)."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        config = _config(schema, connection)
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        context = MigrationContext.configure(
+            connection, opts={"version_table": schema.version_table}
+        )
+        return set(context.get_current_heads()) == heads
+
+
 def downgrade(schema: Schema, engine: Engine, revision: str = "base") -> None:
     with engine.begin() as connection:
         command.downgrade(_config(schema, connection), revision)
