@@ -14,7 +14,15 @@ field is `schedules`, a list: Argo v3.6 refuses a CronWorkflow that has `schedul
 
 import os
 
-from hera.workflows import DAG, Container, CronWorkflow, EmptyDirVolume, Resources, RetryStrategy
+from hera.workflows import (
+    DAG,
+    Container,
+    CronWorkflow,
+    EmptyDirVolume,
+    Parameter,
+    Resources,
+    RetryStrategy,
+)
 from hera.workflows import models as m
 
 NAMESPACE = "beverage-sales-forecasting"
@@ -26,9 +34,17 @@ POD_SECURITY = m.PodSecurityContext(
     seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
 )
 RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
+VERSION_FILE = "/tmp/registered-version"  # on the step's /tmp volume, read back by Argo
 
 
-def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Container:
+def job(
+    name: str,
+    image: str,
+    args: list[str],
+    memory: str = "1Gi",
+    retry: RetryStrategy | None = RETRY,
+    **io,
+) -> Container:
     component = image.removeprefix("mlsys-").replace("-", "_")
     # The namespace's ConfigMap, the PostgreSQL role of this component alone, and the
     # tracking server's user where the step uses it.
@@ -49,7 +65,7 @@ def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Containe
         args=args,
         env_from=env_from,
         resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
-        retry_strategy=RETRY,
+        retry_strategy=retry,
         security_context=m.SecurityContext(
             allow_privilege_escalation=False,
             read_only_root_filesystem=True,
@@ -60,6 +76,7 @@ def job(name: str, image: str, args: list[str], memory: str = "1Gi") -> Containe
             EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit="2Gi"),
             EmptyDirVolume(name="home", mount_path="/home/mlsys", size_limit="64Mi"),
         ],
+        **io,
     )
 
 
@@ -94,12 +111,28 @@ def register_next_week() -> CronWorkflow:
 def forecasting() -> CronWorkflow:
     """Every Monday 03:00: validate data -> backtest and train -> promotion gate -> predict."""
     with cron("forecasting", "0 3 * * 1", "forecast") as workflow:
-        validate = job("validate-data", "mlsys-ml", ["validate"], memory="512Mi")
-        train = job("backtest-train", "mlsys-ml", ["train", "--no-promote"], memory="2Gi")
-        gate = job("promotion-gate", "mlsys-ml", ["promote"], memory="2Gi")
+        # Bad data fails it on purpose: a retry would only fail again.
+        validate = job("validate-data", "mlsys-ml", ["validate"], memory="512Mi", retry=None)
+        train = job(
+            "backtest-train",
+            "mlsys-ml",
+            ["train", "--no-promote", "--version-file", VERSION_FILE],
+            memory="2Gi",
+            outputs=[Parameter(name="version", value_from=m.ValueFrom(path=VERSION_FILE))],
+        )
+        # The gate judges the version this run trained, not whichever is latest by then.
+        gate = job(
+            "promotion-gate",
+            "mlsys-ml",
+            ["promote", "--version", "{{inputs.parameters.version}}"],
+            memory="2Gi",
+            inputs=[Parameter(name="version")],
+        )
         predict = job("predict", "mlsys-ml", ["predict"], memory="2Gi")
         with DAG(name="forecast"):
-            validate() >> train() >> gate() >> predict()
+            validated, trained = validate(), train()
+            validated >> trained
+            trained >> gate(arguments={"version": trained.get_parameter("version")}) >> predict()
     return workflow
 
 

@@ -159,7 +159,14 @@ def test_validate_train_without_gate_then_promote_as_the_workflow_does(tmp_path)
 
     register("--sales", REAL_SALES)
     assert run_cli("mlsys.ml", "validate").stdout.strip() == "data ok"
-    trained = run_cli("mlsys.ml", "train", "--no-promote", "evaluation.weeks=2")
+    version_file = tmp_path / "registered-version"  # the workflow's output parameter
+    trained = run_cli(
+        "mlsys.ml", "train", "--no-promote", "--version-file", str(version_file),
+        "evaluation.weeks=2",
+    )  # fmt: skip
     assert "registered version 1" in trained.stdout and "not promoted" in trained.stdout
-    promoted = run_cli("mlsys.ml", "promote")
+    assert version_file.read_text() == "1"
+    # Another run registers version 2 meanwhile: the gate still judges the one it was given.
+    run_cli("mlsys.ml", "train", "--no-promote", "evaluation.weeks=2")
+    promoted = run_cli("mlsys.ml", "promote", "--version", version_file.read_text())
     assert "version 1" in promoted.stdout and "promoted to champion" in promoted.stdout

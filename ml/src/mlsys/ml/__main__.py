@@ -114,6 +114,13 @@ def train(
     promote: Annotated[
         bool, typer.Option(help="Run the promotion gate right after registering.")
     ] = True,
+    version_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the registered version here: how a workflow hands the version it "
+            "trained to its promotion gate (`promote --version`)."
+        ),
+    ] = None,
 ) -> None:
     """Backtest the latest weeks, fit on all complete weeks, register the model in MLflow and
     give it the `champion` alias only if it beats the current champion on the same weeks."""
@@ -121,6 +128,8 @@ def train(
 
     configure_logging()
     result = run(load_config(overrides), promote=promote)
+    if version_file is not None:
+        version_file.write_text(str(result.version))
     verdict = "promoted to champion" if result.promoted else "not promoted"
     typer.echo(f"registered version {result.version} (backtest WAPE {result.wape:.4f}): {verdict}")
 
