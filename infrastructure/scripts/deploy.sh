@@ -32,8 +32,19 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
 }
 
 apply_kustomization() {
+  # A Job's pod template is immutable, and it names hash-suffixed ConfigMaps and Secrets:
+  # the initial Jobs (idempotent loads) are replaced, not updated, so that a changed
+  # config or image re-runs them instead of failing the apply.
+  run kubectl -n "$1" delete job -l mlsys.io/replaced-on-deploy=true --ignore-not-found --wait
   run kubectl apply --server-side -k "$manifests/$1"
   if [ "${DRY_RUN:-0}" = 1 ]; then render "$manifests/$1"; fi
+}
+
+wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's completion
+  case "$2" in
+    job/*) run kubectl -n "$1" wait --for=condition=complete "$2" --timeout=1200s ;;
+    *) run kubectl -n "$1" rollout status "$2" --timeout=600s ;;
+  esac
 }
 
 case "${1:-}" in
@@ -44,13 +55,22 @@ case "${1:-}" in
     ;;
   base)
     apply_kustomization data
-    run kubectl -n data rollout status statefulset/postgres --timeout=300s
+    wait_for data statefulset/postgres
     apply_kustomization mlflow
     apply_kustomization argo
-    run kubectl -n mlflow rollout status deployment/mlflow --timeout=300s
+    wait_for mlflow deployment/mlflow
+    wait_for argo deployment/workflow-controller
     apply_kustomization beverage-sales-forecasting
+    wait_for beverage-sales-forecasting job/initial-registration
     apply_kustomization search-engine
+    wait_for search-engine statefulset/elasticsearch
     apply_kustomization aianimals
+    wait_for aianimals statefulset/rabbitmq
+    wait_for aianimals job/aianimals-initial-load
+    for workload in deployment/api deployment/outbox-relay deployment/search-index deployment/redis; do
+      wait_for aianimals "$workload"
+    done
+    wait_for beverage-sales-forecasting deployment/bi
     ;;
   job)
     for workflow in infrastructure/argo/*.yaml; do

@@ -40,3 +40,28 @@ def test_deploy_job_dry_run_prints_both_cron_workflows():
     assert "+ kubectl apply -f infrastructure/argo/forecasting.yaml" in output
     assert "+ kubectl apply -f infrastructure/argo/register-next-week.yaml" in output
     assert output.count("kind: CronWorkflow") == 2
+
+
+def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():
+    """Issue 11, items 3 and 10: a changed config made `apply -k` fail on the immutable
+    initial-load Job, and deploy.sh went on without waiting for RabbitMQ, Elasticsearch,
+    the Jobs or the Argo controller."""
+    commands = [line for line in make("deploy_base").splitlines() if line.startswith("+ ")]
+    for namespace in ("beverage-sales-forecasting", "aianimals"):
+        delete = (f"+ kubectl -n {namespace} delete job -l mlsys.io/replaced-on-deploy=true "
+                  "--ignore-not-found --wait")  # fmt: skip
+        apply = f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}"
+        assert commands.index(delete) < commands.index(apply)
+    waits = [c for c in commands if " rollout status " in c or " wait " in c]
+    for waited in (
+        "statefulset/postgres", "deployment/mlflow", "deployment/workflow-controller",
+        "job/initial-registration", "statefulset/elasticsearch", "statefulset/rabbitmq",
+        "job/aianimals-initial-load", "deployment/api", "deployment/bi",
+    ):  # fmt: skip
+        assert any(waited in c for c in waits), waited
+    # Each wait comes after the apply of its namespace.
+    applied = [c for c in commands if "apply --server-side -k" in c]
+    for wait in waits:
+        namespace = wait.split(" -n ")[1].split()[0]
+        apply = f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}"
+        assert apply in applied and commands.index(apply) < commands.index(wait), wait

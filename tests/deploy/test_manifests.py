@@ -234,3 +234,27 @@ def test_no_volume_with_fs_group_holds_the_erlang_cookie(manifests):
     lenient = pod["securityContext"].get("fsGroupChangePolicy") == "OnRootMismatch"
     assert home not in mounts or lenient or "fsGroup" not in pod["securityContext"]
     assert f"{home}/mnesia" in mounts  # the data survives the pod
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_job_naming_generated_objects_is_replaced_on_deploy(manifests, namespace):
+    """A Job's template is immutable: one that names a hash-suffixed ConfigMap or Secret
+    must be replaced by deploy.sh (its label) and must not linger (its TTL)."""
+    generated = {
+        g["name"] for key in ("configMapGenerator", "secretGenerator")
+        for g in kustomization(manifests / namespace).get(key, [])
+    }  # fmt: skip
+    hashed = (
+        not kustomization(manifests / namespace)
+        .get("generatorOptions", {})
+        .get("disableNameSuffixHash")
+    )
+    for document in local_resources(manifests / namespace):
+        if document["kind"] != "Job":
+            continue
+        text = yaml.safe_dump(document["spec"]["template"])
+        names = set(re.findall(r"name: ([\w-]+)", text))
+        if hashed and names & generated or "image: mlsys-" in text:  # an image changes too
+            labels = document["metadata"].get("labels", {})
+            assert labels.get("mlsys.io/replaced-on-deploy") == "true", document["metadata"]
+            assert document["spec"].get("ttlSecondsAfterFinished", 0) > 0
