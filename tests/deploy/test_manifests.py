@@ -254,7 +254,7 @@ def test_every_job_naming_generated_objects_is_replaced_on_deploy(manifests, nam
             continue
         text = yaml.safe_dump(document["spec"]["template"])
         names = set(re.findall(r"name: ([\w-]+)", text))
-        if hashed and names & generated or "image: mlsys-" in text:  # an image changes too
+        if (hashed and names & generated) or "image: mlsys-" in text:  # an image changes too
             labels = document["metadata"].get("labels", {})
             assert labels.get("mlsys.io/replaced-on-deploy") == "true", document["metadata"]
             assert document["spec"].get("ttlSecondsAfterFinished", 0) > 0
