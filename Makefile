@@ -88,7 +88,8 @@ fmt: install ## ruff fix and format
 # --- images: the root Dockerfile with each image's arguments from infrastructure/images.toml
 IMAGES := $(shell $(PYTHON) infrastructure/images.py names)
 REGISTRY ?= localhost:5000
-TAG ?= latest
+# Images are tagged with the commit: what is deployed names exactly what was built.
+TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 BUILD_IMAGE = $(PYTHON) infrastructure/images.py build $* --registry $(REGISTRY) --tag $(TAG) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 .PHONY: build_all push_all
@@ -102,11 +103,11 @@ push-%:
 	@$(BUILD_IMAGE) --push
 
 .PHONY: argo
-argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML
-	REGISTRY=$(REGISTRY) TAG=$(TAG) $(UV) run --frozen python infrastructure/argo/compile.py
+argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML (image placeholders: deploy_job sets REGISTRY and TAG)
+	$(UV) run --frozen python infrastructure/argo/compile.py
 
 # --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
-DEPLOY := DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/deploy.sh
+DEPLOY := DRY_RUN=$(DRY_RUN) REGISTRY=$(REGISTRY) TAG=$(TAG) bash infrastructure/scripts/deploy.sh
 
 .PHONY: initialize_deployment deploy_base deploy_job port_forward delete_namespaces
 initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
@@ -115,7 +116,7 @@ deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI, 
 	$(DEPLOY) base
 deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG)
 	$(DEPLOY) job
-port_forward: ## BI on :8501, MLflow on :5000, Argo on :2746, AIAnimals API on :8000
+port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
 delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete

@@ -56,11 +56,12 @@ def job(
     ]
     if component == "ml":  # the steps that track runs and register models
         env_from.append(m.EnvFromSource(secret_ref=m.SecretEnvSource(name="mlflow-credentials")))
-    # `make argo REGISTRY=... TAG=...`; the committed YAML uses the defaults
+    # Placeholders in the committed YAML: deploy.sh puts REGISTRY and TAG in what it applies
     registry, tag = os.environ.get("REGISTRY", "localhost:5000"), os.environ.get("TAG", "latest")
     return Container(
         name=name,
         image=f"{registry}/{image}:{tag}",
+        image_pull_policy="IfNotPresent",  # deployed tags are immutable (the commit)
         command=["python", "-m", f"mlsys.{component}"],
         args=args,
         env_from=env_from,

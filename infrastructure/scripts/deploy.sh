@@ -2,10 +2,14 @@
 # Deploys mlsys to the current kubectl context, one step at a time (see `make help`).
 # With DRY_RUN=1 it prints every command and the manifests it would apply, and needs no
 # cluster (kubectl only renders; without kubectl the manifest files are printed as they are).
+# Images: REGISTRY and TAG (from the Makefile: the commit by default) replace the committed
+# placeholders (localhost:5000/...:latest) in a copy of what is applied; `latest` is refused.
 #   usage: deploy.sh initialize|base|job|delete
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 manifests=infrastructure/manifests
+registry="${REGISTRY:-localhost:5000}"
+tag="${TAG:-}"
 namespaces=(data mlflow argo beverage-sales-forecasting search-engine aianimals)
 
 run() {
@@ -31,13 +35,34 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
   rm -rf "$copy"
 }
 
+require_tag() {  # a deployment names an immutable image: what runs is what was built
+  if [ -z "$tag" ] || [ "$tag" = latest ]; then
+    echo "TAG=${tag:-<empty>}: deploy an immutable tag (make passes the commit: TAG=\$(git rev-parse --short=12 HEAD))" >&2
+    exit 2
+  fi
+}
+
+with_images() {  # with_images FILE: the committed image placeholders -> REGISTRY and TAG
+  sed -i -e "s|newName: localhost:5000/|newName: ${registry}/|" -e "s|newTag: latest|newTag: ${tag}|" \
+    -e "s|image: localhost:5000/\(mlsys-[a-z-]*\):latest|image: ${registry}/\1:${tag}|" "$1"
+}
+
 apply_kustomization() {
+  local copy
+  copy="$(mktemp -d)/$1"
+  cp -r "$manifests/$1" "$copy"
+  with_images "$copy/kustomization.yaml"
   # A Job's pod template is immutable, and it names hash-suffixed ConfigMaps and Secrets:
   # the initial Jobs (idempotent loads) are replaced, not updated, so that a changed
   # config or image re-runs them instead of failing the apply.
   run kubectl -n "$1" delete job -l mlsys.io/replaced-on-deploy=true --ignore-not-found --wait
-  run kubectl apply --server-side -k "$manifests/$1"
-  if [ "${DRY_RUN:-0}" = 1 ]; then render "$manifests/$1"; fi
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "+ kubectl apply --server-side -k $manifests/$1"  # the copy, with its images
+    render "$copy"
+  else
+    kubectl apply --server-side -k "$copy"
+  fi
+  rm -rf "$(dirname "$copy")"
 }
 
 wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's completion
@@ -54,6 +79,7 @@ case "${1:-}" in
     done
     ;;
   base)
+    require_tag
     apply_kustomization data
     wait_for data statefulset/postgres
     apply_kustomization mlflow
@@ -73,9 +99,18 @@ case "${1:-}" in
     wait_for beverage-sales-forecasting deployment/bi
     ;;
   job)
+    require_tag
     for workflow in infrastructure/argo/*.yaml; do
-      run kubectl apply -f "$workflow"
-      if [ "${DRY_RUN:-0}" = 1 ]; then cat "$workflow"; fi
+      copy="$(mktemp)"
+      cp "$workflow" "$copy"
+      with_images "$copy"
+      if [ "${DRY_RUN:-0}" = 1 ]; then
+        echo "+ kubectl apply -f $workflow"  # the copy, with its images
+        cat "$copy"
+      else
+        kubectl apply -f "$copy"
+      fi
+      rm -f "$copy"
     done
     ;;
   delete)

@@ -65,3 +65,34 @@ def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():
         namespace = wait.split(" -n ")[1].split()[0]
         apply = f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}"
         assert apply in applied and commands.index(apply) < commands.index(wait), wait
+
+
+def test_what_is_deployed_names_the_registry_and_the_commit_never_latest():
+    """Issue 11, item 10: REGISTRY and TAG did not reach the kustomizations; `:latest` ran."""
+    for target in ("deploy_base", "deploy_job"):
+        output = make(target, "REGISTRY=registry.example.com/team", "TAG=0123456789ab")
+        ours = re.findall(r"image: (\S*mlsys-\S+)", output)
+        assert ours, target
+        for image in ours:
+            assert image.startswith("registry.example.com/team/mlsys-"), image
+            assert image.endswith(":0123456789ab"), image
+        assert not re.search(r"image: \S+:latest\b", output)
+        refused = subprocess.run(
+            ["make", target, "DRY_RUN=1", "TAG=latest"], cwd=ROOT, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "immutable tag" in refused.stderr
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("TAG ?="):
+            assert "git rev-parse" in line
+
+
+def test_port_forward_keeps_mlflow_off_a_local_registrys_port():
+    """Issue 11, item 10: MLflow's port-forward took :5000, where the registry listens."""
+    output = subprocess.run(
+        ["bash", "infrastructure/scripts/port_forward.sh"], cwd=ROOT, capture_output=True,
+        text=True, env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"},
+    ).stdout  # fmt: skip
+    local_ports = re.findall(r"port-forward \S+ (\d+):\d+", output)
+    assert "5000" not in local_ports and "5001" in local_ports
+    assert "localhost:5000" in (ROOT / "Makefile").read_text()  # REGISTRY's default

@@ -258,3 +258,14 @@ def test_every_job_naming_generated_objects_is_replaced_on_deploy(manifests, nam
             labels = document["metadata"].get("labels", {})
             assert labels.get("mlsys.io/replaced-on-deploy") == "true", document["metadata"]
             assert document["spec"].get("ttlSecondsAfterFinished", 0) > 0
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_container_says_when_its_image_is_pulled(manifests, namespace):
+    """Issue 11, item 10: pull policies were implicit (and `:latest` means Always)."""
+    for document in rendered(manifests / namespace):
+        template = document.get("spec", {}).get("template")
+        if template:
+            pod = template["spec"]
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                assert container.get("imagePullPolicy") == "IfNotPresent", container["name"]
