@@ -170,3 +170,23 @@ def test_a_latest_date_in_the_future_fails_the_weekly_feed_loudly(profile, tmp_p
     result = register("--sales", REAL_SALES, "--latest-week-only")
     assert result.exit_code == 1
     assert "the latest registered sale is dated 2201-12-31, in the future" in result.output
+
+
+def test_an_initial_registration_can_stop_at_a_week_for_the_weekly_feed(profile):
+    """Issue 11, item 5: the initial registration took the whole file, so the weekly feed
+    found nothing after it and registered 0 rows every week, silently."""
+    first = register("--master-dir", REAL, "--sales", REAL_SALES, "--until-week", "2021-48")
+    assert first.exit_code == 0, first.output
+    with get_engine().connect() as connection:
+        latest = connection.execute(select(func.max(ItemSale.date))).scalar()
+    assert str(latest) == "2021-12-05"  # the Sunday of ISO week 48
+    weeks = []
+    for _ in range(4):
+        weekly = register("--sales", REAL_SALES, "--latest-week-only")
+        assert weekly.exit_code == 0, weekly.output
+        weeks.append(int(weekly.output.rsplit("written: ", 1)[1]))
+    assert weeks == [700, 700, 700, 500]  # weeks 49-51, and 52 whose file ends on Friday
+    nothing = register("--sales", REAL_SALES, "--latest-week-only")
+    assert nothing.exit_code == 1
+    assert "no sales of week 2022-01" in nothing.output and "nothing written" in nothing.output
+    assert register("--sales", REAL_SALES, "--until-week", "48").exit_code == 2

@@ -49,21 +49,40 @@ def register(
     latest_week_only: Annotated[
         bool,
         typer.Option(
-            help="Register only the ISO week after the latest one already in the database."
+            help="Register only the ISO week after the latest one already in the database "
+            "(the weekly feed); exits 1 when the file holds none of that week."
         ),
     ] = False,
+    until_week: Annotated[
+        str | None,
+        typer.Option(
+            help="Register sales only up to this ISO week, YYYY-WW (an initial registration "
+            "that leaves the later weeks of the file to the weekly feed)."
+        ),
+    ] = None,
 ) -> None:
     """Validate the files, then upsert them in one transaction (running twice changes nothing).
 
     Bad input exits with status 1 and a `file:line:field: problem` message; nothing is written.
     """
+    from mlsys.data_registration.register import last_day_of_week
     from mlsys.data_registration.register import register as run
 
     configure_logging()
     if master_dir is None and sales is None:
         raise typer.BadParameter("give --master-dir, --sales or both")
+    if until_week is not None:
+        try:
+            last_day_of_week(until_week)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--until-week") from error
     try:
-        summary = run(master_dir=master_dir, sales_path=sales, latest_week_only=latest_week_only)
+        summary = run(
+            master_dir=master_dir,
+            sales_path=sales,
+            latest_week_only=latest_week_only,
+            until_week=until_week,
+        )
     except InvalidInput as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

@@ -79,18 +79,32 @@ def first_week_to_register(connection: Connection, sales_path: Path) -> date:
     return week_start(pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce").min().date())
 
 
+def last_day_of_week(iso_week: str) -> date:
+    """The Sunday of an ISO week written `YYYY-WW` (e.g. 2021-48)."""
+    try:
+        year, week = (int(part) for part in iso_week.split("-"))
+        return date.fromisocalendar(year, week, 7)
+    except ValueError as error:
+        raise ValueError(f"{iso_week!r} is not an ISO week like 2021-48") from error
+
+
 def register(
     *,
     master_dir: Path | None,
     sales_path: Path | None,
     latest_week_only: bool = False,
+    until_week: str | None = None,
     engine: Engine | None = None,
     show_progress: bool = True,
 ) -> RegistrationSummary:
     """Load master data and/or daily sales idempotently; raises InvalidInput on bad input.
 
+    `latest_week_only`: only the ISO week after the latest registered one (the weekly
+    feed), and InvalidInput when the file holds none of it. `until_week`: only sales up to
+    that ISO week (an initial registration that leaves later weeks to the weekly feed).
     Everything happens in one transaction: a bad row anywhere leaves the database as it was.
     """
+    last_day = last_day_of_week(until_week) if until_week else None
     engine = engine or get_engine()
     upgrade(engine)
     summary = RegistrationSummary()
@@ -114,10 +128,21 @@ def register(
                     chunk = chunk[
                         (chunk["date"] >= week) & (chunk["date"] < week + timedelta(days=7))
                     ]
+                if last_day is not None:
+                    chunk = chunk[chunk["date"] <= last_day]
                 if chunk.empty:
                     continue
                 staging.add(chunk.assign(is_generated=generated), lines=line_numbers(chunk))
                 summary.sales_rows_selected += len(chunk)
+        if week is not None and not summary.sales_rows_selected:
+            year, number, _ = week.isocalendar()
+            raise InvalidInput(
+                sales_path,
+                None,
+                "date",
+                f"no sales of week {year}-{number:02d} (from {week}), the week after the "
+                "latest registered one: that week's delivery has not arrived; nothing written",
+            )
         try:
             summary.sales_rows_written = staging.merge()
         except DuplicateKey as duplicate:
