@@ -107,7 +107,7 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 	$(UV) run --frozen python infrastructure/argo/compile.py
 
 # --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
-DEPLOY := DRY_RUN=$(DRY_RUN) REGISTRY=$(REGISTRY) TAG=$(TAG) bash infrastructure/scripts/deploy.sh
+DEPLOY := DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(REGISTRY) TAG=$(TAG) bash infrastructure/scripts/deploy.sh
 
 .PHONY: initialize_deployment deploy_base deploy_job port_forward delete_namespaces
 initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)

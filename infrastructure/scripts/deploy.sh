@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Deploys mlsys to the current kubectl context, one step at a time (see `make help`).
 # With DRY_RUN=1 it prints every command and the manifests it would apply, and needs no
-# cluster (kubectl only renders; without kubectl the manifest files are printed as they are).
+# cluster (kubectl only renders; without kubectl the manifest files are printed as they are);
+# with RENDER_DIR too, it also writes what it would apply there, a file per kustomization
+# or workflow (the scanner in the tests reads them).
 # Images: REGISTRY and TAG (from the Makefile: the commit by default) replace the committed
 # placeholders (localhost:5000/...:latest) in a copy of what is applied; `latest` is refused.
 #   usage: deploy.sh initialize|base|job|delete
@@ -25,6 +27,9 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
     printf 'REDACTED=REDACTED\n' > "$copy/$secret"
   done
   if command -v kubectl >/dev/null && ! grep -q 'https://' "$copy/kustomization.yaml"; then
+    if [ -n "${RENDER_DIR:-}" ]; then
+      kubectl kustomize "$copy" > "$RENDER_DIR/$(basename "$folder").yaml"
+    fi
     kubectl kustomize "$copy"
   else
     for file in $(sed -n 's/^  - \([^h].*\.yaml\)$/\1/p' "$copy/kustomization.yaml"); do
@@ -107,6 +112,7 @@ case "${1:-}" in
       if [ "${DRY_RUN:-0}" = 1 ]; then
         echo "+ kubectl apply -f $workflow"  # the copy, with its images
         cat "$copy"
+        if [ -n "${RENDER_DIR:-}" ]; then cp "$copy" "$RENDER_DIR/$(basename "$workflow")"; fi
       else
         kubectl apply -f "$copy"
       fi
