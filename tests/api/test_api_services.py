@@ -3,12 +3,13 @@
 outbox -> relay -> RabbitMQ -> search-index consumer -> index, and invalidate Redis.
 Every component connects as its own PostgreSQL role, as deployed."""
 
+import os
 import time
 import uuid
 
 import pytest
 
-from tests.helpers.aianimals import PNG, cache_count, search, services_deployment
+from tests.helpers.aianimals import PNG, cache_count, same_pixels, search, services_deployment
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login, serving_api
 
@@ -216,3 +217,24 @@ def test_readiness_waits_until_the_schema_is_at_head(tmp_path, monkeypatch):
     finally:
         engine.dispose()
         drop_database(database)
+
+
+def test_a_photo_posted_to_one_replica_is_served_by_another_without_a_shared_disk(
+    api, tmp_path, monkeypatch
+):
+    """Issue 11, item 4: the photos lived on a ReadWriteOnce volume that two API replicas
+    and the initial load mounted (a Multi-Attach error on a second node)."""
+    token = login(api)
+    animal_id = post_photo(api, token, "ふたつめのサーバーで見る猫")
+    photo_url = api.get("/v0/animal", params={"id": animal_id}, headers=token).json()[0][
+        "photo_url"
+    ]
+    monkeypatch.setenv("MLSYS_HOME", str(tmp_path / "another-node"))  # nothing shared on disk
+    monkeypatch.setenv("POSTGRES_USER", os.environ["POSTGRES_USER"].replace("_batch", "_api"))
+    with serving_api() as (other, _):
+        served = other.get(photo_url)
+        assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+        assert same_pixels(served.content, PNG)
+        seeded = other.get("/v0/animal", params={"limit": 1}, headers=token).json()[0]
+        assert other.get(seeded["photo_url"]).status_code == 200  # the initial load's too
+    assert not (tmp_path / "another-node" / "storage").exists()

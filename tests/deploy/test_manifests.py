@@ -269,3 +269,28 @@ def test_every_container_says_when_its_image_is_pulled(manifests, namespace):
             pod = template["spec"]
             for container in pod.get("initContainers", []) + pod["containers"]:
                 assert container.get("imagePullPolicy") == "IfNotPresent", container["name"]
+
+
+def test_no_read_write_once_claim_is_mounted_by_more_than_one_workload(manifests):
+    """Issue 11, item 4: two API replicas and the initial-load Job mounted the ReadWriteOnce
+    photos claim: a Multi-Attach error as soon as they land on two nodes."""
+    for namespace in NAMESPACES:
+        documents = rendered(manifests / namespace)
+        once = {
+            d["metadata"]["name"]
+            for d in documents
+            if d["kind"] == "PersistentVolumeClaim" and "ReadWriteMany" not in d["spec"]["accessModes"]
+        }  # fmt: skip
+        mounted: dict[str, list[str]] = {}
+        for document in documents:
+            spec = document.get("spec", {})
+            template = spec.get("template")
+            if not template:
+                continue
+            replicas = spec.get("replicas", 1) if document["kind"] != "Job" else 1
+            for volume in template["spec"].get("volumes", []):
+                claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+                if claim in once:
+                    mounted.setdefault(claim, []).extend([document["metadata"]["name"]] * replicas)
+        for claim, users in mounted.items():
+            assert len(users) == 1, f"{namespace}/{claim} is ReadWriteOnce, mounted by {users}"

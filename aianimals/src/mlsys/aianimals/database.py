@@ -25,6 +25,7 @@ SCHEMA = migrate.Schema(
             "likes": "SELECT, INSERT, DELETE",
             "access_logs": "INSERT",
             "outbox": "INSERT",
+            "photos": "SELECT, INSERT",
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
         # search-index consumer (reads posts) and the local broker's offsets and dead
@@ -34,6 +35,7 @@ SCHEMA = migrate.Schema(
             "outbox": _WRITE,
             "consumer_offsets": _WRITE,
             "dead_letters": "SELECT, INSERT, DELETE",
+            "photos": "SELECT, INSERT",  # the seeded photos
         },
     },
 )

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
@@ -89,6 +90,16 @@ class Animal(Base):
     is_generated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Photo(Base):
+    """A photo of the `database` store (mlsys.aianimals.storage): written with its post."""
+
+    __tablename__ = "photos"
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Like(Base):

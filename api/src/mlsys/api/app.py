@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import ColumnElement, or_, select, text
@@ -115,10 +115,10 @@ def create_app() -> FastAPI:
     @app.get(
         "/v0/photos/{key:path}",
         tags=["animal"],
-        response_class=FileResponse,
+        response_class=Response,
         responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **errors(404)},
     )
-    def photo(key: Annotated[str, Storable], session: SessionDep, viewer: ViewerId) -> FileResponse:
+    def photo(key: Annotated[str, Storable], session: SessionDep, viewer: ViewerId) -> Response:
         """A stored photo, while an active post shows it; a deactivated post's photo only
         to its owner (who sends the token)."""
         shown: ColumnElement[bool] = Animal.deactivated.is_(False)
@@ -126,13 +126,12 @@ def create_app() -> FastAPI:
             shown = or_(shown, Animal.user_id == viewer)
         if session.scalar(select(Animal.id).where(Animal.photo_key == key, shown).limit(1)) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo")
-        try:
-            path = storage.path_of(key)
-        except storage.InvalidKey as error:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo") from error
-        if not path.is_file():
+        data = storage.photo_store().get(key)
+        if data is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo")
-        return FileResponse(path)
+        # Checked on every request: the post may have been deactivated since.
+        headers = {"Cache-Control": "private, no-cache"}
+        return Response(data, media_type=storage.content_type(key), headers=headers)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

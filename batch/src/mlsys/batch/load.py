@@ -134,8 +134,9 @@ def initial_load(
             ).scalar_one()
             for table in (*TABLES, OutboxMessage)
         }
+    store = storage.photo_store()
     copied = sum(
-        storage.put_file(key, images_dir / key.removeprefix("dataset/"))
+        store.put_file(key, images_dir / key.removeprefix("dataset/"))
         for key in activity.animals["photo_key"].unique()
     )
     return LoadSummary(written, counts, len(new_posts), copied)

@@ -6,6 +6,7 @@ environment first.
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,11 +89,13 @@ class ElasticsearchSettings(BaseSettings):
 
 
 class StorageSettings(BaseSettings):
-    """Photos: a directory (local home, a compose volume or a Kubernetes PVC)."""
+    """Photos: a directory, or a table of the product's database (mlsys.aianimals.storage)."""
 
     model_config = SettingsConfigDict(env_prefix="STORAGE_")
 
-    root: Path | None = None  # None: MLSYS_HOME/storage
+    # None: `database` in the services profile (any number of nodes), else `directory`.
+    backend: Literal["directory", "database"] | None = None
+    root: Path | None = None  # the directory's: None is MLSYS_HOME/storage
     public_url: str = "/v0/photos"  # where clients fetch what is stored
 
 

@@ -137,9 +137,10 @@ def post_animal(
         )
     animal_id = uuid4().hex
     key = f"uploads/{animal_id[:2]}/{animal_id}.{extension}"
-    storage.put(key, data)
+    store = storage.photo_store()
     created = animals.now()
     try:
+        store.put(key, data, session.connection())  # in the post's transaction where it can
         session.add(
             Animal(
                 id=animal_id,
@@ -159,7 +160,8 @@ def post_animal(
         add_to_outbox(session.connection(), Topic.animal_created, [{"animal_id": animal_id}])
         session.commit()
     except Exception:
-        storage.path_of(key).unlink(missing_ok=True)  # no photo without its post
+        session.rollback()
+        store.discard(key)  # no photo without its post
         raise
     posted = animals.get_animal(session=session, animal_id=animal_id)
     assert posted is not None  # committed just above
