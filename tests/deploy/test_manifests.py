@@ -279,7 +279,8 @@ def test_no_read_write_once_claim_is_mounted_by_more_than_one_workload(manifests
         once = {
             d["metadata"]["name"]
             for d in documents
-            if d["kind"] == "PersistentVolumeClaim" and "ReadWriteMany" not in d["spec"]["accessModes"]
+            if d["kind"] == "PersistentVolumeClaim"
+            and "ReadWriteMany" not in d["spec"]["accessModes"]
         }  # fmt: skip
         mounted: dict[str, list[str]] = {}
         for document in documents:
