@@ -387,3 +387,22 @@ def test_no_query_reaches_past_the_result_window():
     SearchQuery(offset=RESULT_WINDOW - 100, limit=100)
     with pytest.raises(ValueError, match="offset \\+ limit must be at most 10000"):
         SearchQuery(offset=RESULT_WINDOW - 99, limit=100)
+
+
+def test_opening_the_index_creates_nothing_its_one_writer_does(fake_es, monkeypatch):
+    """Issue 11, item 8: every API replica raced to create the index at start."""
+    from mlsys.aianimals.search import _index_for, get_search_index
+
+    fake, _ = fake_es
+    monkeypatch.setenv("SEARCH_ENGINE", "elasticsearch")
+    monkeypatch.setenv("ELASTICSEARCH_URL", fake.url)
+    _index_for.cache_clear()
+    index = get_search_index()  # what the API does at start
+    assert fake.requests == []
+    fake.responses[("HEAD", "/animals")] = (404, None)
+    index.create_index()  # what the search-index consumer does before consuming
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("HEAD", "/animals"),
+        ("PUT", "/animals"),
+    ]
+    _index_for.cache_clear()

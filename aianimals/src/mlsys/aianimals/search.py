@@ -101,6 +101,10 @@ class SearchResult(BaseModel):
 
 
 class SearchIndex(Protocol):
+    def create_index(self) -> None:
+        """Create the index if it does not exist: done by its one writer, the search-index
+        consumer, not by every API replica at start."""
+
     def upsert(self, documents: list[AnimalDocument]) -> None: ...
     def delete(self, ids: list[str]) -> None: ...
     def search(self, query: SearchQuery) -> SearchResult: ...
@@ -154,6 +158,9 @@ class LocalSearchIndex:
             connection.execute("PRAGMA journal_mode=WAL")
             self._local.connection = connection
         return self._local.connection
+
+    def create_index(self) -> None:
+        """Nothing to do: the file's tables are made when it is opened."""
 
     def upsert(self, documents: list[AnimalDocument]) -> None:
         with self._connection() as connection:
@@ -408,9 +415,8 @@ def elasticsearch_client(url: str) -> Elasticsearch:
 @cache
 def _index_for(engine: str, location: str) -> SearchIndex:
     if engine == "elasticsearch":
-        index = ElasticsearchIndex(elasticsearch_client(location), elasticsearch_settings().index)
-        index.create_index()
-        return index
+        # Not created here: the consumer creates it (`create_index`), in one place.
+        return ElasticsearchIndex(elasticsearch_client(location), elasticsearch_settings().index)
     return LocalSearchIndex(Path(location))
 
 

@@ -163,7 +163,9 @@ def search_index(
     configure_logging()
     engine = get_engine()
     upgrade(engine)
-    handler = partial(index_posts, engine, get_search_index())
+    index = get_search_index()
+    index.create_index()  # its one writer creates it; the API replicas only search it
+    handler = partial(index_posts, engine, index)
     stats = consume(
         Queue.search_index, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
     )
