@@ -92,11 +92,13 @@ case "${1:-}" in
     wait_for mlflow deployment/mlflow
     wait_for argo deployment/workflow-controller
     apply_kustomization beverage-sales-forecasting
+    wait_for beverage-sales-forecasting job/beverage-migrate
     wait_for beverage-sales-forecasting job/initial-registration
     apply_kustomization search-engine
     wait_for search-engine statefulset/elasticsearch
     apply_kustomization aianimals
     wait_for aianimals statefulset/rabbitmq
+    wait_for aianimals job/aianimals-migrate
     wait_for aianimals job/aianimals-initial-load
     for workload in deployment/api deployment/outbox-relay deployment/search-index deployment/redis; do
       wait_for aianimals "$workload"

@@ -79,6 +79,28 @@ def test_a_role_that_may_not_migrate_starts_at_head_and_fails_clearly_behind_it(
     api.dispose()
 
 
+def test_a_component_started_before_the_migration_waits_for_it_then_starts(database, monkeypatch):
+    """Issue 11, item 8: workers started before the migrate Job crash-looped (and the
+    initial load raced the index consumer to migrate the empty database)."""
+    import subprocess
+    import sys
+
+    roles = create_roles(database, ["api", "batch"])
+    url = f"postgresql+psycopg://{roles['batch']}@{PG['host']}:{PG['port']}/{database}"
+    batch = create_engine(url)
+    with pytest.raises(PermissionError):  # nobody migrates: it gives up, saying why
+        migrate.upgrade_or_wait(AIANIMALS, batch, timeout=0.5, poll=0.1)
+    as_role(monkeypatch, database, roles["owner"])
+    job = subprocess.Popen(  # the migrate Job, in its own process, started after the worker
+        [sys.executable, "-m", "mlsys.batch", "migrate"], stdout=subprocess.PIPE, text=True
+    )
+    migrate.upgrade_or_wait(AIANIMALS, batch, timeout=120, poll=0.1)
+    printed, _ = job.communicate(timeout=60)
+    assert job.returncode == 0 and "at head" in printed
+    assert migrate.at_head(AIANIMALS, batch)
+    batch.dispose()
+
+
 def test_every_upgrade_grants_exactly_what_the_schema_lists(database):
     roles = create_roles(database, ["data_registration", "ml", "bi"])
     owner = create_engine(f"postgresql+psycopg://{roles['owner']}@{PG['host']}/{database}")

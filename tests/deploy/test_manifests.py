@@ -295,3 +295,44 @@ def test_no_read_write_once_claim_is_mounted_by_more_than_one_workload(manifests
                     mounted.setdefault(claim, []).extend([document["metadata"]["name"]] * replicas)
         for claim, users in mounted.items():
             assert len(users) == 1, f"{namespace}/{claim} is ReadWriteOnce, mounted by {users}"
+
+
+def pods_of(documents: list[dict]):
+    """(workload, pod spec) of every Deployment, StatefulSet and Job."""
+    for document in documents:
+        template = document.get("spec", {}).get("template")
+        if template:
+            yield document, template["spec"]
+
+
+def test_each_database_is_migrated_by_one_job_the_only_pod_with_the_owners_secret(manifests):
+    """Issue 11, item 8: the initial-load Job and the index consumer raced to migrate the
+    empty database; now one Job per database migrates and the workloads wait for it."""
+    migrators = {}
+    for namespace in NAMESPACES:
+        for workload, pod in pods_of(rendered(manifests / namespace)):
+            containers = pod.get("initContainers", []) + pod["containers"]
+            secrets = {
+                re.sub(r"-[a-z0-9]{10}$", "", source["secretRef"]["name"])  # kustomize's hash
+                for container in containers
+                for source in container.get("envFrom", [])
+                if "secretRef" in source
+            }  # fmt: skip
+            migrates = [c for c in containers if c.get("command", [])[-1:] == ["migrate"]]
+            if "postgres-owner" in secrets:
+                assert workload["kind"] == "Job" and len(containers) == 1 == len(migrates), (
+                    f"{namespace}/{workload['metadata']['name']} holds the owner's password"
+                )
+                labels = workload["metadata"]["labels"]
+                assert labels["mlsys.io/replaced-on-deploy"] == "true"  # each deploy migrates
+                migrators[namespace] = workload["metadata"]["name"]
+            else:
+                assert not migrates, workload["metadata"]["name"]
+    assert migrators == {
+        "aianimals": "aianimals-migrate",
+        "beverage-sales-forecasting": "beverage-migrate",
+    }
+    deploy = (ROOT / "infrastructure/scripts/deploy.sh").read_text()
+    for namespace, job in migrators.items():  # deploy.sh waits for it, before the loads
+        initial = deploy.index(f"wait_for {namespace} job/", deploy.index(f"job/{job}") + 1)
+        assert deploy.index(f"wait_for {namespace} job/{job}") < initial

@@ -49,12 +49,12 @@ async def lifespan(app: FastAPI):
     if platform_settings().profile is Profile.local:
         # The local profile indexes new posts and likes inside the API process: the
         # in-process cache is then invalidated by the process that serves it.
-        from mlsys.aianimals.database import upgrade
+        from mlsys.aianimals.database import upgrade_or_wait
         from mlsys.aianimals.indexing import index_posts
         from mlsys.aianimals.messages import Queue, consume
 
         engine = app.state.engine
-        upgrade(engine)
+        upgrade_or_wait(engine)
         handler = partial(index_posts, engine, app.state.search_index)
         indexer = threading.Thread(
             target=consume,

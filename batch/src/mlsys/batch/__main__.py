@@ -117,12 +117,13 @@ def relay(
 
     import pika.exceptions
 
-    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.messages import relay_outbox
     from mlsys.common.logging import get_logger
 
     configure_logging()
     log, stop, engine = get_logger("mlsys.batch.relay"), _stop_on_signal(), get_engine()
+    upgrade_or_wait(engine)
     while True:
         try:
             published = relay_outbox(engine)
@@ -155,14 +156,14 @@ def search_index(
     index new and changed posts, remove deactivated ones, invalidate cached searches."""
     from functools import partial
 
-    from mlsys.aianimals.database import get_engine, upgrade
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.indexing import index_posts
     from mlsys.aianimals.messages import Queue, consume
     from mlsys.aianimals.search import get_search_index
 
     configure_logging()
     engine = get_engine()
-    upgrade(engine)
+    upgrade_or_wait(engine)
     index = get_search_index()
     index.create_index()  # its one writer creates it; the API replicas only search it
     handler = partial(index_posts, engine, index)

@@ -15,7 +15,7 @@ from rich.progress import Progress
 from sqlalchemy import Connection, Engine, func, select
 
 from mlsys.aianimals import storage
-from mlsys.aianimals.database import upgrade
+from mlsys.aianimals.database import upgrade_or_wait
 from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.passwords import hash_passwords
 from mlsys.aianimals.tables import (
@@ -97,7 +97,7 @@ def _users_with_hashes(connection: Connection, users: pd.DataFrame, progress: Pr
 def initial_load(
     engine: Engine, master: MasterData, activity: GeneratedActivity, images_dir: Path
 ) -> LoadSummary:
-    upgrade(engine)
+    upgrade_or_wait(engine)
     unknown_photos = set(activity.animals["photo_key"].str.removeprefix("dataset/")) - {
         str(p.relative_to(images_dir)) for p in images_dir.rglob("*.png")
     }

@@ -34,3 +34,9 @@ def get_engine() -> Engine:
 def upgrade(engine: Engine | None = None) -> None:
     """Create or migrate the forecasting tables (idempotent)."""
     migrate.upgrade(SCHEMA, engine or get_engine())
+
+
+def upgrade_or_wait(engine: Engine | None = None) -> None:
+    """At a component's start: the forecasting tables at head, migrated here where this
+    role may, else once the `migrate` command has run (see `migrate.upgrade_or_wait`)."""
+    migrate.upgrade_or_wait(SCHEMA, engine or get_engine())

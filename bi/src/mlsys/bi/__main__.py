@@ -19,7 +19,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
 ) -> None:
-    """Serve the BI; it reads the database and MLflow configured by the environment."""
+    """Serve the BI; it reads the database and MLflow configured by the environment.
+
+    It listens only once the database holds the schema this version reads (waiting for
+    `python -m mlsys.data_registration migrate` if need be), so until then it is not ready.
+    """
+    from mlsys.beverage.database import upgrade_or_wait
+    from mlsys.common.logging import configure_logging
+
+    configure_logging()
+    upgrade_or_wait()
     app_path = Path(__file__).with_name("app.py")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.execv(

@@ -9,6 +9,7 @@ upgrade by the role that migrates (the database's owner, `<database>_owner`). No
 component owns a table or may create, alter or drop one.
 """
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,9 @@ def upgrade(schema: Schema, engine: Engine, revision: str = "head") -> None:
     """Bring `schema` in the database of `engine` to `revision` (idempotent); on
     PostgreSQL, then grant each component's role its privileges.
 
-    Components call this at start too: at head it changes nothing, so their roles (which
-    may not create tables) pass; behind head it fails saying who must migrate."""
+    At head it changes nothing, so a component's role (which may not create tables)
+    passes; behind head it fails saying who must migrate. Components call
+    `upgrade_or_wait`, which waits for that instead."""
     try:
         with engine.begin() as connection:
             config = _config(schema, connection)
@@ -109,6 +111,38 @@ def upgrade(schema: Schema, engine: Engine, revision: str = "head") -> None:
             f"({engine.url.username}) may not migrate it: run the `migrate` command as "
             f"the database's owner role first ({error.orig})"
         ) from error
+
+
+def upgrade_or_wait(
+    schema: Schema, engine: Engine, timeout: float = 600.0, poll: float = 2.0
+) -> None:
+    """What a component runs at start: migrate where its role may (SQLite, a development
+    database), otherwise wait until the `migrate` Job has brought the schema to head.
+
+    So the order between the migration and the workloads holds by construction, not by
+    luck: a worker started first waits (saying why) instead of crash-looping; after
+    `timeout` seconds it fails with upgrade's message."""
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        try:
+            upgrade(schema, engine)
+        except PermissionError:
+            if time.monotonic() >= deadline:
+                raise
+            if not waited:
+                log.warning(
+                    "schema=%s is behind this version; waiting up to %.0fs for its `migrate` "
+                    "command (the database's owner) to run",
+                    schema.name,
+                    timeout,
+                )
+                waited = True
+            time.sleep(poll)
+        else:
+            if waited:
+                log.info("schema=%s at head: starting", schema.name)
+            return
 
 
 def _owns_schema(connection: Connection) -> bool:

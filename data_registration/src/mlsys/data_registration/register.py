@@ -9,7 +9,7 @@ import pandas as pd
 from rich.progress import Progress
 from sqlalchemy import Connection, Engine, func, select
 
-from mlsys.beverage.database import get_engine, upgrade
+from mlsys.beverage.database import get_engine, upgrade_or_wait
 from mlsys.beverage.tables import Item, ItemPrice, ItemSale, Region, Store
 from mlsys.common.bulk import DuplicateKey, Staging, bulk_upsert
 from mlsys.common.logging import get_logger
@@ -106,7 +106,7 @@ def register(
     """
     last_day = last_day_of_week(until_week) if until_week else None
     engine = engine or get_engine()
-    upgrade(engine)
+    upgrade_or_wait(engine)
     summary = RegistrationSummary()
     master = read_master(master_dir) if master_dir else None
 
