@@ -138,23 +138,6 @@ def test_rabbitmq_keeps_its_node_name_and_so_its_queues():
     assert any(v.endswith(":/var/lib/rabbitmq") for v in SERVICES["rabbitmq"]["volumes"])
 
 
-def test_every_named_volume_mounts_on_a_directory_the_image_makes_for_its_user():
-    """Issue 11, item 1: a new named volume takes the owner of the image's directory, and
-    root's when the image lacks it, so uid 10001 could not write /mlflow/artifacts (nor
-    /data/storage, the photos' volume then: the initial load failed and everything after
-    it waited)."""
-    named = set(COMPOSE["volumes"])
-    for name, service in SERVICES.items():
-        image = service.get("image", "")
-        if "/mlsys-" not in image or "elasticsearch" in name:
-            continue  # third-party images own their directories
-        entry = IMAGES[image.split("/mlsys-")[1].split(":")[0].replace("-", "_")]
-        for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
-            if source in named:
-                assert target in entry.get("writable", []), f"{name}: {target} not made"
-
-
 def test_the_image_makes_its_writable_directories_owned_by_its_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'mkdir -p "$path" && chown 10001:10001 "$path"' in dockerfile

@@ -3,61 +3,18 @@ every variable a component receives is one its settings read, and every Secret a
 uses is created by `make secrets`. No cluster is needed."""
 
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.wiring import pods
 from tests.helpers.cli import variables_read_by_components
+from tests.helpers.manifests import NAMESPACES, kustomization, local_resources, rendered
 from tests.helpers.paths import ROOT
 
-MANIFESTS = ROOT / "infrastructure" / "manifests"
-NAMESPACES = sorted(path.parent.name for path in MANIFESTS.glob("*/kustomization.yaml"))
 KUBERNETES = "1.30.0"
-
-
-@pytest.fixture(scope="module")
-def manifests(tmp_path_factory) -> Path:
-    """A copy of the manifests with the Secrets' env files written by `make secrets`."""
-    copy = tmp_path_factory.mktemp("manifests") / "manifests"
-    shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("secrets"))
-    subprocess.run(
-        [
-            "bash",
-            str(ROOT / "infrastructure/scripts/make_secrets.sh"),
-            str(copy),
-            str(copy / "env.secret"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return copy
-
-
-def kustomization(folder: Path) -> dict:
-    return yaml.safe_load((folder / "kustomization.yaml").read_text())
-
-
-def local_resources(folder: Path) -> list[dict]:
-    docs = []
-    for resource in kustomization(folder)["resources"]:
-        if not resource.startswith("https://"):
-            docs += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
-    return docs
-
-
-def rendered(folder: Path) -> list[dict]:
-    """`kubectl kustomize` output where kubectl is here and nothing must be downloaded."""
-    remote = any(r.startswith("https://") for r in kustomization(folder)["resources"])
-    if shutil.which("kubectl") and not remote:
-        output = subprocess.run(
-            ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
-        ).stdout
-        return [d for d in yaml.safe_load_all(output) if d]
-    return local_resources(folder)
 
 
 def test_the_platform_namespaces_are_all_there():
@@ -223,43 +180,6 @@ def test_secret_env_files_are_never_committed():
     assert "secrets/" not in tracked
 
 
-def test_no_volume_with_fs_group_holds_the_erlang_cookie(manifests):
-    """Issue 11, item 2: RabbitMQ's PVC was mounted at its home, where .erlang.cookie lives."""
-    documents = rendered(manifests / "aianimals")
-    (rabbitmq,) = [d for d in documents if d["kind"] == "StatefulSet"
-                   and d["metadata"]["name"] == "rabbitmq"]  # fmt: skip
-    pod = rabbitmq["spec"]["template"]["spec"]
-    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-    home = "/var/lib/rabbitmq"  # the image's home of the rabbitmq user: the cookie's folder
-    lenient = pod["securityContext"].get("fsGroupChangePolicy") == "OnRootMismatch"
-    assert home not in mounts or lenient or "fsGroup" not in pod["securityContext"]
-    assert f"{home}/mnesia" in mounts  # the data survives the pod
-
-
-@pytest.mark.parametrize("namespace", NAMESPACES)
-def test_every_job_naming_generated_objects_is_replaced_on_deploy(manifests, namespace):
-    """A Job's template is immutable: one that names a hash-suffixed ConfigMap or Secret
-    must be replaced by deploy.sh (its label) and must not linger (its TTL)."""
-    generated = {
-        g["name"] for key in ("configMapGenerator", "secretGenerator")
-        for g in kustomization(manifests / namespace).get(key, [])
-    }  # fmt: skip
-    hashed = (
-        not kustomization(manifests / namespace)
-        .get("generatorOptions", {})
-        .get("disableNameSuffixHash")
-    )
-    for document in local_resources(manifests / namespace):
-        if document["kind"] != "Job":
-            continue
-        text = yaml.safe_dump(document["spec"]["template"])
-        names = set(re.findall(r"name: ([\w-]+)", text))
-        if (hashed and names & generated) or "image: mlsys-" in text:  # an image changes too
-            labels = document["metadata"].get("labels", {})
-            assert labels.get("mlsys.io/replaced-on-deploy") == "true", document["metadata"]
-            assert document["spec"].get("ttlSecondsAfterFinished", 0) > 0
-
-
 @pytest.mark.parametrize("namespace", NAMESPACES)
 def test_every_container_says_when_its_image_is_pulled(manifests, namespace):
     """Issue 11, item 10: pull policies were implicit (and `:latest` means Always)."""
@@ -271,46 +191,12 @@ def test_every_container_says_when_its_image_is_pulled(manifests, namespace):
                 assert container.get("imagePullPolicy") == "IfNotPresent", container["name"]
 
 
-def test_no_read_write_once_claim_is_mounted_by_more_than_one_workload(manifests):
-    """Issue 11, item 4: two API replicas and the initial-load Job mounted the ReadWriteOnce
-    photos claim: a Multi-Attach error as soon as they land on two nodes."""
-    for namespace in NAMESPACES:
-        documents = rendered(manifests / namespace)
-        once = {
-            d["metadata"]["name"]
-            for d in documents
-            if d["kind"] == "PersistentVolumeClaim"
-            and "ReadWriteMany" not in d["spec"]["accessModes"]
-        }  # fmt: skip
-        mounted: dict[str, list[str]] = {}
-        for document in documents:
-            spec = document.get("spec", {})
-            template = spec.get("template")
-            if not template:
-                continue
-            replicas = spec.get("replicas", 1) if document["kind"] != "Job" else 1
-            for volume in template["spec"].get("volumes", []):
-                claim = volume.get("persistentVolumeClaim", {}).get("claimName")
-                if claim in once:
-                    mounted.setdefault(claim, []).extend([document["metadata"]["name"]] * replicas)
-        for claim, users in mounted.items():
-            assert len(users) == 1, f"{namespace}/{claim} is ReadWriteOnce, mounted by {users}"
-
-
-def pods_of(documents: list[dict]):
-    """(workload, pod spec) of every Deployment, StatefulSet and Job."""
-    for document in documents:
-        template = document.get("spec", {}).get("template")
-        if template:
-            yield document, template["spec"]
-
-
 def test_each_database_is_migrated_by_one_job_the_only_pod_with_the_owners_secret(manifests):
     """Issue 11, item 8: the initial-load Job and the index consumer raced to migrate the
     empty database; now one Job per database migrates and the workloads wait for it."""
     migrators = {}
     for namespace in NAMESPACES:
-        for workload, pod in pods_of(rendered(manifests / namespace)):
+        for workload, pod, _ in pods(rendered(manifests / namespace)):
             containers = pod.get("initContainers", []) + pod["containers"]
             secrets = {
                 re.sub(r"-[a-z0-9]{10}$", "", source["secretRef"]["name"])  # kustomize's hash

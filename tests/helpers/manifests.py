@@ -1,0 +1,53 @@
+"""The Kubernetes manifests as the tests read them: a copy with the Secrets' env files that
+`make secrets` writes, rendered by `kubectl kustomize` where kubectl is here."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.helpers.paths import ROOT
+
+MANIFESTS = ROOT / "infrastructure" / "manifests"
+NAMESPACES = sorted(path.parent.name for path in MANIFESTS.glob("*/kustomization.yaml"))
+
+
+def copy_with_secrets(destination: Path) -> Path:
+    """A copy of the manifests with the Secrets' env files written by `make secrets`."""
+    copy = destination / "manifests"
+    shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("secrets"))
+    subprocess.run(
+        [
+            "bash",
+            str(ROOT / "infrastructure/scripts/make_secrets.sh"),
+            str(copy),
+            str(copy / "env.secret"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return copy
+
+
+def kustomization(folder: Path) -> dict:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
+def local_resources(folder: Path) -> list[dict]:
+    docs = []
+    for resource in kustomization(folder)["resources"]:
+        if not resource.startswith("https://"):
+            docs += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
+    return docs
+
+
+def rendered(folder: Path) -> list[dict]:
+    """`kubectl kustomize` output where kubectl is here and nothing must be downloaded."""
+    remote = any(r.startswith("https://") for r in kustomization(folder)["resources"])
+    if shutil.which("kubectl") and not remote:
+        output = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
+        ).stdout
+        return [d for d in yaml.safe_load_all(output) if d]
+    return local_resources(folder)
