@@ -26,18 +26,27 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
     mkdir -p "$copy/secrets"
     printf 'REDACTED=REDACTED\n' > "$copy/$secret"
   done
-  if command -v kubectl >/dev/null && ! grep -q 'https://' "$copy/kustomization.yaml"; then
+  local files missing=0
+  files=$(sed -n 's/^  - \([^ ]*\.yaml\).*$/\1/p' "$copy/kustomization.yaml")
+  for file in $files; do [ -f "$copy/$file" ] || missing=1; done
+  if command -v kubectl >/dev/null && [ "$missing" = 0 ]; then
     if [ -n "${RENDER_DIR:-}" ]; then
       kubectl kustomize "$copy" > "$RENDER_DIR/$(basename "$folder").yaml"
     fi
     kubectl kustomize "$copy"
   else
-    for file in $(sed -n 's/^  - \([^h].*\.yaml\)$/\1/p' "$copy/kustomization.yaml"); do
-      echo "---"; cat "$copy/$file"
+    for file in $files; do
+      if [ -f "$copy/$file" ]; then echo "---"; cat "$copy/$file"; else echo "# fetched: $file"; fi
     done
-    grep -h 'https://' "$copy/kustomization.yaml" | sed 's/^ *- /# remote: /'
   fi
   rm -rf "$copy"
+}
+
+fetch_release() {  # fetch_release FOLDER: a release.env's pinned install.yaml into FOLDER
+  # shellcheck source=/dev/null
+  source "$1/release.env"
+  local url="https://github.com/argoproj/argo-workflows/releases/download/${ARGO_VERSION}/install.yaml"
+  run bash infrastructure/scripts/fetch_pinned.sh "$url" "$ARGO_INSTALL_SHA256" "$1/install.yaml"
 }
 
 require_tag() {  # a deployment names an immutable image: what runs is what was built
@@ -57,6 +66,7 @@ apply_kustomization() {
   copy="$(mktemp -d)/$1"
   cp -r "$manifests/$1" "$copy"
   with_images "$copy/kustomization.yaml"
+  if [ -f "$copy/release.env" ]; then fetch_release "$copy"; fi
   # A Job's pod template is immutable, and it names hash-suffixed ConfigMaps and Secrets:
   # the initial Jobs (idempotent loads) are replaced, not updated, so that a changed
   # config or image re-runs them instead of failing the apply.

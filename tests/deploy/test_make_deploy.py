@@ -31,7 +31,10 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
         assert f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}" in commands
     kinds = set(re.findall(r"^kind: (\w+)$", output, flags=re.MULTILINE))
     assert {"StatefulSet", "Deployment", "Job", "Role", "Secret"} <= kinds
-    assert "argo-workflows/releases/download/v3.6.4/install.yaml" in output
+    assert (
+        "fetch_pinned.sh https://github.com/argoproj/argo-workflows/releases/download/v3.6.4/install.yaml"
+        in output
+    )
     assert sorted(ROOT.glob("infrastructure/manifests/*/secrets/*")) == before  # nothing written
 
 
@@ -96,3 +99,35 @@ def test_port_forward_keeps_mlflow_off_a_local_registrys_port():
     local_ports = re.findall(r"port-forward \S+ (\d+):\d+", output)
     assert "5000" not in local_ports and "5001" in local_ports
     assert "localhost:5000" in (ROOT / "Makefile").read_text()  # REGISTRY's default
+
+
+def fetch(tmp_path, content: bytes, digest: str) -> subprocess.CompletedProcess:
+    source = tmp_path / "release-install.yaml"
+    source.write_bytes(content)
+    return subprocess.run(
+        ["bash", str(ROOT / "infrastructure/scripts/fetch_pinned.sh"), f"file://{source}",
+         digest, str(tmp_path / "install.yaml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_argos_install_is_applied_only_with_its_pinned_digest(tmp_path):
+    """Issue 11, item 10: the install URL named a release asset, which can be replaced
+    upstream; deploy.sh now downloads it and applies it only if its SHA-256 is pinned."""
+    import hashlib
+
+    release = b"kind: CustomResourceDefinition\n"
+    good = fetch(tmp_path, release, hashlib.sha256(release).hexdigest())
+    assert good.returncode == 0, good.stderr
+    assert (tmp_path / "install.yaml").read_bytes() == release
+    (tmp_path / "install.yaml").unlink()
+    replaced = fetch(
+        tmp_path, release + b"# replaced upstream\n", hashlib.sha256(release).hexdigest()
+    )
+    assert replaced.returncode == 2 and "refusing" in replaced.stderr
+    unpinned = fetch(tmp_path, release, "")
+    assert unpinned.returncode == 2 and "make pin_argo" in unpinned.stderr
+    assert not list(tmp_path.glob("install.yaml")) and not list(tmp_path.glob(".fetch.*"))
+    kustomization = (ROOT / "infrastructure/manifests/argo/kustomization.yaml").read_text()
+    assert "https://" not in kustomization  # nothing applied unverified
+    assert "ARGO_VERSION=v3.6.4" in (ROOT / "infrastructure/manifests/argo/release.env").read_text()

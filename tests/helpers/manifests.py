@@ -34,17 +34,22 @@ def kustomization(folder: Path) -> dict:
     return yaml.safe_load((folder / "kustomization.yaml").read_text())
 
 
+def fetched(folder: Path, resource: str) -> bool:
+    """Whether deploy.sh downloads the resource (a pinned release: argo's install.yaml)."""
+    return resource.startswith("https://") or not (folder / resource).exists()
+
+
 def local_resources(folder: Path) -> list[dict]:
     docs = []
     for resource in kustomization(folder)["resources"]:
-        if not resource.startswith("https://"):
+        if not fetched(folder, resource):
             docs += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
     return docs
 
 
 def rendered(folder: Path) -> list[dict]:
     """`kubectl kustomize` output where kubectl is here and nothing must be downloaded."""
-    remote = any(r.startswith("https://") for r in kustomization(folder)["resources"])
+    remote = any(fetched(folder, r) for r in kustomization(folder)["resources"])
     if shutil.which("kubectl") and not remote:
         output = subprocess.run(
             ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
