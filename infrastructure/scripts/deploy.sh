@@ -45,7 +45,8 @@ render() {  # what `kubectl apply -k` would send, for the dry run; secrets shown
 fetch_release() {  # fetch_release FOLDER: a release.env's pinned install.yaml into FOLDER
   # shellcheck source=/dev/null
   source "$1/release.env"
-  local url="https://github.com/argoproj/argo-workflows/releases/download/${ARGO_VERSION}/install.yaml"
+  local releases="${ARGO_RELEASES:-https://github.com/argoproj/argo-workflows/releases/download}"
+  local url="${releases}/${ARGO_VERSION}/install.yaml"  # ARGO_RELEASES: a mirror, same digest
   run bash infrastructure/scripts/fetch_pinned.sh "$url" "$ARGO_INSTALL_SHA256" "$1/install.yaml"
 }
 

@@ -1,6 +1,7 @@
 """`make deploy_base DRY_RUN=1` and `make deploy_job DRY_RUN=1` print the whole plan and
 need no cluster; nothing is applied and no secret is printed or written."""
 
+import os
 import re
 import subprocess
 
@@ -131,3 +132,24 @@ def test_argos_install_is_applied_only_with_its_pinned_digest(tmp_path):
     kustomization = (ROOT / "infrastructure/manifests/argo/kustomization.yaml").read_text()
     assert "https://" not in kustomization  # nothing applied unverified
     assert "ARGO_VERSION=v3.6.4" in (ROOT / "infrastructure/manifests/argo/release.env").read_text()
+
+
+def test_make_pin_argo_records_the_digest_deploy_checks(tmp_path):
+    """From a mirror of the release assets (GitHub is not reachable here)."""
+    import hashlib
+
+    mirror = tmp_path / "releases" / "v3.6.5"
+    mirror.mkdir(parents=True)
+    (mirror / "install.yaml").write_bytes(b"kind: Deployment\n")
+    release = tmp_path / "release.env"
+    release.write_text((ROOT / "infrastructure/manifests/argo/release.env").read_text())
+    pinned = subprocess.run(
+        ["bash", str(ROOT / "infrastructure/scripts/pin_argo.sh"), "v3.6.5"],
+        env={**os.environ, "ARGO_RELEASES": f"file://{tmp_path}/releases",
+             "RELEASE_ENV": str(release)},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    digest = hashlib.sha256(b"kind: Deployment\n").hexdigest()
+    assert f"ARGO_VERSION=v3.6.5\nARGO_INSTALL_SHA256={digest}\n" in release.read_text()
+    assert fetch(tmp_path, b"kind: Deployment\n", digest).returncode == 0
