@@ -10,6 +10,7 @@ COMMANDS = {
     "mlsys.bi": ["serve"],
     "mlsys.api": ["serve", "openapi"],
     "mlsys.batch": ["generate", "initial-load", "relay", "search-index", "replay-dead-letters"],
+    "mlsys.search": ["train-ranker"],
 }
 
 

@@ -18,7 +18,7 @@ value() {
 # PostgreSQL: the superuser (only the server and its bootstrap script know it) and one
 # login role per component (data/create-roles.sh makes them; the migrations grant them).
 roles="beverage_owner beverage_data_registration beverage_ml beverage_bi
-aianimals_owner aianimals_api aianimals_batch mlflow"
+aianimals_owner aianimals_api aianimals_batch aianimals_search mlflow"
 postgres_server="POSTGRES_USER=postgres
 POSTGRES_SUPERUSER_PASSWORD=$(value POSTGRES_SUPERUSER_PASSWORD)"
 for role in $roles; do

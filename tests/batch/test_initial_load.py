@@ -50,6 +50,29 @@ def test_access_logs_show_position_bias(aianimals_generated):
     assert logs[logs["action"] == "like"].set_index(key).index.isin(long_views).all()
 
 
+def test_likes_follow_exposure_and_age_as_well_as_quality(aianimals_generated):
+    """Issue 12: like counts were drawn from quality alone, so sorting by likes was close
+    to the ideal order; now they come from what the feed and searches showed."""
+    from scipy.stats import spearmanr
+
+    animals = pd.read_csv(aianimals_generated / "animals.csv")
+    likes = pd.read_csv(aianimals_generated / "likes.csv")
+    quality = pd.read_csv(aianimals_generated / "hidden_quality.csv").set_index("animal_id")
+    counts = likes.groupby("animal_id").size().reindex(animals["id"]).fillna(0).to_numpy()
+    assert not likes.duplicated(["animal_id", "user_id"]).any()  # one like per user
+    correlation = spearmanr(counts, quality["quality"].reindex(animals["id"])).correlation
+    assert 0.3 < correlation < 0.85  # a signal, and a biased one
+    month = pd.to_datetime(animals["created_at"]).dt.month.to_numpy()
+    assert counts[month == 6].mean() > 1.2 * counts[month >= 11].mean()  # first posts gain
+    created = pd.to_datetime(animals.set_index("id")["created_at"])
+    assert (
+        pd.to_datetime(likes["created_at"]).to_numpy() >= created[likes["animal_id"]].to_numpy()
+    ).all()
+    logs = pd.read_csv(aianimals_generated / "access_logs.csv")
+    shown_at = pd.to_datetime(logs["created_at"]).to_numpy()
+    assert (shown_at >= created[logs["animal_id"]].to_numpy()).all()  # only what existed
+
+
 def load(env_home, generated, env=None):
     return run_cli("mlsys.batch", "initial-load", "--generated", str(generated), env=env)
 

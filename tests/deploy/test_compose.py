@@ -113,7 +113,7 @@ def test_our_services_run_on_a_read_only_root_with_a_bounded_tmp():
         assert any(t.startswith("/tmp:size=") for t in service["tmpfs"]), name
 
 
-ONE_SHOT = {"beverage-migrate", "data-registration", "ml", "aianimals-migrate",
+ONE_SHOT = {"beverage-migrate", "data-registration", "ml", "aianimals-migrate", "search-train-ranker",
             "aianimals-initial-load"}  # fmt: skip
 
 

@@ -37,6 +37,8 @@ SCHEMA = migrate.Schema(
             "dead_letters": "SELECT, INSERT, DELETE",
             "photos": "SELECT, INSERT",  # the seeded photos
         },
+        # The ranking jobs read posts, likes and the access logs: nothing else.
+        "search": dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), "SELECT"),
     },
 )
 

@@ -1,11 +1,14 @@
 """Seeded synthetic AIAnimals activity: posts, likes and search access logs.
 
 The original posts, likes and logs are not available, so they are generated with the
-same shape. Every post has a hidden quality; likes follow it, and access logs come from
-a position-based click model (a user examines rank k with probability 1/(k+1)^0.8 and
-clicks an examined result with a probability that grows with its relevance), so that a
-ranking model trained on the logs has something real to learn. The hidden relevance is
-written beside the data (`hidden_quality.csv`) to evaluate such a model, never to train it.
+same shape. Every post has a hidden quality. Day by day, posts appear; the app's feed
+shows them by popularity and freshness (rich get richer: more likes, more exposure), and
+searches show them in the order the user chose; a user examines rank k with probability
+1/(k+1)^0.8 and clicks an examined result with a probability that grows with its quality.
+Likes come from what was shown, so a like count measures exposure and age as much as
+quality: a biased signal that a ranking model trained on impressions and clicks can
+correct. The hidden quality is written beside the data (`hidden_quality.csv`) to evaluate
+such a model, never to train it.
 """
 
 import json
@@ -18,11 +21,17 @@ import pandas as pd
 
 from mlsys.batch.dataset import MasterData, read_image_manifest
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FIRST_POST = datetime(2021, 6, 1, tzinfo=UTC)
 LAST_POST = datetime(2021, 12, 31, tzinfo=UTC)
+SEARCHES_FROM = FIRST_POST + timedelta(days=14)  # the app is used while posts appear
+SEARCHES_UNTIL = LAST_POST + timedelta(days=31)
 RESULTS_SHOWN = 20
 EXAMINATION_DECAY = 0.8
+FEED_VIEWS_PER_POST = 0.5  # daily feed impressions: this many times the posts of the run
+# (a steady audience: the first posts, with fewer rivals, get the most views)
+FEED_RICH_GET_RICHER = 0.8  # exposure ~ (likes + 1) ** this
+FEED_FRESHNESS_DAYS = 20.0  # exposure ~ exp(-age / this)
 
 PET_NAMES = [
     "ポチ", "タマ", "モモ", "ココ", "ソラ", "マロン", "チョコ", "レオ", "ハナ", "コタロウ",
@@ -104,32 +113,48 @@ def generate_animals(master: MasterData, images: pd.DataFrame, posts: int, rng) 
     )
 
 
-def generate_likes(animals: pd.DataFrame, users: np.ndarray, quality: np.ndarray, rng):
-    counts = np.minimum(rng.poisson(12 * quality**2), len(users))
-    post = np.repeat(np.arange(len(animals)), counts)
-    # Distinct likers per post: the first `count` users of a random permutation each.
-    likers = np.concatenate(
-        [rng.choice(len(users), size=count, replace=False) for count in counts[counts > 0]]
-    )
-    delay = pd.to_timedelta(rng.integers(60, 30 * 86400, len(post)), unit="s")
-    return pd.DataFrame(
-        {
-            "animal_id": animals["id"].to_numpy()[post],
-            "user_id": users[likers],
-            "created_at": pd.DatetimeIndex(animals["created_at"])[post] + delay,
-        }
-    )
-
-
 def _hex_ids(rng: np.random.Generator, count: int) -> list[str]:
     raw = rng.bytes(16 * count).hex()
     return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
-def generate_access_logs(
+def _like_probability(quality: np.ndarray) -> np.ndarray:
+    return 0.03 + 0.2 * quality
+
+
+class _Likes:
+    """Like events as they happen: (post index, user index, time)."""
+
+    def __init__(self, posts: int, users: int, rng: np.random.Generator):
+        self.counts = np.zeros(posts)
+        self.users, self.rng = users, rng
+        self.events: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, posts: np.ndarray, start: datetime, seconds: int) -> None:
+        if len(posts) == 0:
+            return
+        np.add.at(self.counts, posts, 1)
+        offsets = self.rng.integers(0, max(seconds, 1), len(posts))
+        times = np.datetime64(start.replace(tzinfo=None), "s") + offsets.astype("timedelta64[s]")
+        self.events.append((posts, self.rng.integers(0, self.users, len(posts)), times))
+
+    def frame(self, animals: pd.DataFrame, users: np.ndarray) -> pd.DataFrame:
+        posts, likers, times = (np.concatenate(parts) for parts in zip(*self.events, strict=True))
+        likes = pd.DataFrame(
+            {
+                "animal_id": animals["id"].to_numpy()[posts],
+                "user_id": users[likers],
+                "created_at": pd.to_datetime(times).tz_localize(UTC),
+            }
+        ).sort_values("created_at", kind="stable")
+        # A user likes a post once: the first time counts.
+        return likes.drop_duplicates(["animal_id", "user_id"]).reset_index(drop=True)
+
+
+def simulate_activity(
     animals: pd.DataFrame, master: MasterData, quality: np.ndarray, searches: int, rng
-) -> pd.DataFrame:
-    """Search sessions: a query, the results shown, and what the user did with them."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Likes and search sessions, day by day: (likes, access_logs)."""
     breed_ja = master.subcategories.set_index("id")["name_ja"]
     category_en = master.categories.set_index("id")["name_en"]
     users = master.users["id"].to_numpy()
@@ -137,67 +162,105 @@ def generate_access_logs(
     category = animals["animal_category_id"].to_numpy()
     subcategory = animals["animal_subcategory_id"].to_numpy()
     adjective = animals["adjective"].to_numpy()
-    likes = np.zeros(len(animals))
-    session_start = LAST_POST + timedelta(days=1)
+    created = pd.DatetimeIndex(animals["created_at"]).as_unit("s").asi8  # sorted: see above
+    likes = _Likes(len(animals), len(users), rng)
+    span = (SEARCHES_UNTIL - SEARCHES_FROM).total_seconds()
+    search_times = np.sort(rng.random(searches) * span)
     search_ids = _hex_ids(rng, searches)
     names = ("search_id", "animal_id", "action", "user_id", "position", "phrases",
              "animal_category_id", "animal_subcategory_id", "sort_by", "created_at")  # fmt: skip
     columns: dict[str, list] = {name: [] for name in names}
-    for search in range(searches):
-        kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
-        pick = rng.integers(0, len(animals))
-        category_filter = subcategory_filter = None
-        if kind == "breed":
-            match = subcategory == subcategory[pick]
-            phrases = [breed_ja[subcategory[pick]]]
-            subcategory_filter = int(subcategory[pick]) if rng.random() < 0.3 else None
-        elif kind == "category":
-            match = category == category[pick]
-            phrases = [str(_choice(rng, CATEGORY_WORDS[category_en[category[pick]]], 1)[0])]
-            category_filter = int(category[pick]) if rng.random() < 0.3 else None
-        else:
-            match = (adjective == adjective[pick]) & (category == category[pick])
-            phrases = [adjective[pick], CATEGORY_WORDS[category_en[category[pick]]][0]]
-        candidates = np.flatnonzero(match)
-        sort_by = str(rng.choice(["score", "created_at", "like"], p=[0.7, 0.2, 0.1]))
-        if sort_by == "created_at":
-            order = candidates[::-1]  # posts are generated in order of creation
-        elif sort_by == "like":
-            order = candidates[np.argsort(-likes[candidates], kind="stable")]
-        else:  # lexical scores barely differ on short texts: close to a shuffle
-            order = rng.permutation(candidates)
-        shown = order[:RESULTS_SHOWN]
-        # Hidden relevance: the post's quality; an exact breed match counts more.
-        relevance = quality[shown] * (1.0 if kind == "breed" else 0.8)
-        examined = rng.random(len(shown)) < 1 / (np.arange(1, len(shown) + 1) ** EXAMINATION_DECAY)
-        selected = examined & (rng.random(len(shown)) < 0.05 + 0.8 * relevance)
-        seen_long = selected & (rng.random(len(shown)) < 0.2 + 0.7 * relevance)
-        liked = seen_long & (rng.random(len(shown)) < 0.6 * relevance)
-        likes[shown[liked]] += 1
-        user_id = users[rng.integers(0, len(users))]
-        when = session_start + timedelta(seconds=int(search * 37 + rng.integers(0, 30)))
-        for action, happened in (
-            ("impression", np.ones(len(shown), dtype=bool)),
-            ("select", selected),
-            ("see_long", seen_long),
-            ("like", liked),
-        ):
-            positions = np.flatnonzero(happened)
-            n = len(positions)
-            columns["search_id"] += [search_ids[search]] * n
-            columns["animal_id"] += list(ids[shown[positions]])
-            columns["action"] += [action] * n
-            columns["user_id"] += [user_id] * n
-            columns["position"] += positions.tolist()
-            columns["phrases"] += [phrases] * n
-            columns["animal_category_id"] += [category_filter] * n
-            columns["animal_subcategory_id"] += [subcategory_filter] * n
-            columns["sort_by"] += [sort_by] * n
-            columns["created_at"] += [when] * n
+    search = 0
+    day = FIRST_POST
+    while day < SEARCHES_UNTIL:
+        # The feed of a day shows what was posted before it began.
+        existing = int(np.searchsorted(created, int(day.timestamp()), side="right"))
+        if existing:
+            # The feed: popular and fresh posts are shown most, and liked in proportion.
+            age_days = (day.timestamp() - created[:existing]) / 86400
+            weight = (likes.counts[:existing] + 1) ** FEED_RICH_GET_RICHER * np.exp(
+                -np.maximum(age_days, 0) / FEED_FRESHNESS_DAYS
+            )
+            views = rng.poisson(FEED_VIEWS_PER_POST * len(category) * weight / weight.sum())
+            liked = rng.binomial(views, _like_probability(quality[:existing]))
+            likes.add(np.repeat(np.arange(existing), liked), day, 86400)
+        day_end = (day - SEARCHES_FROM).total_seconds() + 86400
+        while search < searches and search_times[search] < day_end:
+            when = SEARCHES_FROM + timedelta(seconds=float(search_times[search]))
+            visible = int(np.searchsorted(created, int(when.timestamp()), side="right"))
+            session = _search_session(
+                rng, visible, category, subcategory, adjective, breed_ja, category_en,
+                likes.counts, quality,
+            )  # fmt: skip
+            if session is not None:
+                phrases, filters, sort_by, shown, actions = session
+                likes.add(shown[actions["like"]], when + timedelta(seconds=30), 60)
+                user_id = users[rng.integers(0, len(users))]
+                for action, happened in actions.items():
+                    positions = np.flatnonzero(happened)
+                    n = len(positions)
+                    columns["search_id"] += [search_ids[search]] * n
+                    columns["animal_id"] += list(ids[shown[positions]])
+                    columns["action"] += [action] * n
+                    columns["user_id"] += [user_id] * n
+                    columns["position"] += positions.tolist()
+                    columns["phrases"] += [phrases] * n
+                    columns["animal_category_id"] += [filters[0]] * n
+                    columns["animal_subcategory_id"] += [filters[1]] * n
+                    columns["sort_by"] += [sort_by] * n
+                    columns["created_at"] += [when.replace(microsecond=0)] * n
+            search += 1
+        day += timedelta(days=1)
     logs = pd.DataFrame(columns)
     logs["model_name"] = None
     logs["created_at"] = pd.to_datetime(logs["created_at"])
-    return logs.astype({"animal_category_id": "Int64", "animal_subcategory_id": "Int64"})
+    logs = logs.astype({"animal_category_id": "Int64", "animal_subcategory_id": "Int64"})
+    return likes.frame(animals, users), logs
+
+
+def _search_session(
+    rng, visible, category, subcategory, adjective, breed_ja, category_en, like_counts, quality
+):
+    """One search: (phrases, (category filter, breed filter), sort_by, shown, actions), or
+    None when nothing posted yet matches."""
+    kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
+    pick = rng.integers(0, len(category))
+    category_filter = subcategory_filter = None
+    if kind == "breed":
+        match = subcategory == subcategory[pick]
+        phrases = [breed_ja[subcategory[pick]]]
+        subcategory_filter = int(subcategory[pick]) if rng.random() < 0.3 else None
+    elif kind == "category":
+        match = category == category[pick]
+        phrases = [str(_choice(rng, CATEGORY_WORDS[category_en[category[pick]]], 1)[0])]
+        category_filter = int(category[pick]) if rng.random() < 0.3 else None
+    else:
+        match = (adjective == adjective[pick]) & (category == category[pick])
+        phrases = [adjective[pick], CATEGORY_WORDS[category_en[category[pick]]][0]]
+    candidates = np.flatnonzero(match[:visible])
+    if len(candidates) == 0:
+        return None
+    sort_by = str(rng.choice(["score", "created_at", "like"], p=[0.6, 0.2, 0.2]))
+    if sort_by == "created_at":
+        order = candidates[::-1]  # posts are generated in order of creation
+    elif sort_by == "like":
+        order = candidates[np.argsort(-like_counts[candidates], kind="stable")]
+    else:  # lexical scores barely differ on short texts: close to a shuffle
+        order = rng.permutation(candidates)
+    shown = order[:RESULTS_SHOWN]
+    # Hidden relevance: the post's quality; an exact breed match counts more.
+    relevance = quality[shown] * (1.0 if kind == "breed" else 0.8)
+    examined = rng.random(len(shown)) < 1 / (np.arange(1, len(shown) + 1) ** EXAMINATION_DECAY)
+    selected = examined & (rng.random(len(shown)) < 0.05 + 0.8 * relevance)
+    seen_long = selected & (rng.random(len(shown)) < 0.2 + 0.7 * relevance)
+    liked = seen_long & (rng.random(len(shown)) < 0.6 * relevance)
+    actions = {
+        "impression": np.ones(len(shown), dtype=bool),
+        "select": selected,
+        "see_long": seen_long,
+        "like": liked,
+    }
+    return phrases, (category_filter, subcategory_filter), sort_by, shown, actions
 
 
 def generate(master: MasterData, images_dir: Path, posts: int, searches: int, seed: int):
@@ -205,8 +268,7 @@ def generate(master: MasterData, images_dir: Path, posts: int, searches: int, se
     animals = generate_animals(master, read_image_manifest(images_dir), posts, rng)
     quality = rng.beta(2, 4, posts)
     quality[animals["no_animal"].to_numpy()] *= 0.1  # nobody likes a photo of a stapler
-    likes = generate_likes(animals, master.users["id"].to_numpy(), quality, rng)
-    access_logs = generate_access_logs(animals, master, quality, searches, rng)
+    likes, access_logs = simulate_activity(animals, master, quality, searches, rng)
     hidden = pd.DataFrame({"animal_id": animals["id"], "quality": quality})
     return GeneratedActivity(
         animals.drop(columns=["adjective", "no_animal"]), likes, access_logs, hidden

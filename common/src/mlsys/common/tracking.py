@@ -92,8 +92,10 @@ def promote_if_better(
     metric_key: str,
     candidate_metric: float,
     champion_metric: float | None = None,
+    higher_is_better: bool = False,
 ) -> bool:
-    """Give `version` the champion alias only if it beats the champion (lower is better).
+    """Give `version` the champion alias only if it beats the champion (lower is better:
+    an error; with `higher_is_better`, e.g. NDCG, higher).
 
     `champion_metric` is the champion scored on the candidate's evaluation data; without
     it the metric logged with the champion's run is used.
@@ -103,16 +105,20 @@ def promote_if_better(
     champion = current_champion(model_name, metric_key)
     if champion is not None:
         reference = champion_metric if champion_metric is not None else champion.metric
-        if reference is not None and candidate_metric >= reference:
-            log.info(
-                "version %s (%s=%.5f) does not beat champion version %s (%.5f): not promoted",
-                version,
-                metric_key,
-                candidate_metric,
-                champion.version,
-                reference,
+        if reference is not None:
+            beaten = (
+                candidate_metric > reference if higher_is_better else candidate_metric < reference
             )
-            return False
+            if not beaten:
+                log.info(
+                    "version %s (%s=%.5f) does not beat champion version %s (%.5f): not promoted",
+                    version,
+                    metric_key,
+                    candidate_metric,
+                    champion.version,
+                    reference,
+                )
+                return False
     MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
     log.info("version %s (%s=%.5f) is the new champion", version, metric_key, candidate_metric)
     return True

@@ -1,0 +1,1 @@
+"""AIAnimals search ranking jobs: features, learning to rank, evaluation, the gate."""

@@ -1,0 +1,141 @@
+"""Command line of the AIAnimals search-ranking jobs."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlsys.common.logging import configure_logging
+
+app = typer.Typer(
+    help="AIAnimals search ranking: learn to rank posts from the search access logs "
+    "(impressions, selects, long views, likes) with point-in-time features, evaluate "
+    "against baselines, track in MLflow and promote the champion the API serves.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """AIAnimals search ranking jobs (see the commands below)."""
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for table_name, title in (
+        ("hidden_quality", "held-out searches, against the hidden quality"),
+        ("logged_clicks", "held-out searches, against the logged actions"),
+    ):
+        table = Table(title=title)
+        for column in ("ranker", "ndcg@10", "mrr"):
+            table.add_column(column, justify="left" if column == "ranker" else "right")
+        for name, values in report.get(table_name, {}).items():
+            table.add_row(name, *(f"{values.get(k, float('nan')):.4f}" for k in ("ndcg@10", "mrr")))
+        console.print(table)
+    if "chosen" in report:
+        console.print(f"served: the {report['chosen']} (best NDCG@10 on the validation searches)")
+    if "gap_closed" in report:
+        console.print(
+            f"gap to the ideal order closed over sort-by-likes: {report['gap_closed']:.3f}"
+        )
+
+
+@app.command("train-ranker")
+def train_ranker(
+    output: Annotated[Path | None, typer.Option(help="Write both tables here as JSON.")] = None,
+    hidden_quality: Annotated[
+        Path | None,
+        typer.Option(
+            help="The generator's hidden_quality.csv: evaluation only, never a feature or a "
+            "label. Default: .mlsys/aianimals/hidden_quality.csv where it exists."
+        ),
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Give the new version the champion alias if it beats the champion.")
+    ] = True,
+    version_file: Annotated[
+        Path | None, typer.Option(help="Write the registered model version here.")
+    ] = None,
+    num_boost_round: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many trees (the number kept is chosen on the validation searches).",
+        ),
+    ] = 200,
+    seed: Annotated[int, typer.Option(help="LightGBM's seed.")] = 0,
+) -> None:
+    """Train the LightGBM lambdarank ranker and the regressor on the earliest logged
+    searches, evaluate both and the baselines (likes, text_score, recency) on the latest
+    ones, register the ranker as aianimals_search_ranker and gate it against the champion
+    on NDCG@10 of the logged actions."""
+    import pandas as pd
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.ranking import RANKER_MODEL_NAME
+    from mlsys.search.dataset import NotEnoughData, read_ranking_data
+    from mlsys.search.evaluate import TermIndex, evaluate_hidden, evaluate_logged, gap_closed
+    from mlsys.search.gate import gate
+    from mlsys.search.tracking import log_ranker_run
+    from mlsys.search.train import RankerParams, train
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    try:
+        data = read_ranking_data(engine)
+    except NotEnoughData as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    params = RankerParams(num_boost_round=num_boost_round, seed=seed)
+    trained = train(data, params)
+    rankers = {"ranker": trained.ranker.predict, "regressor": trained.regressor.predict}
+    terms = TermIndex(data.posts["name"].tolist(), data.posts["description"].tolist())
+    # The model served is chosen on the validation searches; the test searches only report.
+    chosen = max(rankers, key=lambda name: max(trained.validation[name].values()))
+    report: dict = {"logged_clicks": evaluate_logged(data, rankers, terms), "chosen": chosen}
+    quality_path = hidden_quality or Path(".mlsys/aianimals/hidden_quality.csv")
+    if quality_path.exists():
+        quality = pd.read_csv(quality_path).set_index("animal_id")["quality"]
+        report["hidden_quality"] = evaluate_hidden(data, rankers, terms, quality)
+        report["gap_closed"] = round(
+            gap_closed(
+                report["hidden_quality"][chosen]["ndcg@10"],
+                report["hidden_quality"]["likes"]["ndcg@10"],
+            ),
+            4,
+        )
+    elif hidden_quality is not None:
+        typer.echo(f"error: {hidden_quality} does not exist", err=True)
+        raise typer.Exit(2)
+    keys = ("hidden_quality", "logged_clicks", "gap_closed", "chosen")
+    report = {key: report[key] for key in keys if key in report}
+    print_report(report)
+    _, version = log_ranker_run(
+        trained=trained,
+        chosen=chosen,
+        params=params,
+        report=report,
+        propensities=data.propensities,
+        fingerprint=data.fingerprint,
+        registered_model_name=RANKER_MODEL_NAME,
+    )
+    assert version is not None  # registered just above
+    if promote:
+        gate(data, version, report["logged_clicks"][chosen]["ndcg@10"], terms)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2))
+    if version_file:
+        version_file.write_text(str(version))
+    typer.echo(f"registered {RANKER_MODEL_NAME} version {version}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""What every ranker run leaves in MLflow: parameters, the feature-set version and the
+data fingerprint, both evaluation tables, the propensities, the two models (the ranker
+registered as RANKER_MODEL_NAME), and the champion gate."""
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from mlsys.aianimals.ranking import FEATURE_SET_VERSION, FEATURES, RANKER_EXPERIMENT
+from mlsys.common.tracking import configure_mlflow, log_metrics_batch
+from mlsys.search.train import RankerParams, Trained
+
+# The gate's metric: NDCG@10 of the served model (the ranker or the regressor, whichever
+# was better on the validation searches) on the test searches' logged results. The hidden
+# quality is for evaluation only: no decision is made on it.
+GATE_METRIC = "logged_clicks.served.ndcg_at_10"
+
+
+def metric_name(table: str, ranker: str, metric: str) -> str:
+    return f"{table}.{ranker}.{metric.replace('@', '_at_')}"
+
+
+def log_ranker_run(
+    *,
+    trained: Trained,
+    chosen: str,
+    params: RankerParams,
+    report: dict,
+    propensities: np.ndarray,
+    fingerprint: str,
+    registered_model_name: str | None,
+) -> tuple[str, int | None]:
+    """Log one run; register the ranker when a name is given. Returns (run_id, version)."""
+    import mlflow
+
+    configure_mlflow(RANKER_EXPERIMENT)
+    with mlflow.start_run() as run:
+        mlflow.log_params(
+            {
+                **{f"params.{k}": v for k, v in asdict(params).items()},
+                "feature_set_version": FEATURE_SET_VERSION,
+                "features": ",".join(FEATURES),
+                "data_fingerprint": fingerprint,
+                "ranker_trees": trained.ranker.num_trees(),
+                "regressor_trees": trained.regressor.num_trees(),
+                "served": chosen,
+            }
+        )
+        mlflow.set_tags({"feature_set_version": str(FEATURE_SET_VERSION), "data": fingerprint})
+        metrics = [
+            (metric_name(table, ranker, key), value, 0)
+            for table in ("hidden_quality", "logged_clicks")
+            for ranker, values in report.get(table, {}).items()
+            for key, value in values.items()
+        ]
+        metrics += [("propensity", float(p), position) for position, p in enumerate(propensities)]
+        metrics.append((GATE_METRIC, report["logged_clicks"][chosen]["ndcg@10"], 0))
+        if "gap_closed" in report:
+            metrics.append(("hidden_quality.gap_closed", report["gap_closed"], 0))
+        log_metrics_batch(run.info.run_id, metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.json"
+            path.write_text(json.dumps(report, indent=2))
+            mlflow.log_artifact(str(path))
+            served = trained.ranker if chosen == "ranker" else trained.regressor
+            importance = dict(
+                zip(FEATURES, served.feature_importance("gain").tolist(), strict=True)
+            )
+            path = Path(tmp) / "feature_importance.json"
+            path.write_text(json.dumps(importance, indent=2))
+            mlflow.log_artifact(str(path))
+        requirements = [f"lightgbm=={lgb.__version__}", f"numpy=={np.__version__}"]
+        boosters = {"ranker": trained.ranker, "regressor": trained.regressor}
+        for name, booster in boosters.items():
+            logged = mlflow.lightgbm.log_model(
+                booster,
+                name=name,
+                pip_requirements=requirements,
+                registered_model_name=registered_model_name if name == chosen else None,
+            )
+            if name == chosen:
+                info = logged
+    version = info.registered_model_version if registered_model_name else None
+    return run.info.run_id, (int(version) if version is not None else None)
