@@ -113,8 +113,10 @@ def test_our_services_run_on_a_read_only_root_with_a_bounded_tmp():
         assert any(t.startswith("/tmp:size=") for t in service["tmpfs"]), name
 
 
-ONE_SHOT = {"beverage-migrate", "data-registration", "ml", "aianimals-migrate", "search-train-ranker",
-            "aianimals-initial-load"}  # fmt: skip
+ONE_SHOT = {
+    "beverage-migrate", "data-registration", "ml", "aianimals-migrate", "aianimals-initial-load",
+    "search-train-ranker",
+}  # fmt: skip
 
 
 def test_services_restart_and_jobs_retry_only_on_failure():
