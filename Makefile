@@ -11,6 +11,7 @@ BI_PORT ?= 8501
 MLFLOW_PORT ?= 5000
 API_PORT ?= 8000
 POSTS ?= 10000
+SEARCHES ?= 50000  # logged search sessions: what the ranker learns from
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
 MLSYS_HOME ?= .mlsys
 HOME_DIR = $(abspath $(MLSYS_HOME))
@@ -34,14 +35,16 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index), then serve the BI, MLflow and the API (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker), then serve the BI, MLflow and the API (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
 	$(PY) -m mlsys.ml predict
-	$(PY) -m mlsys.batch generate --output $(HOME_DIR)/aianimals --posts $(POSTS)
+	$(PY) -m mlsys.batch generate --output $(HOME_DIR)/aianimals --posts $(POSTS) --searches $(SEARCHES)
 	$(PY) -m mlsys.batch initial-load --generated $(HOME_DIR)/aianimals
 	$(PY) -m mlsys.batch search-index --idle-seconds 1
+	$(PY) -m mlsys.search features
+	$(PY) -m mlsys.search train-ranker --hidden-quality $(HOME_DIR)/aianimals/hidden_quality.csv --output $(HOME_DIR)/ranker.json
 ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"

@@ -192,6 +192,18 @@ def aianimals_loaded(tmp_path_factory, aianimals_generated) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def ranked_home(aianimals_loaded, aianimals_generated, tmp_path_factory):
+    """The loaded home with its online features computed and a champion ranker trained."""
+    home = tmp_path_factory.mktemp("ranked") / "mlsys-home"
+    shutil.copytree(aianimals_loaded, home)
+    env = local_env(home)
+    run_cli("mlsys.search", "features", env=env)
+    run_cli("mlsys.search", "train-ranker", "--hidden-quality",
+            str(aianimals_generated / "hidden_quality.csv"), env=env)  # fmt: skip
+    return home
+
+
 @pytest.fixture
 def aianimals_home(aianimals_loaded, local_home) -> Path:
     """A private copy of the loaded home: tests may like, post and unlike freely."""

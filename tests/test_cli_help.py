@@ -10,7 +10,8 @@ COMMANDS = {
     "mlsys.bi": ["serve"],
     "mlsys.api": ["serve", "openapi"],
     "mlsys.batch": ["generate", "initial-load", "relay", "search-index", "replay-dead-letters"],
-    "mlsys.search": ["train-ranker"],
+    "mlsys.search": ["features", "features-consumer", "train-ranker", "promote-ranker", "simulate"],
+    "mlsys.ab_test_proxy": ["serve", "check", "report"],
 }
 
 

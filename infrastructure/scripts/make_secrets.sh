@@ -79,10 +79,11 @@ for component in owner data_registration ml bi; do
   write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "beverage_$component")"
 done
-for component in owner api batch; do
+for component in owner api batch search; do
   write "$manifests/aianimals/secrets/postgres-$component.env" "$(postgres_login "aianimals_$component")"
 done
 write "$manifests/aianimals/secrets/aianimals.env" "$aianimals"
+write "$manifests/aianimals/secrets/mlflow-credentials.env" "$mlflow_client"
 write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
 write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"

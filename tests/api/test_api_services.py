@@ -238,3 +238,61 @@ def test_a_photo_posted_to_one_replica_is_served_by_another_without_a_shared_dis
         seeded = other.get("/v0/animal", params={"limit": 1}, headers=token).json()[0]
         assert other.get(seeded["photo_url"]).status_code == 200  # the initial load's too
     assert not (tmp_path / "another-node" / "storage").exists()
+
+
+def online_features(animal_id: str) -> tuple[float, float] | None:
+    """(likes, owner_posts) of the post's online features, read as the API reads them."""
+    from sqlalchemy import select
+
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.tables import PostActivity
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSTGRES_USER", os.environ["POSTGRES_USER"].replace("_batch", "_api"))
+        engine = get_engine()
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(PostActivity.likes, PostActivity.owner_posts).where(
+                PostActivity.animal_id == animal_id
+            )
+        ).first()
+    return tuple(row) if row else None
+
+
+def test_new_posts_and_likes_reach_the_online_features_through_rabbitmq(api, monkeypatch):
+    """Issue 12: learn_to_rank's online features follow new posts and likes through the
+    outbox, RabbitMQ and the ranking-features consumer (as the search role); a poison
+    message is dead-lettered and the rest go on."""
+    from sqlalchemy import func, select
+
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.messages import Topic, add_to_outbox, rabbitmq_connection
+    from mlsys.aianimals.tables import Animal
+
+    search_role = os.environ["POSTGRES_USER"].replace("_batch", "_search")
+
+    def consume_features() -> str:
+        run_cli("mlsys.batch", "relay")
+        with monkeypatch.context() as patch:
+            patch.setenv("POSTGRES_USER", search_role)
+            return run_cli("mlsys.search", "features-consumer", "--idle-seconds", "1").stdout
+
+    consume_features()  # what the initial load queued
+    token = login(api)
+    animal_id = post_photo(api, token, "オンラインの特徴を持つ猫")
+    assert online_features(animal_id) is None
+    with get_engine().begin() as connection:
+        add_to_outbox(connection, Topic.animal_created, [{"no": "animal_id"}])  # poison
+    handled = consume_features()
+    assert "handled: 1" in handled and "dead-lettered: 1" in handled, handled
+    with get_engine().connect() as connection:
+        owner = connection.scalar(select(Animal.user_id).where(Animal.id == animal_id))
+        owned = connection.scalar(select(func.count()).where(Animal.user_id == owner))
+    assert online_features(animal_id) == (0.0, float(owned))
+    assert api.post("/v0/like", json={"animal_id": animal_id}, headers=token).status_code == 201
+    assert "handled: 1" in consume_features()
+    assert online_features(animal_id) == (1.0, float(owned))
+    channel = rabbitmq_connection().channel()
+    dead = channel.queue_declare("ranking-features.dead", passive=True).method.message_count
+    assert dead == 1
+    channel.connection.close()

@@ -1,12 +1,13 @@
 """`make bench`: registration throughput, the forecasting pipeline's cost at scale, the
-AIAnimals search endpoint under concurrent load (cached, uncached, trivial route), and the
-AIAnimals soak (mixed load while Redis and then RabbitMQ go away and come back).
+AIAnimals search endpoint under concurrent load (cached, uncached, trivial route), the
+AIAnimals soak (mixed load while Redis and then RabbitMQ go away and come back), and
+learning to rank at the demo's size (its evaluation tables, reranking's cost).
 
 Everything is measured in one run on this machine and reported as figures and ratios;
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
-                        [--suites registration,pipeline,search,soak] [--api-workers N]
+                        [--suites registration,pipeline,search,soak,ranking] [--api-workers N]
 """
 
 import argparse
@@ -29,6 +30,7 @@ from mlsys.common.settings import PostgresSettings
 from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
+from tests.bench.ranking import ranking
 from tests.bench.search import search_load
 from tests.bench.soak import soak
 from tests.helpers.paths import ROOT
@@ -199,8 +201,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--suites",
-        default="registration,pipeline,search,soak",
-        help="which to run, comma separated: registration, pipeline, search, soak",
+        default="registration,pipeline,search,soak,ranking",
+        help="which to run, comma separated: registration, pipeline, search, soak, ranking",
     )
     parser.add_argument(
         "--api-workers",
@@ -233,6 +235,9 @@ def main() -> None:
         if "search" in suites:
             results["search"] = search_load(work, args.api_workers)
             print(json.dumps(results["search"], indent=2), flush=True)
+        if "ranking" in suites:
+            results["ranking"] = ranking(work)
+            print(json.dumps(results["ranking"], indent=2), flush=True)
         if "soak" in suites:
             results["soak"] = soak(work, args.api_workers, seconds=args.soak_seconds)
             print(json.dumps(results["soak"], indent=2), flush=True)

@@ -30,6 +30,7 @@ NEEDED = [
     ("aianimals", app("api"), "data", app("postgres"), 5432),
     ("aianimals", app("api"), "aianimals", app("redis"), 6379),
     ("aianimals", app("api"), "search-engine", app("elasticsearch"), 9200),
+    ("aianimals", app("api"), "mlflow", app("mlflow"), 5000),  # the search ranker
     ("aianimals", app("aianimals-initial-load"), "data", app("postgres"), 5432),
     ("aianimals", app("aianimals-migrate"), "data", app("postgres"), 5432),
     ("aianimals", app("outbox-relay"), "data", app("postgres"), 5432),
@@ -38,16 +39,22 @@ NEEDED = [
     ("aianimals", app("search-index"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", app("search-index"), "aianimals", app("redis"), 6379),
     ("aianimals", app("search-index"), "search-engine", app("elasticsearch"), 9200),
+    ("aianimals", app("ranking-features"), "data", app("postgres"), 5432),
+    ("aianimals", app("ranking-features"), "aianimals", app("rabbitmq"), 5672),
     ("ingress-nginx", {}, "aianimals", app("api"), 8000),  # the app's traffic
+    ("ingress-nginx", {}, "aianimals", app("ab-test-proxy"), 8080),  # ... in an experiment
+    ("aianimals", app("ab-test-proxy"), "aianimals", app("api"), 8000),
     ("ingress-nginx", {}, "beverage-sales-forecasting", app("bi"), 8501),
 ]
 REFUSED = [
     ("aianimals", app("api"), "aianimals", app("rabbitmq"), 5672),  # the API uses the outbox
     ("aianimals", app("outbox-relay"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("ab-test-proxy"), "data", app("postgres"), 5432),
+    ("aianimals", app("ranking-features"), "search-engine", app("elasticsearch"), 9200),
     ("aianimals", app("aianimals-initial-load"), "search-engine", app("elasticsearch"), 9200),
     ("aianimals", app("aianimals-migrate"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", app("redis"), "data", app("postgres"), 5432),
-    ("aianimals", app("api"), "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("search-index"), "mlflow", app("mlflow"), 5000),
     ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "search-engine", app("elasticsearch"), 9200),
     ("search-engine", app("elasticsearch"), "data", app("postgres"), 5432),

@@ -5,6 +5,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -35,7 +36,7 @@ def test_make_demo_twice_then_serve(tmp_path):
     home = tmp_path / "home"
     env = local_env(home)
     first = subprocess.run(
-        ["make", "demo", "SERVE=0", "POSTS=2000"],
+        ["make", "demo", "SERVE=0", "POSTS=2000", "SEARCHES=2000"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -52,6 +53,15 @@ def test_make_demo_twice_then_serve(tmp_path):
     }
     assert after_first["animals"] == after_first["outbox"] == 2000
     assert "handled: 2000" in first.stdout
+    ranker = json.loads((home / "ranker.json").read_text())
+    assert set(ranker["hidden_quality"]) == {
+        "ranker",
+        "regressor",
+        "likes",
+        "text_score",
+        "recency",
+    }
+    assert "registered aianimals_search_ranker version 1" in first.stdout
 
     bi_port, mlflow_port, api_port = free_port(), free_port(), free_port()
     demo = subprocess.Popen(
@@ -59,6 +69,7 @@ def test_make_demo_twice_then_serve(tmp_path):
             "make",
             "demo",
             "POSTS=2000",
+            "SEARCHES=2000",
             f"BI_PORT={bi_port}",
             f"MLFLOW_PORT={mlflow_port}",
             f"API_PORT={api_port}",
@@ -80,7 +91,21 @@ def test_make_demo_twice_then_serve(tmp_path):
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(login, timeout=10) as response:
-            assert json.load(response)["token"]
+            token = json.load(response)["token"]
+        ranked = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v0/animal/search",
+            data=json.dumps({"phrases": ["ねこ"], "sort_by": "learn_to_rank"}).encode(),
+            headers={"Content-Type": "application/json", "token": token},
+        )
+
+        def ranked_by() -> str:
+            with urllib.request.urlopen(ranked, timeout=10) as response:
+                return response.headers["X-Ranking"]
+
+        deadline = time.monotonic() + 30
+        while not ranked_by().startswith("learn_to_rank") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ranked_by() == "learn_to_rank; model=aianimals_search_ranker/1"
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         output, _ = demo.communicate(timeout=60)

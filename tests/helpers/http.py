@@ -30,16 +30,18 @@ def wait_for_url(url: str, timeout: float, process: subprocess.Popen | None = No
 
 
 class ApiServer:
-    """The API on uvicorn in a thread, spoken to over real HTTP."""
+    """The API (or another ASGI app) on uvicorn in a thread, spoken to over real HTTP."""
 
-    def __init__(self):
+    def __init__(self, app=None):
         import uvicorn
 
-        from mlsys.api.app import create_app
+        if app is None:
+            from mlsys.api.app import create_app
 
+            app = create_app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(), port=self.port, log_level="warning")
+        config = uvicorn.Config(app, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

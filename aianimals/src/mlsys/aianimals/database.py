@@ -26,6 +26,7 @@ SCHEMA = migrate.Schema(
             "access_logs": "INSERT",
             "outbox": "INSERT",
             "photos": "SELECT, INSERT",
+            "post_activity": "SELECT",  # learn_to_rank's online features
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
         # search-index consumer (reads posts) and the local broker's offsets and dead
@@ -38,7 +39,15 @@ SCHEMA = migrate.Schema(
             "photos": "SELECT, INSERT",  # the seeded photos
         },
         # The ranking jobs read posts, likes and the access logs: nothing else.
-        "search": dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), "SELECT"),
+        # and write the posts' online features (the job, and the consumer of new posts
+        # and likes, whose local broker keeps offsets and dead letters in tables).
+        "search": {
+            **dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), "SELECT"),
+            "post_activity": _WRITE,
+            "outbox": "SELECT",
+            "consumer_offsets": _WRITE,
+            "dead_letters": "SELECT, INSERT",
+        },
     },
 )
 

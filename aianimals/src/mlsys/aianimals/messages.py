@@ -47,6 +47,7 @@ class Queue(StrEnum):
     """A consumer's queue (`<queue>.dead` holds what it gave up on)."""
 
     search_index = "search-index"
+    ranking_features = "ranking-features"
 
 
 # Queue -> the topics it receives. Declared by the relay too, so that messages wait for a
@@ -54,6 +55,7 @@ class Queue(StrEnum):
 # reads belong here: an unread queue grows with every message.
 QUEUES: dict[Queue, list[Topic]] = {
     Queue.search_index: [Topic.animal_created, Topic.animal_updated],
+    Queue.ranking_features: [Topic.animal_created, Topic.animal_updated],
 }
 
 

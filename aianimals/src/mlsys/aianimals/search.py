@@ -31,6 +31,9 @@ class SortBy(StrEnum):
     like = "like"
     created_at = "created_at"
     random = "random"
+    # The engines answer with its candidates (the most liked matches, as `like`); the API
+    # reorders the first RERANK_CANDIDATES with the champion ranker.
+    learn_to_rank = "learn_to_rank"
 
 
 class AnimalFields(BaseModel):
@@ -122,6 +125,7 @@ _FILTER_COLUMNS = {
 _LOCAL_ORDER = {
     SortBy.score: "score DESC, a.created_at DESC, a.id",
     SortBy.like: "a.likes DESC, score DESC, a.id",
+    SortBy.learn_to_rank: "a.likes DESC, score DESC, a.id",
     SortBy.created_at: "a.created_at DESC, a.id",
     # A multiplicative hash of the row id, salted by the seed: a stable shuffle.
     SortBy.random: "((a.rowid + :seed) * 2654435761) % 4294967311, a.id",
@@ -312,6 +316,7 @@ _PHRASE_FIELDS = ["name^2", "name.reading^2", "description", "description.readin
 _ES_SORT = {
     SortBy.score: ["_score", {"created_at": "desc"}, {"id": "asc"}],
     SortBy.like: [{"like": "desc"}, "_score", {"id": "asc"}],
+    SortBy.learn_to_rank: [{"like": "desc"}, "_score", {"id": "asc"}],
     SortBy.created_at: [{"created_at": "desc"}, {"id": "asc"}],
     SortBy.random: ["_score", {"id": "asc"}],
 }

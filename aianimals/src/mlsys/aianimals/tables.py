@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -100,6 +101,25 @@ class Photo(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PostActivity(Base):
+    """The online ranking features of a post (mlsys.aianimals.ranking.ACTIVITY), counts up
+    to `updated_at`: written by `python -m mlsys.search features` (from the access logs)
+    and by the ranking-features consumer (new posts, likes); read by the API's
+    learn_to_rank. `feature_set_version` names the definition they follow."""
+
+    __tablename__ = "post_activity"
+    animal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    feature_set_version: Mapped[int] = mapped_column(Integer)
+    likes: Mapped[float] = mapped_column(Float)
+    impressions: Mapped[float] = mapped_column(Float)
+    examinations: Mapped[float] = mapped_column(Float)
+    selects: Mapped[float] = mapped_column(Float)
+    see_longs: Mapped[float] = mapped_column(Float)
+    logged_likes: Mapped[float] = mapped_column(Float)
+    owner_posts: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Like(Base):

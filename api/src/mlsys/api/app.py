@@ -24,6 +24,7 @@ from mlsys.aianimals.tables import Animal
 from mlsys.api import guards, metrics
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.deps import SessionDep, ViewerId
+from mlsys.api.ranking import ActivityCache, ChampionRanker, Ranking
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.throttle import login_throttle
@@ -45,32 +46,40 @@ async def lifespan(app: FastAPI):
     app.state.login_throttle = login_throttle(app.state.auth)
     app.state.search_index = get_search_index()
     stop = threading.Event()
-    indexer = None
+    app.state.ranking = Ranking(ChampionRanker(), ActivityCache(app.state.engine))
+    app.state.ranking.ranker.start(stop)  # loads the champion in the background
+    consumers: list[threading.Thread] = []
     if platform_settings().profile is Profile.local:
-        # The local profile indexes new posts and likes inside the API process: the
-        # in-process cache is then invalidated by the process that serves it.
+        # The local profile runs the consumers inside the API process: the in-process
+        # cache is then invalidated by the process that serves it.
+        from mlsys.aianimals.activity import refresh_activity
         from mlsys.aianimals.database import upgrade_or_wait
         from mlsys.aianimals.indexing import index_posts
         from mlsys.aianimals.messages import Queue, consume
 
         engine = app.state.engine
         upgrade_or_wait(engine)
-        handler = partial(index_posts, engine, app.state.search_index)
-        indexer = threading.Thread(
-            target=consume,
-            args=(Queue.search_index, handler, engine),
-            kwargs={"stop": stop.is_set},
-            name=Queue.search_index,
-            daemon=True,
-        )
-        indexer.start()
+        handlers = {
+            Queue.search_index: partial(index_posts, engine, app.state.search_index),
+            Queue.ranking_features: partial(refresh_activity, engine),
+        }
+        for queue, handler in handlers.items():
+            consumer = threading.Thread(
+                target=consume,
+                args=(queue, handler, engine),
+                kwargs={"stop": stop.is_set},
+                name=queue,
+                daemon=True,
+            )
+            consumer.start()
+            consumers.append(consumer)
     # Everything built so far lives as long as the process: keep it out of the collector's
     # scans, which otherwise show up as latency spikes under load.
     gc.freeze()
     yield
     stop.set()
-    if indexer is not None:
-        indexer.join(timeout=10)
+    for consumer in consumers:
+        consumer.join(timeout=10)
     await app.state.cache.aclose()
 
 

@@ -16,6 +16,7 @@ from mlsys.aianimals.search import SearchIndex
 from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.tables import User
 from mlsys.api.active_users import ActiveUsers
+from mlsys.api.ranking import Ranking
 from mlsys.api.security import InvalidToken, TokenClaims, claims_of, presented_token
 
 
@@ -34,8 +35,13 @@ async def get_auth(request: Request) -> AuthSettings:
     return request.app.state.auth
 
 
+async def get_ranking(request: Request) -> Ranking:
+    return request.app.state.ranking
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
+RankingDep = Annotated[Ranking, Depends(get_ranking)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]
 
 _bearer = HTTPBearer(auto_error=False, description="The token from /v0/user/login")

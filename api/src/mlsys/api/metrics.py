@@ -22,6 +22,13 @@ SEARCH_CACHE = Counter(
     ["result"],
 )
 
+RANKING = Counter(
+    "search_learn_to_rank_total",
+    "learn_to_rank searches by outcome: reranked by the champion, or fallback (score order: "
+    "no champion, MLflow unreachable, features unavailable)",
+    ["outcome"],
+)
+
 
 class OutboxCollector(Collector):
     """Measured at scrape time: messages waiting to be handed on, and the oldest's age."""

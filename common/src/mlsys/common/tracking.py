@@ -18,17 +18,26 @@ log = get_logger(__name__)
 CHAMPION = "champion"
 
 
-def configure_mlflow(experiment_name: str) -> str:
-    """Point MLflow at the configured server or the local store and select (creating it
-    if needed) the experiment; return the tracking URI."""
+def configure_tracking() -> str:
+    """Point MLflow (tracking and registry) at the configured server or the local store;
+    return the tracking URI. Enough for a process that only loads registered models."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = mlflow_tracking_uri()
     # Not from MLFLOW_TRACKING_URI: set_tracking_uri exports it for subprocesses.
-    served = uri.startswith(("http://", "https://"))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    return uri
+
+
+def configure_mlflow(experiment_name: str) -> str:
+    """Point MLflow at the configured server or the local store and select (creating it
+    if needed) the experiment; return the tracking URI."""
+    import mlflow
+
+    uri = configure_tracking()
+    served = uri.startswith(("http://", "https://"))
     if mlflow.get_experiment_by_name(experiment_name) is None:
         # A server decides where artifacts go; the local store keeps them under MLSYS_HOME
         # instead of MLflow's default of the current directory.

@@ -46,6 +46,59 @@ def print_report(report: dict) -> None:
         )
 
 
+@app.command()
+def features() -> None:
+    """Compute every post's online ranking features as of now (likes, impressions,
+    position-weighted examinations, selects, long views and likes from the access logs,
+    the owner's posts) and write them to the post_activity table the API reads."""
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.search.dataset import read_ranking_data
+    from mlsys.search.features import current_activity, now, write_activity
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    frame = current_activity(read_ranking_data(engine, min_searches=0), now())
+    changed = write_activity(engine, frame)
+    typer.echo(f"post_activity: {len(frame)} posts, {changed} rows written")
+
+
+@app.command("features-consumer")
+def features_consumer(
+    idle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a message (default: run until stopped)."
+        ),
+    ] = None,
+) -> None:
+    """Consume the ranking-features queue (RabbitMQ, or the outbox in the local profile):
+    a new post gets its online features, a liked or unliked post its new like count."""
+    import signal
+    import threading
+    from functools import partial
+
+    from mlsys.aianimals.activity import refresh_activity
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.messages import Queue, consume
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stats = consume(
+        Queue.ranking_features,
+        partial(refresh_activity, engine),
+        engine,
+        idle_seconds=idle_seconds,
+        stop=stopping.is_set,
+    )
+    typer.echo(
+        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
+    )
+
+
 @app.command("train-ranker")
 def train_ranker(
     output: Annotated[Path | None, typer.Option(help="Write both tables here as JSON.")] = None,
@@ -128,13 +181,75 @@ def train_ranker(
     )
     assert version is not None  # registered just above
     if promote:
-        gate(data, version, report["logged_clicks"][chosen]["ndcg@10"], terms)
+        gate(data, version)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2))
     if version_file:
         version_file.write_text(str(version))
     typer.echo(f"registered {RANKER_MODEL_NAME} version {version}")
+
+
+@app.command("promote-ranker")
+def promote_ranker(
+    version: Annotated[int, typer.Option(help="The registered version to judge.")],
+) -> None:
+    """The champion gate alone (the CronWorkflow's step after `train-ranker --no-promote
+    --version-file`): the version becomes the champion only if it beats the champion on
+    the latest logged searches, both scored now. Exits 0 either way."""
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.search.dataset import NotEnoughData, read_ranking_data
+    from mlsys.search.gate import gate
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    try:
+        data = read_ranking_data(engine)
+    except NotEnoughData as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    promoted = gate(data, version)
+    typer.echo(f"version {version}: {'champion' if promoted else 'not promoted'}")
+
+
+@app.command()
+def simulate(
+    api: Annotated[
+        str, typer.Option(help="Where the app's requests go: the A/B test proxy, or the API.")
+    ] = "http://127.0.0.1:8080",
+    hidden_quality: Annotated[
+        Path, typer.Option(help="The generator's hidden_quality.csv: the click model's truth.")
+    ] = Path(".mlsys/aianimals/hidden_quality.csv"),
+    searches: Annotated[int, typer.Option(min=1, help="Search sessions to play.")] = 2000,
+    users: Annotated[int, typer.Option(min=1, help="Distinct users who search.")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, help="Sessions at once.")] = 8,
+    seed: Annotated[int, typer.Option(help="The same seed plays the same sessions.")] = 0,
+    dataset_dir: Annotated[Path, typer.Option(help="The dataset's aianimals/ folder.")] = Path(
+        "dataset/aianimals"
+    ),
+) -> None:
+    """Play users through the app's API with the generator's click model: log in, search,
+    send impressions, selects, long views and likes as the app does (development
+    passwords). Run it against the A/B test proxy, then `python -m mlsys.ab_test_proxy
+    report`."""
+    import logging
+
+    import pandas as pd
+
+    from mlsys.search.simulate import SimulatedUsers
+
+    configure_logging()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    quality = pd.read_csv(hidden_quality).set_index("animal_id")["quality"]
+    players = SimulatedUsers(api, quality, dataset_dir, users, seed)
+    stats = players.run(searches, concurrency)
+    typer.echo(
+        f"searches: {stats.searches}, shown: {stats.shown}, selects: {stats.selects}, "
+        f"likes: {stats.likes}, failures: {stats.failures}, by variant: {stats.variants}"
+    )
+    if stats.failures:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

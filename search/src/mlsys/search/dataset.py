@@ -86,7 +86,7 @@ class RankingData:
 
 
 def read_ranking_data(
-    engine: Engine, validation_share: float = 0.1, test_share: float = 0.2
+    engine: Engine, validation_share: float = 0.1, test_share: float = 0.2, min_searches: int = 50
 ) -> RankingData:
     """Everything training and evaluation need, from the database. Searches are split by
     time: the earliest train, the next validate (early stopping), the latest test (used
@@ -108,8 +108,10 @@ def read_ranking_data(
         )
         likes = pd.read_sql(select(Like.animal_id, Like.created_at), connection)
         logs = pd.read_sql(select(AccessLog), connection)
-    if logs["search_id"].nunique() < 50:
-        raise NotEnoughData(f"{logs['search_id'].nunique()} logged searches: at least 50 needed")
+    if logs["search_id"].nunique() < min_searches:
+        raise NotEnoughData(
+            f"{logs['search_id'].nunique()} logged searches: at least {min_searches} needed"
+        )
     posts = posts.sort_values("id", ignore_index=True)
     index = pd.Series(np.arange(len(posts)), index=posts["id"])
     posts["created"] = _seconds(posts["created_at"])

@@ -19,7 +19,8 @@ as the API's learn_to_rank does.
 """
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from mlsys.aianimals.ranking import (
 )
 from mlsys.search.dataset import RankingData
 
-Scorer = Callable[[np.ndarray], np.ndarray]  # feature rows -> scores (higher first)
+Scorer = Callable[[np.ndarray], Any]  # feature rows -> scores (higher first)
 BASELINES = ("likes", "text_score", "recency")
 
 
@@ -92,7 +93,7 @@ def _summary(values: dict[str, list[float]]) -> dict[str, float]:
 
 def evaluate_logged(
     data: RankingData,
-    rankers: dict[str, Scorer],
+    rankers: Mapping[str, Scorer],
     terms: TermIndex | None = None,
     split: str = "test",
 ) -> dict:
@@ -133,7 +134,7 @@ def evaluate_logged(
 
 def evaluate_hidden(
     data: RankingData,
-    rankers: dict[str, Scorer],
+    rankers: Mapping[str, Scorer],
     terms: TermIndex,
     quality: pd.Series,
     max_searches: int = 2000,

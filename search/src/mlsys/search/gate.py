@@ -1,25 +1,33 @@
-"""The champion gate: a new ranker version becomes the champion only if it beats the
-current champion on the same held-out searches (NDCG@10 of the logged actions)."""
+"""The champion gate: a ranker version becomes the champion only if it beats the current
+champion on the same held-out searches (NDCG@10 of the randomized logged searches of the
+test split), both scored now, on the same data."""
 
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
 from mlsys.common.logging import get_logger
 from mlsys.common.tracking import CHAMPION, current_champion, promote_if_better
 from mlsys.search.dataset import RankingData
-from mlsys.search.evaluate import TermIndex, evaluate_logged
+from mlsys.search.evaluate import evaluate_logged
 from mlsys.search.tracking import GATE_METRIC
 
 log = get_logger(__name__)
 
 
-def gate(data: RankingData, version: int, candidate: float, terms: TermIndex) -> bool:
+def _scored(data: RankingData, uri: str) -> float:
     import mlflow
 
+    booster = mlflow.lightgbm.load_model(uri)
+    return evaluate_logged(data, {"model": booster.predict})["model"]["ndcg@10"]
+
+
+def gate(data: RankingData, version: int) -> bool:
+    """Promote `version` if it beats the champion; True when it is the champion now."""
+    candidate = _scored(data, f"models:/{RANKER_MODEL_NAME}/{version}")
     champion = current_champion(RANKER_MODEL_NAME, GATE_METRIC)
-    champion_metric = None
-    if champion is not None:
-        booster = mlflow.lightgbm.load_model(f"models:/{RANKER_MODEL_NAME}@{CHAMPION}")
-        scored = evaluate_logged(data, {"champion": booster.predict}, terms)
-        champion_metric = scored["champion"]["ndcg@10"]
+    if champion is not None and champion.version == version:
+        return True
+    champion_metric = (
+        _scored(data, f"models:/{RANKER_MODEL_NAME}@{CHAMPION}") if champion is not None else None
+    )
     return promote_if_better(
         RANKER_MODEL_NAME,
         version,

@@ -72,10 +72,12 @@ def _best_trees(data: RankingData, booster: lgb.Booster) -> tuple[lgb.Booster, d
 
     trees = booster.num_trees()
     candidates = sorted({n for n in (1, 10, 25, 50, 100, 200, 400, trees) if n <= trees})
+
+    def scorer(trees: int):
+        return lambda rows: booster.predict(rows, num_iteration=trees)
+
     scored = {
-        n: evaluate_logged(
-            data, {"m": lambda x, n=n: booster.predict(x, num_iteration=n)}, split="validation"
-        )
+        n: evaluate_logged(data, {"m": scorer(n)}, split="validation")
         .get("m", {})
         .get("ndcg@10", 0.0)
         for n in candidates

@@ -12,11 +12,13 @@ from sqlalchemy import ColumnElement, select
 
 from mlsys.aianimals import storage
 from mlsys.aianimals.messages import Topic, add_to_outbox
+from mlsys.aianimals.ranking import RERANK_CANDIDATES
 from mlsys.aianimals.search import RESULT_WINDOW, SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
-from mlsys.api import animals
-from mlsys.api.deps import CurrentUser, CurrentUserId, SearchIndexDep, SessionDep
+from mlsys.api import animals, metrics
+from mlsys.api.deps import CurrentUser, CurrentUserId, RankingDep, SearchIndexDep, SessionDep
 from mlsys.api.guards import MAX_PHOTO_BYTES
+from mlsys.api.ranking import rerank
 from mlsys.api.schemas import (
     AnimalPublic,
     HexId,
@@ -26,7 +28,9 @@ from mlsys.api.schemas import (
     errors,
 )
 from mlsys.api.search_cache import CachedSearchRoute, search_response
+from mlsys.common.logging import get_logger
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
@@ -187,13 +191,17 @@ async def search(
     request: SearchRequest,
     _: CurrentUserId,
     index: SearchIndexDep,
+    ranking: RankingDep,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
     """Search posts by phrases (all must match; ねこ, ネコ and 猫 are the same), category
-    and breed names, sorted by score, likes, newest or a seeded random order. Responses
-    are cached until a post, a like or a deactivation changes the index (an unseeded
-    random order is never cached)."""
+    and breed names, sorted by score, likes, newest, a seeded random order, or
+    `learn_to_rank`: the 100 most liked matches reordered by the champion ranker (page 2
+    continues page 1; past them, the most liked order goes on). When the ranker or its
+    features are unavailable, learn_to_rank answers in score order and says so in the
+    `X-Ranking` header. Responses are cached until a post, a like or a deactivation
+    changes the index (an unseeded random order and learn_to_rank never are)."""
     if offset + limit > RESULT_WINDOW:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -203,12 +211,53 @@ async def search(
     query = SearchQuery(
         **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset
     )
+    if request.sort_by is SortBy.learn_to_rank:
+        fields, ranked_by = await run_in_threadpool(lambda: _learned_order(index, ranking, query))
+        response = search_response(fields)
+        response.headers["X-Ranking"] = ranked_by
+        response.headers["Cache-Control"] = "no-store"  # the champion may change any time
+        return response
     # The engine's client blocks (SQLite, httpx): off the event loop.
     fields = await run_in_threadpool(lambda: _search_fields(index.search(query), offset))
     response = search_response(fields)
     if request.sort_by is SortBy.random and request.seed is None:
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _learned_order(index, ranking, query: SearchQuery) -> tuple[bytes, str]:
+    """The fields of a learn_to_rank answer and the X-Ranking header that says how it was
+    ordered: `learn_to_rank; model=NAME/VERSION` or `score; fallback=REASON`."""
+    model = ranking.ranker.model
+    if model is None:
+        metrics.RANKING.labels("fallback").inc()
+        fallback = query.model_copy(update={"sort_by": SortBy.score})
+        return _search_fields(index.search(fallback), query.offset), (
+            f"score; fallback={ranking.ranker.problem}"
+        )
+    window = max(RERANK_CANDIDATES, query.offset + query.limit)
+    candidates = index.search(query.model_copy(update={"limit": window, "offset": 0}))
+    try:
+        head = rerank(
+            candidates.results[:RERANK_CANDIDATES],
+            query.phrases,
+            bool(query.filters()),
+            model,
+            ranking.activity,
+        )
+    except Exception as error:  # the features' database, a model that will not predict
+        log.warning("reranking failed error=%r: score order", error)
+        metrics.RANKING.labels("fallback").inc()
+        fallback = query.model_copy(update={"sort_by": SortBy.score})
+        return _search_fields(index.search(fallback), query.offset), (
+            "score; fallback=the ranking features are unavailable"
+        )
+    metrics.RANKING.labels("reranked").inc()
+    ordered = head + candidates.results[RERANK_CANDIDATES:]
+    page = SearchResult(
+        hits=candidates.hits, results=ordered[query.offset : query.offset + query.limit]
+    )
+    return _search_fields(page, query.offset), f"learn_to_rank; model={model.name}"
 
 
 # Added without a decorator: the only way to give one route its own route class.

@@ -1,0 +1,1 @@
+"""AIAnimals A/B test proxy: traffic split between ranking variants, and its report."""

@@ -1,0 +1,214 @@
+"""The proxy: the app's requests go through it to the API. A search is given a variant
+(random by weight, sticky by user, or by animal), answered by that variant (its order, its
+API) and labelled with it (`X-AB-Variant`); the access logs the app sends back about that
+search are labelled too (`model_name` = experiment:variant), so that the report can
+compare the variants on what users did. Everything else passes through unchanged."""
+
+import base64
+import hashlib
+import json
+import random
+import re
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from mlsys.ab_test_proxy.config import Experiment, Mode, Variant
+
+SEARCH = "/v0/animal/search"
+ACCESS_LOG = "/v0/access_log"
+REMEMBERED_SEARCHES = 100_000  # search_id -> variant, for the access logs that follow
+_SEARCH_ID = re.compile(rb'^\{"search_id":"([0-9a-f]{32})"')
+# Hop-by-hop headers, and those httpx sets itself, are not forwarded.
+_DROPPED = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
+            "te", "upgrade", "proxy-authorization", "proxy-connection"}  # fmt: skip
+
+# The proxy's own registry: only its metrics on /ab/metrics.
+METRICS = CollectorRegistry()
+REQUESTS = Counter(
+    "ab_requests_total",
+    "Searches per variant and answer status",
+    ["variant", "status"],
+    registry=METRICS,
+)
+SECONDS = Histogram(
+    "ab_request_duration_seconds",
+    "Search latency through the proxy, per variant",
+    ["variant"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=METRICS,
+)
+LABELLED = Counter(
+    "ab_access_logs_total",
+    "Access logs labelled with their search's variant",
+    ["variant"],
+    registry=METRICS,
+)
+
+
+def _bucket(key: str) -> float:
+    """A stable point in [0, 1) for a key (the same on every replica and restart)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def user_of(headers) -> str | None:
+    """The user id (`sub`) of the token the app sends, read without checking the
+    signature: only to assign a variant; the API checks the token."""
+    raw = headers.get("token") or headers.get("authorization", "").removeprefix("Bearer ")
+    parts = raw.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    subject = payload.get("sub") if isinstance(payload, dict) else None
+    return subject if isinstance(subject, str) else None
+
+
+class Assigner:
+    def __init__(self, experiment: Experiment, rng: random.Random | None = None):
+        self.experiment = experiment
+        self.rng = rng or random.Random()
+        self.cumulative = []
+        total = 0.0
+        for share in experiment.shares():
+            total += share
+            self.cumulative.append(total)
+
+    def _pick(self, point: float) -> Variant:
+        for variant, edge in zip(self.experiment.variants, self.cumulative, strict=True):
+            if point < edge:
+                return variant
+        return self.experiment.variants[-1]
+
+    def assign(self, user_id: str | None, animal_id: str | None) -> Variant:
+        """The variant of a request: by mode; a request without what its mode hashes (no
+        token, no animal) is drawn at random."""
+        mode, name = self.experiment.mode, self.experiment.name
+        if mode is Mode.animal and animal_id:
+            return self._pick(_bucket(f"{name}:animal:{animal_id}"))
+        if mode in (Mode.user, Mode.animal) and user_id:
+            return self._pick(_bucket(f"{name}:user:{user_id}"))
+        return self._pick(self.rng.random())
+
+
+class SearchVariants:
+    """search_id -> variant of the most recent searches (bounded)."""
+
+    def __init__(self, size: int = REMEMBERED_SEARCHES):
+        self.size, self._variants = size, OrderedDict[str, str]()
+
+    def remember(self, search_id: str, variant: str) -> None:
+        self._variants[search_id] = variant
+        if len(self._variants) > self.size:
+            self._variants.popitem(last=False)
+
+    def variant_of(self, search_id: str) -> str | None:
+        return self._variants.get(search_id)
+
+
+def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | None = None):
+    assigner, searches = Assigner(experiment), SearchVariants()
+    variants = {v.name: v for v in experiment.variants}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+            app.state.client = client
+            yield
+
+    app = FastAPI(
+        title="AIAnimals A/B test proxy",
+        description=f"Experiment `{experiment.name}` ({experiment.mode} split): "
+        + ", ".join(
+            f"{v.name} {s:.0%}"
+            for v, s in zip(experiment.variants, experiment.shares(), strict=True)
+        ),
+        lifespan=lifespan,
+        docs_url="/ab/docs",
+        openapi_url="/ab/openapi.json",
+    )
+
+    async def get_client(request: Request) -> httpx.AsyncClient:
+        return request.app.state.client
+
+    Client = Annotated[httpx.AsyncClient, Depends(get_client)]
+
+    async def forward(client: httpx.AsyncClient, request: Request, upstream: str,
+                      body: bytes) -> Response:  # fmt: skip
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
+        answer = await client.request(
+            request.method,
+            upstream.rstrip("/") + request.url.path,
+            params=request.query_params,
+            headers=headers,
+            content=body,
+        )
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED
+                and k.lower() != "content-encoding"}  # fmt: skip
+        return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+    @app.get("/ab/health")
+    async def health() -> dict:
+        """Liveness of the proxy, and its experiment."""
+        return {"health": "ok", "experiment": experiment.name, "mode": experiment.mode}
+
+    @app.get("/ab/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(METRICS), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(SEARCH)
+    async def search(request: Request, client: Client) -> Response:
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        animal_id = payload.get("animal_id") if isinstance(payload, dict) else None
+        variant = assigner.assign(user_of(request.headers), animal_id)
+        if isinstance(payload, dict) and variant.sort_by is not None:
+            body = json.dumps({**payload, "sort_by": variant.sort_by}).encode()
+        with SECONDS.labels(variant.name).time():
+            answer = await forward(client, request, variant.upstream or experiment.upstream, body)
+        REQUESTS.labels(variant.name, str(answer.status_code)).inc()
+        found = _SEARCH_ID.match(answer.body)
+        if found:
+            searches.remember(found.group(1).decode(), variant.name)
+        answer.headers["X-AB-Experiment"] = experiment.name
+        answer.headers["X-AB-Variant"] = variant.name
+        return answer
+
+    @app.post(ACCESS_LOG)
+    async def access_log(request: Request, client: Client) -> Response:
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        variant = None
+        if isinstance(payload, dict) and isinstance(payload.get("search_id"), str):
+            variant = searches.variant_of(payload["search_id"])
+        if variant is not None:
+            body = json.dumps(
+                {**payload, "model_name": experiment.label(variants[variant])}
+            ).encode()
+            LABELLED.labels(variant).inc()
+        return await forward(client, request, experiment.upstream, body)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                   include_in_schema=False)  # fmt: skip
+    async def everything_else(request: Request, client: Client) -> Response:
+        return await forward(client, request, experiment.upstream, await request.body())
+
+    return app

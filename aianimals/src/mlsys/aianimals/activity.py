@@ -1,0 +1,67 @@
+"""Keeping the posts' online ranking features (post_activity) current between runs of
+`python -m mlsys.search features`: the ranking-features consumer gives a new post its row
+and refreshes the like count of a liked or unliked post and its owner's post count. The
+access-log counts are the features job's: a row's are kept as they are."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mlsys.aianimals.indexing import post_ids
+from mlsys.aianimals.messages import Message
+from mlsys.aianimals.ranking import FEATURE_SET_VERSION
+from mlsys.aianimals.tables import Animal, Like, PostActivity
+
+LOGGED = ("impressions", "examinations", "selects", "see_longs", "logged_likes")
+
+
+def refresh_activity(engine: Engine, messages: list[Message]) -> None:
+    """Upsert the rows of the posts the messages name (idempotent: the counts are read
+    from the tables, never incremented, so a redelivered message changes nothing)."""
+    ids = post_ids(messages)
+    with engine.begin() as connection:
+        posts = connection.execute(
+            select(Animal.id, Animal.user_id).where(Animal.id.in_(ids))
+        ).all()
+        if not posts:
+            return
+        likes = dict(
+            connection.execute(
+                select(Like.animal_id, func.count())
+                .where(Like.animal_id.in_(ids))
+                .group_by(Like.animal_id)
+            ).all()
+        )
+        owners = {owner for _, owner in posts}
+        owned = dict(
+            connection.execute(
+                select(Animal.user_id, func.count())
+                .where(Animal.user_id.in_(owners))
+                .group_by(Animal.user_id)
+            ).all()
+        )
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "animal_id": animal_id,
+                "feature_set_version": FEATURE_SET_VERSION,
+                "likes": float(likes.get(animal_id, 0)),
+                "owner_posts": float(owned.get(owner, 0)),
+                **dict.fromkeys(LOGGED, 0.0),
+                "updated_at": now,
+            }
+            for animal_id, owner in posts
+        ]
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(PostActivity).values(rows)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[PostActivity.animal_id],
+                set_={
+                    "likes": statement.excluded.likes,
+                    "owner_posts": statement.excluded.owner_posts,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )

@@ -1,0 +1,153 @@
+"""learn_to_rank in the API: the champion ranker (loaded once, reloaded when the champion
+alias moves, checked in the background, never on a request), the posts' online features
+(post_activity, remembered for a minute) and the reranking of the engine's candidates."""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from mlsys.aianimals.ranking import (
+    ACTIVITY,
+    FEATURE_SET_VERSION,
+    RANKER_MODEL_NAME,
+    feature_matrix,
+    query_features,
+)
+from mlsys.aianimals.search import SearchHit
+from mlsys.aianimals.tables import PostActivity
+from mlsys.common.logging import get_logger
+
+log = get_logger(__name__)
+REFRESH_SECONDS = 30.0  # how soon a moved champion alias is served
+ACTIVITY_SECONDS = 60.0  # how long a post's online features are remembered
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: int
+    booster: object  # lightgbm.Booster (imported with MLflow, in the background)
+
+    @property
+    def name(self) -> str:
+        return f"{RANKER_MODEL_NAME}/{self.version}"
+
+
+class ChampionRanker:
+    """The champion of RANKER_MODEL_NAME; `model` is None until one is loaded (or when
+    none is registered), and `problem` then says why."""
+
+    def __init__(self, refresh_seconds: float | None = None):
+        self.model: LoadedModel | None = None
+        self.problem = "the ranker is loading"
+        self.refresh_seconds = refresh_seconds or REFRESH_SECONDS
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """Load the champion if the alias names another version than the one served."""
+        try:
+            from mlflow.exceptions import MlflowException
+
+            import mlflow
+            from mlsys.common.tracking import CHAMPION, configure_tracking
+
+            uri = configure_tracking()
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+                # The local store is made by the first training run: nothing to load yet
+                # (and creating it here would cost every API start seconds).
+                self.model, self.problem = None, "no champion ranker is registered"
+                return
+            client = mlflow.MlflowClient()
+            try:
+                version = int(
+                    client.get_model_version_by_alias(RANKER_MODEL_NAME, CHAMPION).version
+                )
+            except MlflowException:
+                self.model, self.problem = None, "no champion ranker is registered"
+                return
+            if self.model is None or self.model.version != version:
+                booster = mlflow.lightgbm.load_model(f"models:/{RANKER_MODEL_NAME}/{version}")
+                self.model, self.problem = LoadedModel(version, booster), ""
+                log.info("serving ranker %s", self.model.name)
+        except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
+            if self.model is None:
+                self.problem = f"the ranker could not be loaded: {error!r}"
+            log.warning("ranker refresh failed error=%r (serving %s)", error, self.model)
+
+    def start(self, stop: threading.Event) -> None:
+        def loop() -> None:
+            while not stop.is_set():
+                self.refresh()
+                stop.wait(self.refresh_seconds)
+
+        self._thread = threading.Thread(target=loop, name="ranker-refresh", daemon=True)
+        self._thread.start()
+
+
+class ActivityCache:
+    """Posts' online features from post_activity, each remembered ACTIVITY_SECONDS; a post
+    without a row (just posted) has none yet: zeros."""
+
+    def __init__(self, engine: Engine, seconds: float = ACTIVITY_SECONDS):
+        self.engine, self.seconds = engine, seconds
+        self._rows: dict[str, tuple[float, tuple[float, ...]]] = {}
+
+    def get(self, ids: list[str]) -> np.ndarray:
+        """len(ids) x len(ACTIVITY) counts."""
+        now = time.monotonic()
+        missing = [i for i in ids if (i not in self._rows) or self._rows[i][0] < now]
+        if missing:
+            columns = [getattr(PostActivity, name) for name in ACTIVITY]
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(PostActivity.animal_id, *columns).where(
+                        PostActivity.animal_id.in_(missing),
+                        PostActivity.feature_set_version == FEATURE_SET_VERSION,
+                    )
+                ).all()
+            found = {row[0]: tuple(float(v) for v in row[1:]) for row in rows}
+            zeros = (0.0,) * len(ACTIVITY)
+            for animal_id in missing:
+                self._rows[animal_id] = (now + self.seconds, found.get(animal_id, zeros))
+        return np.array([self._rows[i][1] for i in ids]).reshape(len(ids), len(ACTIVITY))
+
+
+@dataclass
+class Ranking:
+    """What learn_to_rank needs, built once per process (app.state.ranking)."""
+
+    ranker: ChampionRanker
+    activity: ActivityCache
+
+
+def rerank(
+    hits: list[SearchHit],
+    phrases: list[str],
+    filtered: bool,
+    model: LoadedModel,
+    activity: ActivityCache,
+) -> list[SearchHit]:
+    """The hits in the model's order (stable: ties keep the engine's order)."""
+    if not hits:
+        return hits
+    counts = activity.get([hit.id for hit in hits])
+    now = datetime.now(UTC).timestamp()
+    columns = {name: counts[:, i] for i, name in enumerate(ACTIVITY)}
+    columns["likes"] = np.array([hit.like for hit in hits], dtype=float)  # the freshest count
+    columns["age_days"] = np.array([(now - hit.created_at.timestamp()) / 86400 for hit in hits])
+    columns["animal_category_id"] = np.array([hit.animal_category_id for hit in hits])
+    columns["animal_subcategory_id"] = np.array([hit.animal_subcategory_id for hit in hits])
+    columns.update(
+        query_features(
+            [tuple(phrases)] * len(hits),
+            [hit.animal_subcategory_name_ja for hit in hits],
+            [hit.name for hit in hits],
+        )
+    )
+    columns["filtered"] = np.full(len(hits), float(filtered))
+    scores = model.booster.predict(feature_matrix(columns))  # type: ignore[attr-defined]
+    return [hits[i] for i in np.argsort(-scores, kind="stable")]

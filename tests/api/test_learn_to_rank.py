@@ -1,0 +1,91 @@
+"""sort_by=learn_to_rank: the engine's most liked matches reordered by the champion ranker
+(loaded from MLflow in the background, reloaded when the alias moves), pages that
+continue each other, and a search that still answers, saying so, when there is no ranker."""
+
+import shutil
+
+import pytest
+
+from mlsys.aianimals.ranking import RANKER_MODEL_NAME, RERANK_CANDIDATES
+from tests.helpers.aianimals import search, wait_until
+from tests.helpers.cli import local_env, run_cli
+from tests.helpers.http import login, serving_api
+
+pytestmark = pytest.mark.slow
+CATS = {"phrases": ["ねこ"], "sort_by": "learn_to_rank"}
+
+
+@pytest.fixture
+def ranked_api(ranked_home, local_home):
+    shutil.copytree(ranked_home, local_home)
+    with serving_api() as (client, _):
+        yield client
+
+
+def ranking_count(api, outcome: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(f'search_learn_to_rank_total{{outcome="{outcome}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_without_a_champion_the_search_answers_in_score_order_and_says_so(api):
+    token = login(api)
+
+    def answer():
+        return api.post("/v0/animal/search", json=CATS, headers=token, params={"limit": 20})
+
+    assert answer().status_code == 200  # answered while the ranker is looked for, too
+    wait_until(lambda: "no champion" in answer().headers["x-ranking"])
+    response = answer()
+    assert response.headers["x-ranking"] == "score; fallback=no champion ranker is registered"
+    assert response.headers["cache-control"] == "no-store"
+    scored = search(api, token, {"phrases": ["ねこ"], "sort_by": "score"}, limit=20)
+    assert [r["id"] for r in response.json()["results"]] == [r["id"] for r in scored["results"]]
+    assert ranking_count(api, "fallback") >= 1
+
+
+def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_api):
+    api, token = ranked_api, login(ranked_api)
+
+    def ranked(**params):
+        response = api.post("/v0/animal/search", json=CATS, headers=token, params=params)
+        assert response.status_code == 200, response.text
+        return response
+
+    wait_until(lambda: ranked(limit=1).headers["x-ranking"].startswith("learn_to_rank"))
+    first = ranked(limit=20)
+    assert first.headers["x-ranking"] == f"learn_to_rank; model={RANKER_MODEL_NAME}/1"
+    liked = search(api, token, {**CATS, "sort_by": "like"}, limit=RERANK_CANDIDATES)
+    candidates = [r["id"] for r in liked["results"]]
+    whole = [r["id"] for r in ranked(limit=RERANK_CANDIDATES).json()["results"]]
+    assert sorted(whole) == sorted(candidates)  # the same posts ...
+    assert whole != candidates  # ... in the model's order
+    pages = [r["id"] for o in range(0, RERANK_CANDIDATES, 20)
+             for r in ranked(limit=20, offset=o).json()["results"]]  # fmt: skip
+    assert pages == whole  # page 2 continues page 1, nothing twice
+    assert [r["id"] for r in first.json()["results"]] == whole[:20]
+    assert first.json()["hits"] == liked["hits"]
+    assert ranking_count(api, "reranked") >= 1
+
+
+def test_a_moved_champion_alias_is_served_without_a_restart(ranked_home, local_home, monkeypatch):
+    import mlflow
+    from mlsys.api import ranking
+    from mlsys.common.tracking import CHAMPION, configure_tracking
+
+    shutil.copytree(ranked_home, local_home)
+    monkeypatch.setattr(ranking, "REFRESH_SECONDS", 0.5)  # instead of 30 s
+    with serving_api() as (api, _):
+        token = login(api)
+
+        def served() -> str:
+            return api.post("/v0/animal/search", json=CATS, headers=token).headers["x-ranking"]
+
+        wait_until(lambda: served().endswith(f"{RANKER_MODEL_NAME}/1"))
+        run_cli("mlsys.search", "train-ranker", "--no-promote", "--seed", "5",
+                env=local_env(local_home))  # fmt: skip
+        assert served().endswith(f"{RANKER_MODEL_NAME}/1")  # registered, not promoted
+        configure_tracking()
+        mlflow.MlflowClient().set_registered_model_alias(RANKER_MODEL_NAME, CHAMPION, "2")
+        wait_until(lambda: served().endswith(f"{RANKER_MODEL_NAME}/2"), timeout=30)
