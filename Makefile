@@ -10,6 +10,7 @@ SERVE ?= 1
 BI_PORT ?= 8501
 MLFLOW_PORT ?= 5000
 API_PORT ?= 8000
+AB_PORT ?= 8080
 POSTS ?= 10000
 SEARCHES ?= 50000  # logged search sessions: what the ranker learns from
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
@@ -35,7 +36,7 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker), then serve the BI, MLflow and the API (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker), then serve the BI, MLflow, the API and the A/B test proxy (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
@@ -49,9 +50,12 @@ ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
 	@echo "API:    http://localhost:$(API_PORT)/v0/docs   (log in as dog_leigh / password; Ctrl-C stops all)"
+	@echo "A/B:    http://localhost:$(AB_PORT)  (the API behind the ranker-vs-likes experiment)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
 	$(PY) -m mlsys.api serve --port $(API_PORT) & \
+	$(PY) -m mlsys.ab_test_proxy serve --config infrastructure/ab_test_proxy/experiment.yaml \
+		--upstream http://127.0.0.1:$(API_PORT) --port $(AB_PORT) & \
 	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	wait

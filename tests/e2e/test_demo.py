@@ -63,7 +63,7 @@ def test_make_demo_twice_then_serve(tmp_path):
     }
     assert "registered aianimals_search_ranker version 1" in first.stdout
 
-    bi_port, mlflow_port, api_port = free_port(), free_port(), free_port()
+    bi_port, mlflow_port, api_port, ab_port = free_port(), free_port(), free_port(), free_port()
     demo = subprocess.Popen(
         [
             "make",
@@ -73,6 +73,7 @@ def test_make_demo_twice_then_serve(tmp_path):
             f"BI_PORT={bi_port}",
             f"MLFLOW_PORT={mlflow_port}",
             f"API_PORT={api_port}",
+            f"AB_PORT={ab_port}",
         ],
         cwd=ROOT,
         env=env,
@@ -85,6 +86,7 @@ def test_make_demo_twice_then_serve(tmp_path):
         wait_for_url(f"http://127.0.0.1:{bi_port}/_stcore/health", 600, process=demo)
         wait_for_url(f"http://127.0.0.1:{mlflow_port}/health", 120, process=demo)
         wait_for_url(f"http://127.0.0.1:{api_port}/v0/docs", 120, process=demo)
+        wait_for_url(f"http://127.0.0.1:{ab_port}/ab/health", 120, process=demo)
         login = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/v0/user/login",
             data=json.dumps({"handle_name": "dog_leigh", "password": "password"}).encode(),
