@@ -76,6 +76,15 @@ def user_of(headers) -> str | None:
     return subject if isinstance(subject, str) else None
 
 
+def _json_object(body: bytes) -> dict | None:
+    """The request's JSON object, or None (the API answers what is not one)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 class Assigner:
     def __init__(self, experiment: Experiment, rng: random.Random | None = None):
         self.experiment = experiment
@@ -171,13 +180,10 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
     @app.post(SEARCH)
     async def search(request: Request, client: Client) -> Response:
         body = await request.body()
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
-        animal_id = payload.get("animal_id") if isinstance(payload, dict) else None
+        payload = _json_object(body)
+        animal_id = payload.get("animal_id") if payload else None
         variant = assigner.assign(user_of(request.headers), animal_id)
-        if isinstance(payload, dict) and variant.sort_by is not None:
+        if payload is not None and variant.sort_by is not None:
             body = json.dumps({**payload, "sort_by": variant.sort_by}).encode()
         with SECONDS.labels(variant.name).time():
             answer = await forward(client, request, variant.upstream or experiment.upstream, body)
@@ -192,14 +198,10 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
     @app.post(ACCESS_LOG)
     async def access_log(request: Request, client: Client) -> Response:
         body = await request.body()
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
-        variant = None
-        if isinstance(payload, dict) and isinstance(payload.get("search_id"), str):
-            variant = searches.variant_of(payload["search_id"])
-        if variant is not None:
+        payload = _json_object(body)
+        search_id = payload.get("search_id") if payload else None
+        variant = searches.variant_of(search_id) if isinstance(search_id, str) else None
+        if payload is not None and variant is not None:
             body = json.dumps(
                 {**payload, "model_name": experiment.label(variants[variant])}
             ).encode()

@@ -99,6 +99,20 @@ def features_consumer(
     )
 
 
+def _logged_data():
+    """The ranking data from the database (at head), or exit 1 when too few searches."""
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.search.dataset import NotEnoughData, read_ranking_data
+
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    try:
+        return read_ranking_data(engine)
+    except NotEnoughData as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
 @app.command("train-ranker")
 def train_ranker(
     output: Annotated[Path | None, typer.Option(help="Write both tables here as JSON.")] = None,
@@ -130,22 +144,14 @@ def train_ranker(
     on NDCG@10 of the logged actions."""
     import pandas as pd
 
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.ranking import RANKER_MODEL_NAME
-    from mlsys.search.dataset import NotEnoughData, read_ranking_data
     from mlsys.search.evaluate import TermIndex, evaluate_hidden, evaluate_logged, gap_closed
     from mlsys.search.gate import gate
     from mlsys.search.tracking import log_ranker_run
     from mlsys.search.train import RankerParams, train
 
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    try:
-        data = read_ranking_data(engine)
-    except NotEnoughData as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+    data = _logged_data()
     params = RankerParams(num_boost_round=num_boost_round, seed=seed)
     trained = train(data, params)
     rankers = {"ranker": trained.ranker.predict, "regressor": trained.regressor.predict}
@@ -197,18 +203,10 @@ def promote_ranker(
     """The champion gate alone (the CronWorkflow's step after `train-ranker --no-promote
     --version-file`): the version becomes the champion only if it beats the champion on
     the latest logged searches, both scored now. Exits 0 either way."""
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.search.dataset import NotEnoughData, read_ranking_data
     from mlsys.search.gate import gate
 
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    try:
-        data = read_ranking_data(engine)
-    except NotEnoughData as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+    data = _logged_data()
     promoted = gate(data, version)
     typer.echo(f"version {version}: {'champion' if promoted else 'not promoted'}")
 
