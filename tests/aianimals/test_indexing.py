@@ -4,8 +4,8 @@ dead-lettered) because the cache could not be invalidated (issue 10, item 5)."""
 from sqlalchemy import create_engine, select
 
 from mlsys.aianimals.indexing import index_posts
+from mlsys.aianimals.local_search import LocalSearchIndex
 from mlsys.aianimals.messages import Message, Topic
-from mlsys.aianimals.search import LocalSearchIndex
 from mlsys.aianimals.tables import Animal
 from tests.helpers.services import free_port
 

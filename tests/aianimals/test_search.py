@@ -1,8 +1,9 @@
-"""Search behaviour on the local engine (SQLite FTS5), and the Elasticsearch adapter's
-mappings and request bodies, checked exactly as the official client sends them to a local
-HTTP endpoint (no Elasticsearch server runs here)."""
+"""Search behaviour on the local engine (a SQLite file, searched in memory), and the
+Elasticsearch adapter's mappings and request bodies, checked exactly as the official client
+sends them to a local HTTP endpoint (no Elasticsearch server runs here)."""
 
 import json
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from mlsys.aianimals.japanese import index_terms, query_terms
+from mlsys.aianimals.local_search import LocalSearchIndex
 from mlsys.aianimals.search import (
     INDEX_BODY,
     RESULT_WINDOW,
     AnimalDocument,
     ElasticsearchIndex,
-    LocalSearchIndex,
     SearchEngineError,
     SearchQuery,
     SortBy,
@@ -155,6 +157,79 @@ def test_upsert_replaces_and_delete_removes(index):
 
 def test_a_query_of_only_particles_finds_nothing(index):
     assert index.search(SearchQuery(phrases=["の"])).hits == 0
+
+
+def test_scores_are_fts5_bm25_with_the_name_weighing_twice(index):
+    """The in-memory scores are SQLite FTS5's bm25 over the same terms, to rounding."""
+    index.upsert([document(7, 1, "猫と犬と猫の写真").model_copy(update={"name": "猫のミケ"})])
+    reference = sqlite3.connect(":memory:")
+    reference.execute("CREATE VIRTUAL TABLE f USING fts5(id UNINDEXED, name, description)")
+    with sqlite3.connect(index.path) as stored:
+        reference.executemany(
+            "INSERT INTO f VALUES (?, ?, ?)",
+            stored.execute("SELECT id, name_terms, description_terms FROM animals"),
+        )
+    # Common words (IDF clamped to a millionth, as FTS5 does) and rare ones.
+    for phrases in (["ねこ"], ["猫", "ふわふわ"], ["いぬ"], ["公園"], ["写真"], ["ミケ", "犬"]):
+        match = " AND ".join(
+            "(" + " OR ".join(f'"{form}"' for form in forms) + ")"
+            for phrase in phrases
+            for forms in query_terms(phrase)
+        )
+        expected = dict(
+            reference.execute("SELECT id, -bm25(f, 0.0, 2.0, 1.0) FROM f WHERE f MATCH ?", (match,))
+        )
+        result = index.search(SearchQuery(phrases=phrases))
+        assert expected
+        assert {hit.id: hit.score for hit in result.results} == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_reader_sees_what_another_process_wrote_and_deleted(tmp_path):
+    """The consumer writes the file, each API process searches its own memory of it."""
+    writer = LocalSearchIndex(tmp_path / "search.sqlite")
+    reader = LocalSearchIndex(tmp_path / "search.sqlite")
+    writer.upsert(DOCUMENTS)
+    assert reader.search(SearchQuery(phrases=["ねこ"])).hits == 4
+    writer.upsert([DOCUMENTS[0].model_copy(update={"like": 99})])
+    writer.delete([DOCUMENTS[2].id])
+    liked = reader.search(SearchQuery(phrases=["ねこ"], sort_by=SortBy.like))
+    assert ids(liked) == [1, 6, 2] and liked.results[0].like == 99
+    writer.upsert([DOCUMENTS[2]])  # back after a deletion
+    assert ids(reader.search(SearchQuery(phrases=["ねこ"], sort_by=SortBy.like))) == [1, 3, 6, 2]
+
+
+def test_rewrites_of_the_same_posts_leave_searches_unchanged(index):
+    """Every like rewrites a post (a new slot in memory): enough of them rebuild it."""
+    before = {sort: ids(index.search(SearchQuery(sort_by=sort, seed=2))) for sort in SortBy}
+    for _ in range(400):
+        index.upsert(DOCUMENTS)
+    assert index._memory.size < 1100  # rebuilt, not 2,400 slots
+    assert {sort: ids(index.search(SearchQuery(sort_by=sort, seed=2))) for sort in SortBy} == (
+        before
+    )
+
+
+def test_a_file_of_the_fts5_layout_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "search.sqlite"
+    with sqlite3.connect(path) as old:
+        old.executescript(
+            "CREATE TABLE animals (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, "
+            "document TEXT NOT NULL, category_en TEXT, category_ja TEXT, subcategory_en TEXT, "
+            "subcategory_ja TEXT, likes INTEGER NOT NULL, created_at TEXT NOT NULL);"
+            "CREATE VIRTUAL TABLE animals_fts USING fts5(name, description);"
+        )
+        for rowid, doc in enumerate(DOCUMENTS, start=1):
+            old.execute(
+                "INSERT INTO animals VALUES (?, ?, ?, '', '', '', '', 0, '')",
+                (rowid, doc.id, doc.model_dump_json()),
+            )
+            old.execute(
+                "INSERT INTO animals_fts (rowid, name, description) VALUES (?, ?, ?)",
+                (rowid, " ".join(index_terms(doc.name)), " ".join(index_terms(doc.description))),
+            )
+    upgraded = LocalSearchIndex(path)
+    assert upgraded.count() == 6
+    assert sorted(ids(upgraded.search(SearchQuery(phrases=["ねこ"])))) == [1, 2, 3, 6]
 
 
 # --- Elasticsearch adapter ---------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_a_search_engine_error_is_a_503_that_says_so(api, aianimals_home):
 
     token = login(api)
     with sqlite3.connect(aianimals_home / "search.sqlite") as index:
-        index.execute("DROP TABLE animals_fts")  # what a corrupt or replaced file gives
+        index.execute("DROP TABLE changes")  # what a corrupt or replaced file gives
     broken = api.post("/v0/animal/search", json={"phrases": ["ねこ"]}, headers=token)
     assert broken.status_code == 503
     assert broken.json() == {"detail": "the search engine is unavailable, try again"}

@@ -154,7 +154,8 @@ def test_bad_dataset_is_refused_with_the_file_and_nothing_is_written(
 
 
 def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
-    from mlsys.aianimals.search import LocalSearchIndex, SearchQuery
+    from mlsys.aianimals.local_search import LocalSearchIndex
+    from mlsys.aianimals.search import SearchQuery
 
     index = LocalSearchIndex(aianimals_loaded / "search.sqlite")
     assert index.count() == AIANIMALS_POSTS
@@ -170,8 +171,9 @@ def test_a_deactivated_post_leaves_the_index(aianimals_home):
     from sqlalchemy import update
 
     from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.local_search import LocalSearchIndex
     from mlsys.aianimals.messages import Topic, add_to_outbox
-    from mlsys.aianimals.search import LocalSearchIndex, SearchQuery
+    from mlsys.aianimals.search import SearchQuery
     from mlsys.aianimals.tables import Animal
 
     index = LocalSearchIndex(aianimals_home / "search.sqlite")

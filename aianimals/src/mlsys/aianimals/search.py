@@ -1,7 +1,8 @@
 """Search over animal posts: one interface, two engines.
 
-- `LocalSearchIndex`: SQLite FTS5 in a file under MLSYS_HOME, over terms made by
-  `mlsys.aianimals.japanese` (the local profile).
+- `LocalSearchIndex` (`mlsys.aianimals.local_search`): posts in a SQLite file under
+  MLSYS_HOME, searched in memory with BM25 over terms made by `mlsys.aianimals.japanese`
+  (the local profile).
 - `ElasticsearchIndex`: Elasticsearch with a kuromoji + ICU analyser (services profile),
   through the official `elasticsearch` client.
 
@@ -9,9 +10,6 @@ Both hold whole documents, so a search needs no database query. Phrases are ANDe
 phrase must match the name or the description); filters are exact names.
 """
 
-import json
-import sqlite3
-import threading
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -21,7 +19,6 @@ from typing import Protocol
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, TransportError, helpers
 from pydantic import BaseModel, Field, model_validator
 
-from mlsys.aianimals.japanese import index_terms, query_terms
 from mlsys.aianimals.settings import search_settings
 from mlsys.common.settings import Profile, elasticsearch_settings, platform_settings
 
@@ -112,139 +109,6 @@ class SearchIndex(Protocol):
     def delete(self, ids: list[str]) -> None: ...
     def search(self, query: SearchQuery) -> SearchResult: ...
     def count(self) -> int: ...
-
-
-# --- local: SQLite FTS5 ------------------------------------------------------------------
-
-_FILTER_COLUMNS = {
-    "animal_category_name_en": "category_en",
-    "animal_category_name_ja": "category_ja",
-    "animal_subcategory_name_en": "subcategory_en",
-    "animal_subcategory_name_ja": "subcategory_ja",
-}
-_LOCAL_ORDER = {
-    SortBy.score: "score DESC, a.created_at DESC, a.id",
-    SortBy.like: "a.likes DESC, score DESC, a.id",
-    SortBy.learn_to_rank: "a.likes DESC, score DESC, a.id",
-    SortBy.created_at: "a.created_at DESC, a.id",
-    # A multiplicative hash of the row id, salted by the seed: a stable shuffle.
-    SortBy.random: "((a.rowid + :seed) * 2654435761) % 4294967311, a.id",
-}
-
-
-def _fts_phrase(forms: tuple[str, ...]) -> str:
-    return "(" + " OR ".join('"' + form.replace('"', '""') + '"' for form in forms) + ")"
-
-
-class LocalSearchIndex:
-    """FTS5 over pre-tokenised terms; bm25 weighs a match in the name twice."""
-
-    SCHEMA = """
-    CREATE TABLE IF NOT EXISTS animals (
-        rowid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, document TEXT NOT NULL,
-        category_en TEXT, category_ja TEXT, subcategory_en TEXT, subcategory_ja TEXT,
-        likes INTEGER NOT NULL, created_at TEXT NOT NULL);
-    CREATE VIRTUAL TABLE IF NOT EXISTS animals_fts USING fts5(
-        name, description, tokenize = 'unicode61 remove_diacritics 0');
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._local = threading.local()
-        with self._connection() as connection:
-            connection.executescript(self.SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        # One connection per thread: the API searches from a thread pool.
-        if not hasattr(self._local, "connection"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=30)
-            connection.execute("PRAGMA journal_mode=WAL")
-            self._local.connection = connection
-        return self._local.connection
-
-    def create_index(self) -> None:
-        """Nothing to do: the file's tables are made when it is opened."""
-
-    def upsert(self, documents: list[AnimalDocument]) -> None:
-        with self._connection() as connection:
-            for document in documents:
-                row = connection.execute(
-                    "INSERT INTO animals (id, document, category_en, category_ja, "
-                    "subcategory_en, subcategory_ja, likes, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                    "document = excluded.document, category_en = excluded.category_en, "
-                    "category_ja = excluded.category_ja, subcategory_en = excluded.subcategory_en, "
-                    "subcategory_ja = excluded.subcategory_ja, likes = excluded.likes, "
-                    "created_at = excluded.created_at RETURNING rowid",
-                    (
-                        document.id,
-                        document.model_dump_json(),
-                        document.animal_category_name_en,
-                        document.animal_category_name_ja,
-                        document.animal_subcategory_name_en,
-                        document.animal_subcategory_name_ja,
-                        document.like,
-                        document.created_at.isoformat(),
-                    ),
-                ).fetchone()
-                connection.execute("DELETE FROM animals_fts WHERE rowid = ?", row)
-                connection.execute(
-                    "INSERT INTO animals_fts (rowid, name, description) VALUES (?, ?, ?)",
-                    (
-                        row[0],
-                        " ".join(index_terms(document.name)),
-                        " ".join(index_terms(document.description)),
-                    ),
-                )
-
-    def delete(self, ids: list[str]) -> None:
-        with self._connection() as connection:
-            for animal_id in ids:
-                row = connection.execute(
-                    "DELETE FROM animals WHERE id = ? RETURNING rowid", (animal_id,)
-                ).fetchone()
-                if row:
-                    connection.execute("DELETE FROM animals_fts WHERE rowid = ?", row)
-
-    def count(self) -> int:
-        return self._connection().execute("SELECT count(*) FROM animals").fetchone()[0]
-
-    def search(self, query: SearchQuery) -> SearchResult:
-        where: list[str] = []
-        parameters: dict[str, object] = {
-            "seed": query.seed,
-            "limit": query.limit,
-            "offset": query.offset,
-        }
-        for name, value in query.filters().items():
-            where.append(f"a.{_FILTER_COLUMNS[name]} = :{name}")
-            parameters[name] = value
-        words = [forms for phrase in query.phrases for forms in query_terms(phrase)]
-        if words:
-            source = "animals_fts f JOIN animals a ON a.rowid = f.rowid"
-            where.append("animals_fts MATCH :match")
-            parameters["match"] = " AND ".join(_fts_phrase(forms) for forms in words)
-            score = "-bm25(animals_fts, 2.0, 1.0)"
-        elif any(phrase.strip() for phrase in query.phrases):
-            return SearchResult(hits=0, results=[])  # only particles or symbols: no terms
-        else:
-            source, score = "animals a", "0.0"
-        condition = " AND ".join(where) or "1"
-        connection = self._connection()
-        try:
-            hits = connection.execute(
-                f"SELECT count(*) FROM {source} WHERE {condition}", parameters
-            ).fetchone()[0]
-            rows = connection.execute(
-                f"SELECT a.document, {score} AS score FROM {source} WHERE {condition} "
-                f"ORDER BY {_LOCAL_ORDER[query.sort_by]} LIMIT :limit OFFSET :offset",
-                parameters,
-            ).fetchall()
-        except sqlite3.Error as error:  # a broken or locked index file
-            raise SearchEngineError(f"search in {self.path}: {error}") from error
-        results = [SearchHit(**json.loads(document), score=score) for document, score in rows]
-        return SearchResult(hits=hits, results=results)
 
 
 # --- services: Elasticsearch ---------------------------------------------------------------
@@ -422,6 +286,8 @@ def _index_for(engine: str, location: str) -> SearchIndex:
     if engine == "elasticsearch":
         # Not created here: the consumer creates it (`create_index`), in one place.
         return ElasticsearchIndex(elasticsearch_client(location), elasticsearch_settings().index)
+    from mlsys.aianimals.local_search import LocalSearchIndex  # it builds on this module
+
     return LocalSearchIndex(Path(location))
 
 

@@ -11,7 +11,7 @@ from mlsys.common.settings import require_secret
 class SearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEARCH_")
 
-    # None: Elasticsearch in the services profile, SQLite FTS5 under MLSYS_HOME in the
+    # None: Elasticsearch in the services profile, the local engine under MLSYS_HOME in the
     # local one. `local` also serves a services deployment without Elasticsearch (with one
     # API replica, as the index is then a file).
     engine: Literal["elasticsearch", "local"] | None = None

@@ -8,7 +8,7 @@ from mlsys.common.logging import configure_logging
 
 app = typer.Typer(
     help="The AIAnimals API (FastAPI, /v0). Local profile by default: SQLite, in-process "
-    "cache and SQLite FTS5 search under .mlsys/; MLSYS_PROFILE=services uses PostgreSQL, "
+    "cache and the local search engine under .mlsys/; MLSYS_PROFILE=services uses PostgreSQL, "
     "Redis, RabbitMQ and Elasticsearch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
