@@ -121,7 +121,7 @@ initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sa
 	$(DEPLOY) initialize
 deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
 	$(DEPLOY) base
-deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG)
+deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker)
 	$(DEPLOY) job
 pin_argo: ## record the SHA-256 of Argo's release install.yaml in release.env (needs GitHub; deploy.sh refuses an unpinned or changed one)
 	bash infrastructure/scripts/pin_argo.sh $(ARGO_VERSION)

@@ -6,7 +6,10 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from beverage_sales_forecasting import WORKFLOWS  # noqa: E402
+import aianimals_search  # noqa: E402
+import beverage_sales_forecasting  # noqa: E402
+
+WORKFLOWS = beverage_sales_forecasting.WORKFLOWS + aianimals_search.WORKFLOWS
 
 
 def compiled() -> dict[Path, str]:

@@ -39,11 +39,11 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
     assert sorted(ROOT.glob("infrastructure/manifests/*/secrets/*")) == before  # nothing written
 
 
-def test_deploy_job_dry_run_prints_both_cron_workflows():
+def test_deploy_job_dry_run_prints_every_cron_workflow():
     output = make("deploy_job")
-    assert "+ kubectl apply -f infrastructure/argo/forecasting.yaml" in output
-    assert "+ kubectl apply -f infrastructure/argo/register-next-week.yaml" in output
-    assert output.count("kind: CronWorkflow") == 2
+    for name in ("forecasting", "register-next-week", "search-ranker"):
+        assert f"+ kubectl apply -f infrastructure/argo/{name}.yaml" in output
+    assert output.count("kind: CronWorkflow") == 3
 
 
 def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():

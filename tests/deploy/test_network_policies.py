@@ -41,6 +41,8 @@ NEEDED = [
     ("aianimals", app("search-index"), "search-engine", app("elasticsearch"), 9200),
     ("aianimals", app("ranking-features"), "data", app("postgres"), 5432),
     ("aianimals", app("ranking-features"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", ARGO_STEP, "data", app("postgres"), 5432),  # the search-ranker workflow
+    ("aianimals", ARGO_STEP, "mlflow", app("mlflow"), 5000),
     ("ingress-nginx", {}, "aianimals", app("api"), 8000),  # the app's traffic
     ("ingress-nginx", {}, "aianimals", app("ab-test-proxy"), 8080),  # ... in an experiment
     ("aianimals", app("ab-test-proxy"), "aianimals", app("api"), 8000),
@@ -55,6 +57,9 @@ REFUSED = [
     ("aianimals", app("aianimals-migrate"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", app("redis"), "data", app("postgres"), 5432),
     ("aianimals", app("search-index"), "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("ranking-features"), "mlflow", app("mlflow"), 5000),
+    ("aianimals", ARGO_STEP, "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", ARGO_STEP, "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "search-engine", app("elasticsearch"), 9200),
     ("search-engine", app("elasticsearch"), "data", app("postgres"), 5432),

@@ -18,7 +18,11 @@ CRONS = {
     yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
     for p in sorted(ARGO.glob("*.yaml"))
 }
-PATCHES = wiring.documented_patches((ARGO / "beverage_sales_forecasting.py").read_text())
+PATCHES = [
+    patch
+    for path in sorted(ARGO.glob("*.py"))
+    for patch in wiring.documented_patches(path.read_text())
+]
 
 
 def fixture(name: str) -> dict:
@@ -144,9 +148,13 @@ def test_steps_receive_what_earlier_steps_made_as_parameters(name):
     assert wiring.handoff_faults(CRONS[name]["spec"]["workflowSpec"]) == []
 
 
-def test_the_forecasting_gate_is_looked_at():
-    templates = CRONS["forecasting"]["spec"]["workflowSpec"]["templates"]
-    assert any(t.get("container", {}).get("args", [""])[0] == "promote" for t in templates)
+@pytest.mark.parametrize(
+    ("cron", "gate"), [("forecasting", "promote"), ("search-ranker", "promote-ranker")]
+)
+def test_each_gate_is_looked_at(cron, gate):
+    templates = CRONS[cron]["spec"]["workflowSpec"]["templates"]
+    assert gate in wiring.CONSUMES
+    assert any(t.get("container", {}).get("args", [""])[0] == gate for t in templates)
 
 
 def test_a_gate_judging_the_latest_version_is_caught():

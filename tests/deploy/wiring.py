@@ -19,7 +19,7 @@ from infrastructure.images import IMAGES
 ERLANG_HOME = "/var/lib/rabbitmq"  # the rabbitmq user's home in its image: .erlang.cookie
 # CLI commands that act on what an earlier step made, and the option naming it. Without it
 # they fall back to "the latest" (the gate judged whichever version was registered last).
-CONSUMES = {"promote": "--version"}
+CONSUMES = {"promote": "--version", "promote-ranker": "--version"}
 HASH = re.compile(r"-[a-z0-9]{10}$")  # the suffix kustomize gives generated names
 
 

@@ -1,0 +1,87 @@
+"""What every CronWorkflow step of the platform shares, written with Hera: a non-root pod,
+a read-only image with scratch volumes, the namespace's ConfigMap and the PostgreSQL role
+of the step's own component, retries, and the schedule's policies."""
+
+import os
+
+from hera.workflows import (
+    Container,
+    CronWorkflow,
+    EmptyDirVolume,
+    Resources,
+    RetryStrategy,
+)
+from hera.workflows import models as m
+
+SERVICE_ACCOUNT = "workflow"  # manifests/<namespace>/workflow-rbac.yaml
+POD_SECURITY = m.PodSecurityContext(
+    run_as_non_root=True,
+    run_as_user=10001,
+    run_as_group=10001,
+    seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+)
+RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
+VERSION_FILE = "/tmp/registered-version"  # on the step's /tmp volume, read back by Argo
+
+
+def job(
+    name: str,
+    image: str,
+    args: list[str],
+    memory: str = "1Gi",
+    retry: RetryStrategy | None = RETRY,
+    tracking: bool = False,
+    **io,
+) -> Container:
+    """A step running `python -m mlsys.<component> ARGS` in the component's image; with
+    `tracking`, the tracking server's user too (steps that log runs or register models)."""
+    component = image.removeprefix("mlsys-").replace("-", "_")
+    # The namespace's ConfigMap, the PostgreSQL role of this component alone, and the
+    # tracking server's user where the step uses it.
+    env_from = [
+        m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name="platform-config")),
+        m.EnvFromSource(
+            secret_ref=m.SecretEnvSource(name=f"postgres-{image.removeprefix('mlsys-')}")
+        ),
+    ]
+    if tracking:
+        env_from.append(m.EnvFromSource(secret_ref=m.SecretEnvSource(name="mlflow-credentials")))
+    # Placeholders in the committed YAML: deploy.sh puts REGISTRY and TAG in what it applies
+    registry, tag = os.environ.get("REGISTRY", "localhost:5000"), os.environ.get("TAG", "latest")
+    return Container(
+        name=name,
+        image=f"{registry}/{image}:{tag}",
+        image_pull_policy="IfNotPresent",  # deployed tags are immutable (the commit)
+        command=["python", "-m", f"mlsys.{component}"],
+        args=args,
+        env_from=env_from,
+        resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
+        retry_strategy=retry,
+        security_context=m.SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=m.Capabilities(drop=["ALL"]),
+        ),
+        # The only writable paths: MLflow stages artifacts in /tmp, libraries cache in ~.
+        volumes=[
+            EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit="2Gi"),
+            EmptyDirVolume(name="home", mount_path="/home/mlsys", size_limit="64Mi"),
+        ],
+        **io,
+    )
+
+
+def cron(name: str, namespace: str, schedule: str, entrypoint: str) -> CronWorkflow:
+    return CronWorkflow(
+        name=name,
+        namespace=namespace,
+        schedules=[schedule],
+        timezone="Asia/Tokyo",
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=600,
+        successful_jobs_history_limit=3,
+        failed_jobs_history_limit=3,
+        service_account_name=SERVICE_ACCOUNT,
+        security_context=POD_SECURITY,
+        entrypoint=entrypoint,
+    )
