@@ -1,11 +1,18 @@
-"""The search endpoint under concurrent load on uvicorn, measured with wrk in one run.
+"""The search endpoint under load on uvicorn, in one run.
 
-Three routes of the same API server (uvicorn, `--api-workers` processes), each for the same
-duration at the same concurrency: a cached search (one body: answered from the process's
-near copy of the Redis entry, before FastAPI's dependency solving), an uncached search (every
-body differs, so every request misses and runs the full-text query), and a trivial JSON
-route (/v0/health-check). The services profile: PostgreSQL, Redis, RabbitMQ (a vhost of
-its own), the local search engine (SQLite FTS5; no Elasticsearch server runs here).
+Closed loop (wrk: each connection sends again once answered), the same routes of one API
+server (uvicorn, `--api-workers` processes) each for the same duration at the same
+concurrency: a cached search (one body: answered from the process's near copy of the Redis
+entry, before FastAPI's dependency solving), uncached searches sorted by `score` and by
+`learn_to_rank` (every body differs, so every request misses: the full-text query, and for
+learn_to_rank the champion's reranking of 100 candidates), and a trivial JSON route
+(/v0/health-check). Open loop (`tests.bench.open_loop`): the two uncached searches offered
+at a fixed rate (100 requests/s), latency counted from when each request was due.
+
+The services profile: PostgreSQL, Redis, RabbitMQ (a vhost of its own), the local search
+engine (no Elasticsearch server runs here), a ranker trained on the generated logs
+(`search features`, `search train-ranker`) and loaded by the API before it is measured.
+The query is ねこ, which matches about half of the posts.
 """
 
 import json
@@ -15,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -22,6 +30,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from tests.bench.open_loop import open_loop, post_json
 from tests.helpers.http import wait_for_url
 from tests.helpers.paths import ROOT
 from tests.helpers.services import PG, rabbitmqctl
@@ -47,11 +56,16 @@ function init(args)
 end
 request = function()
   counter = counter + 1
-  -- The seed only changes the cache key (sort_by=score ignores it): same work, no hit.
-  local body = '{"phrases": ["ねこ"], "sort_by": "score", "seed": ' .. counter .. '}'
+  -- The seed only changes the cache key (the sorts measured ignore it): same work, no hit.
+  local body = '{"phrases": ["ねこ"], "sort_by": "SORT", "seed": ' .. counter .. '}'
   return wrk.format(nil, nil, nil, body)
 end
 """
+
+
+def _uncached_body(sort_by: str, number: int) -> bytes:
+    # The seed only changes the cache key (neither sort uses it): same work, no hit.
+    return json.dumps({"phrases": ["ねこ"], "sort_by": sort_by, "seed": number}).encode()
 
 
 def _wrk(url: str, token: str, script: str | None, connections: int, seconds: int) -> dict:
@@ -88,8 +102,29 @@ def _wrk(url: str, token: str, script: str | None, connections: int, seconds: in
     }
 
 
+def _wait_for_the_ranker(base: str, token: str, timeout: float = 120) -> str:
+    """The API loads the champion in the background: wait until it reranks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(
+            f"{base}/v0/animal/search?limit=1",
+            data=_uncached_body("learn_to_rank", 0),
+            headers={"Content-Type": "application/json", "token": token},
+        )
+        with urllib.request.urlopen(request) as response:
+            ranking = response.headers["X-Ranking"]
+        if ranking.startswith("learn_to_rank") or time.monotonic() > deadline:
+            return ranking
+        time.sleep(1)
+
+
 def search_load(
-    work: Path, workers: int, connections: int = 64, seconds: int = 15, posts: int = 10_000
+    work: Path,
+    workers: int,
+    connections: int = 64,
+    seconds: int = 15,
+    posts: int = 10_000,
+    rate: float = 100.0,
 ) -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -110,7 +145,9 @@ def search_load(
         "SEARCH_ENGINE": "local",
         "AUTH_HASH_MEMORY_KIB": "1024",  # load speed only: login is not what is measured
         "AUTH_HASH_TIME_COST": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    env.pop("MLFLOW_TRACKING_URI", None)  # the ranker's registry: a file in the home
     port = 18000 + os.getpid() % 1000
 
     def cli(*args: str) -> None:
@@ -123,6 +160,8 @@ def search_load(
         cli("mlsys.batch", "initial-load", "--generated", str(generated))
         cli("mlsys.batch", "relay")
         cli("mlsys.batch", "search-index", "--idle-seconds", "2")
+        cli("mlsys.search", "features")
+        cli("mlsys.search", "train-ranker")
         serve = ["serve", "--port", str(port), "--workers", str(workers)]
         server = subprocess.Popen(
             [sys.executable, "-m", "mlsys.api", *serve],
@@ -141,15 +180,33 @@ def search_load(
         with urllib.request.urlopen(login) as response:
             token = json.load(response)["token"]
         search = f"{base}/v0/animal/search?limit=20"
+        ranking = _wait_for_the_ranker(base, token)
         _wrk(search, token, CACHED, connections, 3)  # warm up: caches, connections, JIT-free
+        by_score, by_ranker = (UNCACHED.replace("SORT", s) for s in ("score", "learn_to_rank"))
+        _wrk(search, token, by_ranker, connections, 3)  # every worker loads the index, model
+
+        def offered(sort_by: str) -> dict:
+            path, host = "/v0/animal/search?limit=20", f"127.0.0.1:{port}"
+            return open_loop(
+                "127.0.0.1",
+                port,
+                lambda n: post_json(path, host, {"token": token}, _uncached_body(sort_by, n)),
+                rate=rate,
+                seconds=seconds,
+            )
+
         results = {
             "posts": posts,
             "api_workers": workers,
             "connections": connections,
             "seconds_each": seconds,
+            "ranking": ranking,
             "trivial": _wrk(f"{base}/v0/health-check", token, None, connections, seconds),
             "cached_search": _wrk(search, token, CACHED, connections, seconds),
-            "uncached_search": _wrk(search, token, UNCACHED, connections, seconds),
+            "uncached_search": _wrk(search, token, by_score, connections, seconds),
+            "uncached_learn_to_rank": _wrk(search, token, by_ranker, connections, seconds),
+            "open_loop_uncached_search": offered("score"),
+            "open_loop_uncached_learn_to_rank": offered("learn_to_rank"),
         }
         trivial = results["trivial"]["requests_per_second"]
         results["cached_vs_trivial"] = round(

@@ -111,6 +111,9 @@ class _InMemoryIndex:
         self.slot_of: dict[str, int] = {}
         self.ids: list[str] = []
         self.documents: list[str] = []
+        # Parsed documents of live slots, made when first answered: a broad query's 100
+        # candidates cost more to parse and validate than to find.
+        self.parsed: dict[int, SearchHit] = {}
         self.postings: dict[str, _Postings] = {}
         self.codes: dict[str, dict[str, int]] = {name: {} for name in _FILTERS}
         self.column = {name: np.zeros(capacity, dtype) for name, dtype in _COLUMNS.items()}
@@ -161,6 +164,7 @@ class _InMemoryIndex:
     def remove(self, animal_id: str) -> None:
         slot = self.slot_of.pop(animal_id, None)
         if slot is not None:
+            self.parsed.pop(slot, None)
             self.column["alive"][slot] = False
             self.live -= 1
             self.total_length -= float(self.column["length"][slot])
@@ -172,9 +176,9 @@ class _InMemoryIndex:
 
     def search(
         self, query: SearchQuery, words: list[tuple[str, ...]]
-    ) -> tuple[int, list[tuple[str, float]]]:
+    ) -> tuple[int, list[SearchHit]]:
         """The number of matches of the query (its words: each a tuple of forms, one of
-        which must match) and the page's (document, score)."""
+        which must match) and the page's hits."""
         size, column = self.size, self.column
         alive = column["alive"]
         matched = alive[:size].copy()
@@ -203,7 +207,13 @@ class _InMemoryIndex:
                 matched &= in_word
         candidates = np.flatnonzero(matched)
         page = self._ordered(candidates, score, query, bool(words))
-        return len(candidates), [(self.documents[slot], float(score[slot])) for slot in page]
+        return len(candidates), [self._hit(slot, float(score[slot])) for slot in page]
+
+    def _hit(self, slot: int, score: float) -> SearchHit:
+        parsed = self.parsed.get(slot)
+        if parsed is None:
+            parsed = self.parsed[slot] = SearchHit(**json.loads(self.documents[slot]), score=0.0)
+        return parsed.model_copy(update={"score": score})
 
     def _ordered(
         self, candidates: np.ndarray, score: np.ndarray, query: SearchQuery, scored: bool
@@ -376,8 +386,7 @@ class LocalSearchIndex:
         try:
             with self._lock:
                 self._catch_up()
-                hits, page = self._memory.search(query, words)
+                hits, results = self._memory.search(query, words)
         except sqlite3.Error as error:  # a broken or locked index file
             raise SearchEngineError(f"search in {self.path}: {error}") from error
-        results = [SearchHit(**json.loads(document), score=score) for document, score in page]
         return SearchResult(hits=hits, results=results)

@@ -149,5 +149,7 @@ def rerank(
         )
     )
     columns["filtered"] = np.full(len(hits), float(filtered))
-    scores = model.booster.predict(feature_matrix(columns))  # type: ignore[attr-defined]
+    # One thread: 100 rows are too few to share, and OpenMP teams of concurrent requests
+    # would spin against each other on the API's cores.
+    scores = model.booster.predict(feature_matrix(columns), num_threads=1)  # type: ignore[attr-defined]
     return [hits[i] for i in np.argsort(-scores, kind="stable")]

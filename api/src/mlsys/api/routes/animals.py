@@ -1,5 +1,4 @@
 import io
-import json
 import secrets
 import warnings
 from typing import Annotated
@@ -8,6 +7,7 @@ from uuid import uuid4
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
+from pydantic_core import to_json
 from sqlalchemy import ColumnElement, select
 
 from mlsys.aianimals import storage
@@ -173,9 +173,14 @@ def post_animal(
 
 
 def _search_fields(result: SearchResult, offset: int) -> bytes:
-    """The response's fields after search_id, as search_cache.search_response wants them."""
+    """The response's fields after search_id, as search_cache.search_response wants them.
+    The hits are validated documents: dumped as they are (what `animals.public` shows, the
+    photo as a URL, and the score), by pydantic's serializer."""
     results = [
-        {**animals.public(hit).model_dump(mode="json"), "score": hit.score}
+        {
+            **hit.model_dump(mode="json", exclude={"photo_key"}),
+            "photo_url": storage.url_of(hit.photo_key),
+        }
         for hit in result.results
     ]
     body = {
@@ -184,7 +189,7 @@ def _search_fields(result: SearchResult, offset: int) -> bytes:
         "offset": offset,
         "results": results,
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()[1:]
+    return to_json(body)[1:]
 
 
 async def search(
