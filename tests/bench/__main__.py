@@ -1,13 +1,15 @@
 """`make bench`: registration throughput, the forecasting pipeline's cost at scale, the
 AIAnimals search endpoint under concurrent load (cached, uncached, trivial route), the
-AIAnimals soak (mixed load while Redis and then RabbitMQ go away and come back), and
-learning to rank at the demo's size (its evaluation tables, reranking's cost).
+AIAnimals soak (mixed load while Redis and then RabbitMQ go away and come back),
+learning to rank at the demo's size (its evaluation tables, reranking's cost), and the
+no-animal classifier's server (photos per second in batches, one photo's latency).
 
 Everything is measured in one run on this machine and reported as figures and ratios;
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
-                        [--suites registration,pipeline,search,soak,ranking] [--api-workers N]
+                        [--suites registration,pipeline,search,soak,ranking,moderation]
+                        [--api-workers N]
 """
 
 import argparse
@@ -30,6 +32,7 @@ from mlsys.common.settings import PostgresSettings
 from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
+from tests.bench.moderation import moderation
 from tests.bench.ranking import ranking
 from tests.bench.search import search_load
 from tests.bench.soak import soak
@@ -201,8 +204,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--suites",
-        default="registration,pipeline,search,soak,ranking",
-        help="which to run, comma separated: registration, pipeline, search, soak, ranking",
+        default="registration,pipeline,search,soak,ranking,moderation",
+        help="which to run, comma separated: registration, pipeline, search, soak, ranking, "
+        "moderation",
     )
     parser.add_argument(
         "--api-workers",
@@ -238,6 +242,9 @@ def main() -> None:
         if "ranking" in suites:
             results["ranking"] = ranking(work)
             print(json.dumps(results["ranking"], indent=2), flush=True)
+        if "moderation" in suites:
+            results["moderation"] = moderation(work)
+            print(json.dumps(results["moderation"], indent=2), flush=True)
         if "soak" in suites:
             results["soak"] = soak(work, args.api_workers, seconds=args.soak_seconds)
             print(json.dumps(results["soak"], indent=2), flush=True)

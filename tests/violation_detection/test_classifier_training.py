@@ -1,0 +1,89 @@
+"""The no-animal classifier's training: the split, the threshold, the baseline, and a small
+seeded run of the real command (a sample of the photos, a tiny CNN, two epochs) that logs
+to MLflow, registers the version with its threshold and writes the report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlsys.violation_detection.dataset import load_photos, split
+from mlsys.violation_detection.evaluate import at_threshold, threshold_for_precision
+from tests.helpers.cli import local_env, run_cli
+from tests.helpers.paths import ROOT
+
+IMAGES = ROOT / "dataset/images"
+
+
+def test_the_split_is_fixed_by_the_seed_stratified_and_disjoint():
+    labels = np.array([1] * 820 + [0] * 180)
+    first, again, other = split(labels, 0), split(labels, 0), split(labels, 1)
+    for part in ("train", "validation", "test"):
+        assert np.array_equal(getattr(first, part), getattr(again, part))
+    assert not np.array_equal(first.test, other.test)
+    parts = [first.train, first.validation, first.test]
+    assert sum(len(p) for p in parts) == len(labels)
+    assert len(np.unique(np.concatenate(parts))) == len(labels)  # no photo in two parts
+    for part in parts:
+        assert labels[part].mean() == pytest.approx(0.82, abs=0.01)
+    assert len(first.test) == pytest.approx(150, abs=2)
+
+
+def test_the_threshold_is_the_lowest_reaching_the_target_precision():
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    # At 0.6: 3 of 4 flagged are no-animal (0.75); at 0.8: 2 of 2 (1.0); at 0.4: 4 of 6.
+    assert threshold_for_precision(labels, scores, 0.75) == 0.6
+    assert threshold_for_precision(labels, scores, 0.95) == 0.8
+    at = at_threshold(labels, scores, 0.6)
+    assert (at.precision, at.recall) == (0.75, 0.75)
+    # No threshold reaches it: above every score, nothing flagged (precision 1, recall 0).
+    never = threshold_for_precision(np.array([0, 1]), np.array([0.9, 0.1]), 0.99)
+    assert never > 0.9 and at_threshold(np.array([0, 1]), np.array([0.9, 0.1]), never).recall == 0
+
+
+def test_photos_are_read_from_the_manifest_and_bad_labels_are_refused(tmp_path):
+    photos = load_photos(IMAGES, limit=40)
+    assert photos.images.shape == (len(photos), 128, 128, 3) and photos.images.dtype == np.uint8
+    assert 0.7 < photos.labels.mean() < 0.9  # the sample keeps the dataset's share
+    (tmp_path / "manifest.csv").write_text("file,label,category,subcategory,source\nx.png,cat,,,\n")
+    with pytest.raises(ValueError, match="unknown labels \\['cat'\\]"):
+        load_photos(tmp_path)
+
+
+@pytest.mark.slow
+def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    result = run_cli(
+        "mlsys.violation_detection", "train", "--limit", "160", "--epochs", "2",
+        "--resolution", "24", "--width", "4", "--output", str(tmp_path / "report.json"),
+        env=local_env(home) | {"TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {"test", "validation", "baseline"} <= set(report)
+    for part in ("test", "validation", "baseline"):
+        assert set(report[part]) == {"roc_auc", "precision", "recall", "threshold", "photos",
+                                     "no_animal"}  # fmt: skip
+        assert 0 <= report[part]["roc_auc"] <= 1
+    assert report["test"]["threshold"] == report["validation"]["threshold"]  # chosen once
+    # The threshold reaches the target on validation, or flags nothing at all.
+    assert report["validation"]["precision"] >= 0.95
+    assert report["test"]["photos"] + report["validation"]["photos"] < 160
+    assert "CNN, test" in result.stdout and "registered version 1" in result.stdout
+
+    import mlflow
+    from mlsys.common.tracking import CHAMPION, configure_mlflow
+    from mlsys.violation_detection.tracking import EXPERIMENT, MODEL_NAME, THRESHOLD_TAG
+
+    monkeypatch.setenv("MLSYS_HOME", str(home))
+    monkeypatch.setenv("MLSYS_PROFILE", "local")
+    configure_mlflow(EXPERIMENT)
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert str(champion.version) == "1"  # nobody to beat
+    assert float(champion.tags[THRESHOLD_TAG]) == report["test"]["threshold"]
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["test.roc_auc"] == pytest.approx(report["test"]["roc_auc"])
+    assert run.data.params["cnn.epochs"] == "2" and len(run.data.params["data"]) == 16
+    history = client.get_metric_history(champion.run_id, "epoch.val_auc")
+    assert [m.step for m in history] == [0, 1]

@@ -1,0 +1,96 @@
+"""The photos the classifier learns from (dataset/images: animal / no_animal, 128x128) and
+their split: train / validation / test, fixed by a seed and stratified by label, so the
+test set is the same photos in every run that uses the same data and seed."""
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 128  # what the dataset holds, what the model and the server take
+NO_ANIMAL = 1  # the positive class: the violation
+
+
+@dataclass(frozen=True)
+class Photos:
+    images: np.ndarray  # N x 128 x 128 x 3, uint8 RGB
+    labels: np.ndarray  # N, 1 = no animal
+    subcategories: list[str]
+    files: list[str]  # relative to the dataset's root
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # indices into Photos
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def decoded(data: bytes | Path) -> np.ndarray:
+    """An image file as 128 x 128 RGB uint8, as the server decodes what it is sent."""
+    with Image.open(data) as image:
+        rgb = image.convert("RGB")
+        if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+            rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_photos(root: Path, limit: int | None = None, seed: int = 0) -> Photos:
+    """The photos listed in ROOT/manifest.csv; `limit` keeps a stratified sample (tests)."""
+    with (root / "manifest.csv").open(newline="") as manifest:
+        rows = list(csv.DictReader(manifest))
+    if not rows:
+        raise ValueError(f"{root / 'manifest.csv'} lists no photos")
+    unknown = {row["label"] for row in rows} - {"animal", "no_animal"}
+    if unknown:
+        raise ValueError(f"{root / 'manifest.csv'}: unknown labels {sorted(unknown)}")
+    labels = np.array([row["label"] == "no_animal" for row in rows], dtype=np.int32)
+    chosen = np.arange(len(rows))
+    if limit is not None and limit < len(rows):
+        chosen = np.sort(_stratified_sample(labels, limit, seed))
+    rows = [rows[i] for i in chosen]
+    return Photos(
+        images=np.stack([decoded(root / row["file"]) for row in rows]),
+        labels=labels[chosen],
+        subcategories=[row["subcategory"] or row["category"] for row in rows],
+        files=[row["file"] for row in rows],
+    )
+
+
+def _stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in (0, 1):
+        members = np.flatnonzero(labels == label)
+        share = max(1, round(size * len(members) / len(labels)))
+        picked.append(rng.choice(members, size=min(share, len(members)), replace=False))
+    return np.concatenate(picked)
+
+
+def split(labels: np.ndarray, seed: int, validation: float = 0.15, test: float = 0.15) -> Split:
+    """Stratified by label: each part has the dataset's share of no-animal photos."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = max(1, round(len(members) * test))
+        n_validation = max(1, round(len(members) * validation))
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test : n_test + n_validation])
+        parts["train"].append(members[n_test + n_validation :])
+    return Split(**{name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()})
+
+
+def fingerprint(photos: Photos) -> str:
+    """What the model learned from: the files, their labels and their pixels."""
+    digest = hashlib.sha256()
+    for file, label in zip(photos.files, photos.labels.tolist(), strict=True):
+        digest.update(f"{file}\0{label}\n".encode())
+    digest.update(photos.images.tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,232 @@
+"""The no-animal classifier over HTTP: `POST /v1/predict` with one photo or a batch.
+
+The champion (its Keras model and the threshold registered with it) is loaded in the
+background at start and again whenever the champion alias names another version, checked
+every REFRESH_SECONDS; requests never wait for MLflow. Until a model is loaded,
+`/health/ready` and predictions answer 503. Photos are decoded here (PNG or JPEG), resized
+to the 128 x 128 the model takes, and refused with a 4xx that says why when they are not
+an image, too small or too large, or too many in one request.
+"""
+
+import io
+import threading
+import time
+import warnings
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Request, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
+from PIL import Image
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from mlsys.common.logging import get_logger
+from mlsys.violation_detection.dataset import IMAGE_SIZE
+
+log = get_logger(__name__)
+REFRESH_SECONDS = 30.0
+MAX_PHOTO_BYTES = 5 * 1024 * 1024  # as the API's upload limit
+MAX_BATCH = 64
+MIN_SIDE, MAX_PIXELS = 32, 40_000_000  # smaller is no photo to judge; larger, a bomb
+
+METRICS = CollectorRegistry()
+PREDICTIONS = Counter(
+    "violation_predictions_total",
+    "Photos judged, by outcome",
+    ["outcome"],
+    registry=METRICS,
+)
+REFUSED = Counter(
+    "violation_refused_photos_total", "Photos refused, by reason", ["reason"], registry=METRICS
+)
+SECONDS = Histogram(
+    "violation_predict_duration_seconds",
+    "Time to judge one request's photos (decoding included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=METRICS,
+)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: int
+    threshold: float
+    infer: object  # photos (N x 128 x 128 x 3 uint8) -> probabilities of "no animal"
+
+    @property
+    def name(self) -> str:
+        from mlsys.violation_detection.tracking import MODEL_NAME
+
+        return f"{MODEL_NAME}/{self.version}"
+
+
+def compiled(model):
+    """The model as one traced function of a uint8 batch: `predict` would build a dataset
+    pipeline on every call, which costs more than judging one photo."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8)])
+    def infer(photos):
+        return model(photos, training=False)
+
+    infer(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8))  # trace now, not on a request
+    return lambda photos: infer(tf.constant(photos)).numpy().ravel()
+
+
+class Champion:
+    """The champion classifier; `model` is None until one is loaded, `problem` says why."""
+
+    def __init__(self, refresh_seconds: float = REFRESH_SECONDS):
+        self.model: LoadedModel | None = None
+        self.problem = "the classifier is loading"
+        self.refresh_seconds = refresh_seconds
+
+    def refresh(self) -> None:
+        try:
+            from mlflow.exceptions import MlflowException
+
+            import mlflow
+            from mlsys.common.tracking import CHAMPION, configure_tracking
+            from mlsys.violation_detection.tracking import MODEL_NAME, load_version
+
+            uri = configure_tracking()
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+                # The local store is made by the first training run: nothing to load yet.
+                self.problem = "no champion classifier is registered"
+                return
+            try:
+                found = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION)
+            except MlflowException:
+                self.problem = "no champion classifier is registered"
+                return
+            version = int(found.version)
+            if self.model is None or self.model.version != version:
+                model, threshold = load_version(version)
+                self.model, self.problem = LoadedModel(version, threshold, compiled(model)), ""
+                log.info("serving %s (threshold %.4f)", self.model.name, threshold)
+        except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
+            if self.model is None:
+                self.problem = f"the classifier could not be loaded: {error!r}"
+            log.warning("classifier refresh failed error=%r (serving %s)", error, self.model)
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        def loop() -> None:
+            while not stop.is_set():
+                self.refresh()
+                stop.wait(self.refresh_seconds)
+
+        thread = threading.Thread(target=loop, name="classifier-refresh", daemon=True)
+        thread.start()
+        return thread
+
+
+def decode_photo(name: str, data: bytes) -> np.ndarray:
+    """A photo as 128 x 128 RGB, or an HTTPException saying why it cannot be judged."""
+    if len(data) > MAX_PHOTO_BYTES:
+        REFUSED.labels("too_large").inc()
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{name}: over 5 MiB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format not in ("PNG", "JPEG"):
+                    raise OSError("not PNG or JPEG")
+                width, height = image.size
+                if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+                    REFUSED.labels("wrong_size").inc()
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        f"{name}: {width}x{height} pixels; a photo has sides of at least "
+                        f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
+                    )
+                rgb = image.convert("RGB").resize(
+                    (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
+                )
+                return np.asarray(rgb, dtype=np.uint8)
+    except HTTPException:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
+        REFUSED.labels("not_an_image").inc()
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{name}: not a PNG or JPEG image"
+        ) from None
+
+
+async def get_champion(request: Request) -> Champion:
+    return request.app.state.champion
+
+
+ChampionDep = Annotated[Champion, Depends(get_champion)]
+
+
+def create_app(champion: Champion | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stop = threading.Event()
+        if champion is None:
+            app.state.champion.start(stop)
+        yield
+        stop.set()
+
+    # Swagger UI from the package, not a CDN: the cluster may have no internet.
+    app = FastAPIOffline(title="AIAnimals no-animal classifier", version="1", lifespan=lifespan)
+    app.state.champion = champion or Champion()
+
+    @app.get("/health")
+    async def health() -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    async def ready(current: ChampionDep) -> dict:
+        """Readiness: a classifier is loaded."""
+        if current.model is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, current.problem)
+        return {"status": "ok", "model": current.model.name}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(METRICS), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/predict", responses={413: {}, 415: {}, 422: {}, 503: {}})
+    async def predict(
+        current: ChampionDep,
+        photos: Annotated[list[UploadFile], File(description=f"1 to {MAX_BATCH} photos")],
+    ) -> dict:
+        """The probability that each photo shows no animal, and whether that is a violation
+        (at or above the threshold registered with the model)."""
+        model = current.model
+        if model is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, current.problem)
+        if len(photos) > MAX_BATCH:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"at most {MAX_BATCH} photos per request"
+            )
+        start = time.perf_counter()
+        raw = [(photo.filename or f"photo {i + 1}", await photo.read(MAX_PHOTO_BYTES + 1))
+               for i, photo in enumerate(photos)]  # fmt: skip
+
+        def judged() -> np.ndarray:
+            batch = np.stack([decode_photo(name, data) for name, data in raw])
+            return model.infer(batch)  # type: ignore[operator]
+
+        probabilities = await run_in_threadpool(judged)
+        SECONDS.observe(time.perf_counter() - start)
+        answers = []
+        for probability in probabilities.tolist():
+            violation = probability >= model.threshold
+            PREDICTIONS.labels("violation" if violation else "ok").inc()
+            answers.append({"no_animal": probability, "violation": violation})
+        return {"model": model.name, "threshold": model.threshold, "predictions": answers}
+
+    return app

@@ -1,0 +1,148 @@
+"""The no-animal classifier: a small Keras CNN trained from scratch on the photos.
+
+It takes 128 x 128 RGB photos as uint8 (what the server decodes) and resizes them itself,
+so the resolution it learns at is a parameter of the model, not of its callers. Training
+augments (flips, rotations, zoom, shifts, contrast), weighs the classes so that the few
+animal photos count as much as the many others, and keeps the weights of the epoch with the
+best validation ROC AUC. The test set is not seen here.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlsys.violation_detection.dataset import IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    resolution: int = 64  # the model's own input size, after resizing the 128 px photo
+    width: int = 24  # filters of the first block; each block doubles them
+    blocks: int = 3
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # start of the cosine schedule
+    weight_decay: float = 1e-4
+    dropout: float = 0.3
+    label_smoothing: float = 0.0
+    seed: int = 0
+    threads: int = 2  # TensorFlow's intra-op threads (the cores it may use)
+
+
+@dataclass
+class Trained:
+    model: object  # keras.Model
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, auc, val_auc, ...
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Before any TensorFlow op: bounded threads (a 2-core machine is not oversubscribed)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialized in this process (tests): keep its settings
+        pass
+
+
+def build_model(params: CnnParams):
+    import keras
+    from keras import layers
+
+    # Out-of-frame pixels are white, as the photos' backgrounds are.
+    white = {"fill_mode": "constant", "fill_value": 1.0}
+    augment = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(0.1, **white),
+            layers.RandomZoom((-0.2, 0.2), **white),
+            layers.RandomTranslation(0.1, 0.1, **white),
+            layers.RandomContrast(0.2),
+        ],
+        name="augment",
+    )
+    photos = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="photos")
+    # Area averaging: clipart's thin outlines vanish when a bilinear resize skips pixels.
+    x = layers.Resizing(params.resolution, params.resolution, interpolation="area")(
+        layers.Rescaling(1 / 255)(photos)
+    )
+    x = augment(x)
+    for block in range(params.blocks):
+        filters = params.width * 2**block
+        shortcut = layers.Conv2D(filters, 1, use_bias=False)(x)
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("swish")(x)
+        x = layers.MaxPooling2D()(layers.Add()([x, shortcut]))
+    x = layers.Dropout(params.dropout)(layers.GlobalAveragePooling2D()(x))
+    no_animal = layers.Dense(1, activation="sigmoid", name="no_animal")(x)
+    return keras.Model(photos, no_animal, name="no_animal_classifier")
+
+
+def train_cnn(
+    images: np.ndarray,
+    labels: np.ndarray,
+    validation_images: np.ndarray,
+    validation_labels: np.ndarray,
+    params: CnnParams,
+    progress: Callable[[int, dict], None] | None = None,
+) -> Trained:
+    configure_tensorflow(params.threads)
+    import keras
+
+    from mlsys.violation_detection.evaluate import roc_auc
+
+    keras.utils.set_random_seed(params.seed)
+    model = build_model(params)
+    steps = math.ceil(len(labels) / params.batch_size) * params.epochs
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            keras.optimizers.schedules.CosineDecay(params.learning_rate, steps),
+            weight_decay=params.weight_decay,
+        ),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=params.label_smoothing),
+    )
+    share = float(labels.mean())
+    class_weight = {0: 0.5 / (1 - share), 1: 0.5 / share}
+    trained = Trained(model=model)
+    best = {"auc": -1.0, "weights": None}
+
+    class Track(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            scores = model.predict(validation_images, batch_size=256, verbose=0).ravel()
+            record = {**(logs or {}), "val_auc": roc_auc(validation_labels, scores)}
+            trained.history.append(record)
+            if record["val_auc"] > best["auc"]:
+                best.update(auc=record["val_auc"], weights=model.get_weights())
+                trained.best_epoch = epoch
+            if progress is not None:
+                progress(epoch, record)
+
+    start = time.monotonic()
+    model.fit(
+        images,
+        labels.astype(np.float32),
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        class_weight=class_weight,
+        callbacks=[Track()],
+        verbose=0,
+    )
+    trained.seconds = time.monotonic() - start
+    model.set_weights(best["weights"])
+    return trained
+
+
+def cnn_scores(model, images: np.ndarray) -> np.ndarray:
+    """The probability of "no animal" per photo (uint8, 128 x 128 x 3)."""
+    return model.predict(images, batch_size=256, verbose=0).ravel()
