@@ -61,7 +61,7 @@ def train(
     ] = 0.95,
     epochs: Annotated[
         int, typer.Option(min=1, help="Training epochs (the best on validation is kept).")
-    ] = 60,
+    ] = 50,
     resolution: Annotated[
         int, typer.Option(min=16, max=128, help="Pixels the CNN sees per side.")
     ] = 64,

@@ -64,7 +64,9 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
 def load_version(version: int | str):
     """The Keras model and threshold of a version (a number, or `@champion`)."""
     import mlflow
+    from mlsys.violation_detection.train import colour_histograms_layer
 
+    colour_histograms_layer()  # the model's own layer, registered before it is loaded
     uri = (
         f"models:/{MODEL_NAME}@{CHAMPION}"
         if version == "@champion"

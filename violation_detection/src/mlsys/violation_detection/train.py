@@ -1,7 +1,9 @@
 """The no-animal classifier: a small Keras CNN trained from scratch on the photos.
 
 It takes 128 x 128 RGB photos as uint8 (what the server decodes) and resizes them itself,
-so the resolution it learns at is a parameter of the model, not of its callers. Training
+so the resolution it learns at is a parameter of the model, not of its callers. Beside the
+convolutions' pooled features it reads the photo's HSV histograms (a layer of its own,
+no weights): best validation ROC AUC 0.789 with them (50 epochs), 0.753 without (60). Training
 augments (flips, rotations, zoom, shifts, contrast), weighs the classes so that the few
 animal photos count as much as the many others, and keeps the weights of the epoch with the
 best validation ROC AUC. The test set is not seen here.
@@ -11,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -22,7 +25,7 @@ class CnnParams:
     resolution: int = 64  # the model's own input size, after resizing the 128 px photo
     width: int = 24  # filters of the first block; each block doubles them
     blocks: int = 3
-    epochs: int = 60
+    epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3  # start of the cosine schedule
     weight_decay: float = 1e-4
@@ -30,6 +33,7 @@ class CnnParams:
     label_smoothing: float = 0.0
     seed: int = 0
     threads: int = 2  # TensorFlow's intra-op threads (the cores it may use)
+    colour_histograms: bool = True  # the photo's HSV histograms beside the conv features
 
 
 @dataclass
@@ -54,10 +58,36 @@ def configure_tensorflow(threads: int) -> None:
         pass
 
 
+@cache  # one class, registered once: loading a saved model needs it registered
+def colour_histograms_layer():
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="mlsys")
+    class ColourHistograms(keras.layers.Layer):
+        """The share of the photo's pixels in each of 16 bins of hue, saturation and value:
+        global colour statistics the convolutions see only through their small windows."""
+
+        bins = 16
+
+        def call(self, photos):
+            hsv = tf.image.rgb_to_hsv(tf.cast(photos, "float32") / 255.0)
+            binned = tf.cast(tf.minimum(hsv * self.bins, self.bins - 1), "int32")
+            return tf.reshape(
+                tf.reduce_mean(tf.one_hot(binned, self.bins), axis=[1, 2]), [-1, 3 * self.bins]
+            )
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], 3 * self.bins)
+
+    return ColourHistograms
+
+
 def build_model(params: CnnParams):
     import keras
     from keras import layers
 
+    ColourHistograms = colour_histograms_layer()
     # Out-of-frame pixels are white, as the photos' backgrounds are.
     white = {"fill_mode": "constant", "fill_value": 1.0}
     augment = keras.Sequential(
@@ -84,7 +114,10 @@ def build_model(params: CnnParams):
             x = layers.BatchNormalization()(x)
             x = layers.Activation("swish")(x)
         x = layers.MaxPooling2D()(layers.Add()([x, shortcut]))
-    x = layers.Dropout(params.dropout)(layers.GlobalAveragePooling2D()(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    if params.colour_histograms:
+        x = layers.Concatenate()([x, ColourHistograms(name="colour_histograms")(photos)])
+    x = layers.Dropout(params.dropout)(x)
     no_animal = layers.Dense(1, activation="sigmoid", name="no_animal")(x)
     return keras.Model(photos, no_animal, name="no_animal_classifier")
 
