@@ -77,11 +77,11 @@ def _rerank_in_process() -> dict:
     from mlsys.aianimals.database import get_engine
     from mlsys.aianimals.ranking import RERANK_CANDIDATES
     from mlsys.aianimals.search import SearchQuery, SortBy, get_search_index
-    from mlsys.api.ranking import ActivityCache, ChampionRanker, rerank
+    from mlsys.api.ranking import ActivityCache, champion_ranker, rerank
 
-    ranker = ChampionRanker()
+    ranker = champion_ranker()
     ranker.refresh()
-    assert ranker.model is not None, ranker.problem
+    assert ranker.loaded is not None, ranker.problem
     index, engine = get_search_index(), get_engine()
     candidates = [
         index.search(
@@ -94,16 +94,16 @@ def _rerank_in_process() -> dict:
 
     def warm_rerank():
         i = next(cycle) % len(QUERIES)
-        rerank(candidates[i], QUERIES[i], False, ranker.model, warm)
+        rerank(candidates[i], QUERIES[i], False, ranker.loaded, warm)
 
     def cold_rerank():  # the online features read from the database every time
         i = next(cycle) % len(QUERIES)
-        rerank(candidates[i], QUERIES[i], False, ranker.model, ActivityCache(engine))
+        rerank(candidates[i], QUERIES[i], False, ranker.loaded, ActivityCache(engine))
 
     for _ in range(20):
         warm_rerank()
     return {
-        "model": ranker.model.name,
+        "model": ranker.loaded.name,
         "candidates": [len(c) for c in candidates],
         "features_remembered": _timed(warm_rerank, 500),
         "features_from_the_database": _timed(cold_rerank, 200),

@@ -24,3 +24,36 @@ def test_local_experiments_keep_artifacts_under_the_home(local_home, tmp_path, m
     configure_mlflow("another_experiment")
     another = mlflow.get_experiment_by_name("another_experiment")
     assert another.artifact_location == (local_home / "mlartifacts").resolve().as_uri()
+
+
+def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local_home):
+    """ChampionWatch: nothing before a champion, each new version loaded once, the one
+    served kept when loading the next fails, nothing once no version is the champion."""
+    from mlsys.common.tracking import CHAMPION, ChampionWatch
+
+    loads: list[int] = []
+
+    def load(version: int) -> str:
+        loads.append(version)
+        if version == 3:
+            raise OSError("a broken artifact")
+        return f"model {version}"
+
+    watch = ChampionWatch("a_model", load, refresh_seconds=30, what="model")
+    watch.refresh()
+    assert (watch.loaded, watch.problem) == (None, "no champion model is registered")
+    configure_mlflow("an_experiment")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("a_model")
+    for _ in range(3):
+        with mlflow.start_run() as run:
+            mlflow.log_text("weights", "model/weights.txt")
+        client.create_model_version("a_model", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    for version, expected in ((1, "model 1"), (1, "model 1"), (2, "model 2"), (3, "model 2")):
+        client.set_registered_model_alias("a_model", CHAMPION, str(version))
+        watch.refresh()
+        assert watch.loaded == expected
+    assert loads == [1, 2, 3]  # version 1 loaded once; 3 tried, 2 still served
+    client.delete_registered_model_alias("a_model", CHAMPION)
+    watch.refresh()
+    assert (watch.loaded, watch.problem) == (None, "no champion model is registered")

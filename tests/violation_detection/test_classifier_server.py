@@ -50,9 +50,14 @@ def png(size=(128, 128), colour=(200, 30, 30)) -> bytes:
 
 
 def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(registry):
-    from mlsys.violation_detection.serve import MAX_BATCH, MAX_PHOTO_BYTES, Champion, create_app
+    from mlsys.violation_detection.serve import (
+        MAX_BATCH,
+        MAX_PHOTO_BYTES,
+        champion_classifier,
+        create_app,
+    )
 
-    champion = Champion()
+    champion = champion_classifier()
     with (
         ApiServer(create_app(champion)) as server,
         httpx.Client(base_url=server.url, timeout=60) as client,
@@ -94,15 +99,15 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
 
 
 def test_the_next_champion_is_served_once_the_alias_moves(registry):
-    from mlsys.violation_detection.serve import Champion
+    from mlsys.violation_detection.serve import champion_classifier
 
-    champion = Champion()
+    champion = champion_classifier()
     registry(threshold=0.2)
     champion.refresh()
-    assert (champion.model.version, champion.model.threshold) == (1, 0.2)
-    first = champion.model
+    assert (champion.loaded.version, champion.loaded.threshold) == (1, 0.2)
+    first = champion.loaded
     champion.refresh()
-    assert champion.model is first  # the same version is not loaded again
+    assert champion.loaded is first  # the same version is not loaded again
     registry(threshold=0.7)
     champion.refresh()
-    assert (champion.model.version, champion.model.threshold) == (2, 0.7)
+    assert (champion.loaded.version, champion.loaded.threshold) == (2, 0.7)

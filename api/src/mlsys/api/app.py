@@ -24,7 +24,7 @@ from mlsys.aianimals.tables import Animal
 from mlsys.api import guards, metrics
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.deps import SessionDep, ViewerId
-from mlsys.api.ranking import ActivityCache, ChampionRanker, Ranking
+from mlsys.api.ranking import ActivityCache, Ranking, champion_ranker
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.throttle import login_throttle
@@ -46,7 +46,7 @@ async def lifespan(app: FastAPI):
     app.state.login_throttle = login_throttle(app.state.auth)
     app.state.search_index = get_search_index()
     stop = threading.Event()
-    app.state.ranking = Ranking(ChampionRanker(), ActivityCache(app.state.engine))
+    app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))
     app.state.ranking.ranker.start(stop)  # loads the champion in the background
     consumers: list[threading.Thread] = []
     if platform_settings().profile is Profile.local:

@@ -2,11 +2,9 @@
 alias moves, checked in the background, never on a request), the posts' online features
 (post_activity, remembered for a minute) and the reranking of the engine's candidates."""
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, select
@@ -21,6 +19,7 @@ from mlsys.aianimals.ranking import (
 from mlsys.aianimals.search import SearchHit
 from mlsys.aianimals.tables import PostActivity
 from mlsys.common.logging import get_logger
+from mlsys.common.tracking import ChampionWatch
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0  # how soon a moved champion alias is served
@@ -37,55 +36,16 @@ class LoadedModel:
         return f"{RANKER_MODEL_NAME}/{self.version}"
 
 
-class ChampionRanker:
-    """The champion of RANKER_MODEL_NAME; `model` is None until one is loaded (or when
-    none is registered), and `problem` then says why."""
+def _load_ranker(version: int) -> LoadedModel:
+    import mlflow
 
-    def __init__(self, refresh_seconds: float | None = None):
-        self.model: LoadedModel | None = None
-        self.problem = "the ranker is loading"
-        self.refresh_seconds = refresh_seconds or REFRESH_SECONDS
-        self._thread: threading.Thread | None = None
+    booster = mlflow.lightgbm.load_model(f"models:/{RANKER_MODEL_NAME}/{version}")
+    return LoadedModel(version, booster)
 
-    def refresh(self) -> None:
-        """Load the champion if the alias names another version than the one served."""
-        try:
-            from mlflow.exceptions import MlflowException
 
-            import mlflow
-            from mlsys.common.tracking import CHAMPION, configure_tracking
-
-            uri = configure_tracking()
-            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-                # The local store is made by the first training run: nothing to load yet
-                # (and creating it here would cost every API start seconds).
-                self.model, self.problem = None, "no champion ranker is registered"
-                return
-            client = mlflow.MlflowClient()
-            try:
-                version = int(
-                    client.get_model_version_by_alias(RANKER_MODEL_NAME, CHAMPION).version
-                )
-            except MlflowException:
-                self.model, self.problem = None, "no champion ranker is registered"
-                return
-            if self.model is None or self.model.version != version:
-                booster = mlflow.lightgbm.load_model(f"models:/{RANKER_MODEL_NAME}/{version}")
-                self.model, self.problem = LoadedModel(version, booster), ""
-                log.info("serving ranker %s", self.model.name)
-        except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
-            if self.model is None:
-                self.problem = f"the ranker could not be loaded: {error!r}"
-            log.warning("ranker refresh failed error=%r (serving %s)", error, self.model)
-
-    def start(self, stop: threading.Event) -> None:
-        def loop() -> None:
-            while not stop.is_set():
-                self.refresh()
-                stop.wait(self.refresh_seconds)
-
-        self._thread = threading.Thread(target=loop, name="ranker-refresh", daemon=True)
-        self._thread.start()
+def champion_ranker(refresh_seconds: float = REFRESH_SECONDS) -> ChampionWatch[LoadedModel]:
+    """The champion of RANKER_MODEL_NAME, as this replica serves it."""
+    return ChampionWatch(RANKER_MODEL_NAME, _load_ranker, refresh_seconds, what="ranker")
 
 
 class ActivityCache:
@@ -120,7 +80,7 @@ class ActivityCache:
 class Ranking:
     """What learn_to_rank needs, built once per process (app.state.ranking)."""
 
-    ranker: ChampionRanker
+    ranker: ChampionWatch[LoadedModel]
     activity: ActivityCache
 
 

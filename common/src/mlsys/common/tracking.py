@@ -1,16 +1,20 @@
 """MLflow basics for every model of the platform: one tracking setup, batched metric
-logging, and the champion gate (an alias given only to a version that beats the champion).
+logging, the champion gate (an alias given only to a version that beats the champion), and
+the champion as servers keep it (loaded in the background, reloaded when the alias moves).
 What is logged and under which names belongs to each model's own package."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import mlflow_tracking_uri, platform_settings
 
 if TYPE_CHECKING:
+    import threading
+
     from mlflow.entities.model_registry import ModelVersion
 
 log = get_logger(__name__)
@@ -131,3 +135,70 @@ def promote_if_better(
     MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
     log.info("version %s (%s=%.5f) is the new champion", version, metric_key, candidate_metric)
     return True
+
+
+Loaded = TypeVar("Loaded")
+
+
+class ChampionWatch(Generic[Loaded]):
+    """A server's copy of a registered model's champion: loaded in the background at start
+    and again whenever the alias names another version (checked every `refresh_seconds`),
+    so requests read `loaded` and never wait for MLflow. `loaded` is None until a version is
+    loaded or while none is the champion, and `problem` then says why; when a reload fails
+    the version loaded before is kept. `load(version)` makes what is served of a version;
+    `what` names the model in `problem` (the ranker, the classifier)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        load: Callable[[int], Loaded],
+        refresh_seconds: float,
+        what: str,
+    ):
+        self.model_name, self.load, self.refresh_seconds = model_name, load, refresh_seconds
+        self.what = what
+        self.loaded: Loaded | None = None
+        self.version: int | None = None
+        self.problem = f"the {what} is loading"
+
+    def _none(self, problem: str) -> None:
+        self.loaded, self.version, self.problem = None, None, problem
+
+    def refresh(self) -> None:
+        """Load the champion if the alias names another version than the one served."""
+        try:
+            from mlflow.exceptions import MlflowException
+
+            from mlflow import MlflowClient
+
+            uri = configure_tracking()
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+                # The local store is made by the first training run: nothing to load yet
+                # (and creating it here would cost every server's start seconds).
+                return self._none(f"no champion {self.what} is registered")
+            try:
+                found = MlflowClient().get_model_version_by_alias(self.model_name, CHAMPION)
+            except MlflowException:
+                return self._none(f"no champion {self.what} is registered")
+            version = int(found.version)
+            if version != self.version:
+                self.loaded, self.version, self.problem = self.load(version), version, ""
+                log.info("serving %s/%s", self.model_name, version)
+        except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
+            if self.loaded is None:
+                self.problem = f"the {self.what} could not be loaded: {error!r}"
+            log.warning("refreshing %s failed error=%r (serving version %s)",
+                        self.model_name, error, self.version)  # fmt: skip
+
+    def start(self, stop: "threading.Event") -> "threading.Thread":
+        """Refresh now and every `refresh_seconds` in a daemon thread, until `stop` is set."""
+        import threading
+
+        def loop() -> None:
+            while not stop.is_set():
+                self.refresh()
+                stop.wait(self.refresh_seconds)
+
+        thread = threading.Thread(target=loop, name=f"{self.model_name}-refresh", daemon=True)
+        thread.start()
+        return thread

@@ -14,7 +14,6 @@ import time
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -31,6 +30,7 @@ from prometheus_client import (
 )
 
 from mlsys.common.logging import get_logger
+from mlsys.common.tracking import ChampionWatch
 from mlsys.violation_detection.dataset import IMAGE_SIZE
 
 log = get_logger(__name__)
@@ -83,51 +83,18 @@ def compiled(model):
     return lambda photos: infer(tf.constant(photos)).numpy().ravel()
 
 
-class Champion:
-    """The champion classifier; `model` is None until one is loaded, `problem` says why."""
+def _load_classifier(version: int) -> LoadedModel:
+    from mlsys.violation_detection.tracking import load_version
 
-    def __init__(self, refresh_seconds: float = REFRESH_SECONDS):
-        self.model: LoadedModel | None = None
-        self.problem = "the classifier is loading"
-        self.refresh_seconds = refresh_seconds
+    model, threshold = load_version(version)
+    return LoadedModel(version, threshold, compiled(model))
 
-    def refresh(self) -> None:
-        try:
-            from mlflow.exceptions import MlflowException
 
-            import mlflow
-            from mlsys.common.tracking import CHAMPION, configure_tracking
-            from mlsys.violation_detection.tracking import MODEL_NAME, load_version
+def champion_classifier(refresh_seconds: float = REFRESH_SECONDS) -> ChampionWatch[LoadedModel]:
+    """The champion classifier and its threshold, as this server judges with them."""
+    from mlsys.violation_detection.tracking import MODEL_NAME
 
-            uri = configure_tracking()
-            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-                # The local store is made by the first training run: nothing to load yet.
-                self.problem = "no champion classifier is registered"
-                return
-            try:
-                found = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION)
-            except MlflowException:
-                self.problem = "no champion classifier is registered"
-                return
-            version = int(found.version)
-            if self.model is None or self.model.version != version:
-                model, threshold = load_version(version)
-                self.model, self.problem = LoadedModel(version, threshold, compiled(model)), ""
-                log.info("serving %s (threshold %.4f)", self.model.name, threshold)
-        except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
-            if self.model is None:
-                self.problem = f"the classifier could not be loaded: {error!r}"
-            log.warning("classifier refresh failed error=%r (serving %s)", error, self.model)
-
-    def start(self, stop: threading.Event) -> threading.Thread:
-        def loop() -> None:
-            while not stop.is_set():
-                self.refresh()
-                stop.wait(self.refresh_seconds)
-
-        thread = threading.Thread(target=loop, name="classifier-refresh", daemon=True)
-        thread.start()
-        return thread
+    return ChampionWatch(MODEL_NAME, _load_classifier, refresh_seconds, what="classifier")
 
 
 def decode_photo(name: str, data: bytes) -> np.ndarray:
@@ -162,14 +129,14 @@ def decode_photo(name: str, data: bytes) -> np.ndarray:
         ) from None
 
 
-async def get_champion(request: Request) -> Champion:
+async def get_champion(request: Request) -> ChampionWatch[LoadedModel]:
     return request.app.state.champion
 
 
-ChampionDep = Annotated[Champion, Depends(get_champion)]
+ChampionDep = Annotated[ChampionWatch[LoadedModel], Depends(get_champion)]
 
 
-def create_app(champion: Champion | None = None) -> FastAPI:
+def create_app(champion: ChampionWatch[LoadedModel] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stop = threading.Event()
@@ -180,7 +147,7 @@ def create_app(champion: Champion | None = None) -> FastAPI:
 
     # Swagger UI from the package, not a CDN: the cluster may have no internet.
     app = FastAPIOffline(title="AIAnimals no-animal classifier", version="1", lifespan=lifespan)
-    app.state.champion = champion or Champion()
+    app.state.champion = champion or champion_classifier()
 
     @app.get("/health")
     async def health() -> dict:
@@ -190,9 +157,9 @@ def create_app(champion: Champion | None = None) -> FastAPI:
     @app.get("/health/ready")
     async def ready(current: ChampionDep) -> dict:
         """Readiness: a classifier is loaded."""
-        if current.model is None:
+        if current.loaded is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, current.problem)
-        return {"status": "ok", "model": current.model.name}
+        return {"status": "ok", "model": current.loaded.name}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -205,7 +172,7 @@ def create_app(champion: Champion | None = None) -> FastAPI:
     ) -> dict:
         """The probability that each photo shows no animal, and whether that is a violation
         (at or above the threshold registered with the model)."""
-        model = current.model
+        model = current.loaded
         if model is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, current.problem)
         if len(photos) > MAX_BATCH:

@@ -233,7 +233,7 @@ async def search(
 def _learned_order(index, ranking, query: SearchQuery) -> tuple[bytes, str]:
     """The fields of a learn_to_rank answer and the X-Ranking header that says how it was
     ordered: `learn_to_rank; model=NAME/VERSION` or `score; fallback=REASON`."""
-    model = ranking.ranker.model
+    model = ranking.ranker.loaded
     if model is None:
         metrics.RANKING.labels("fallback").inc()
         fallback = query.model_copy(update={"sort_by": SortBy.score})
