@@ -32,13 +32,18 @@ class Split:
     test: np.ndarray
 
 
-def decoded(data: bytes | Path) -> np.ndarray:
-    """An image file as 128 x 128 RGB uint8, as the server decodes what it is sent."""
-    with Image.open(data) as image:
-        rgb = image.convert("RGB")
-        if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-            rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
+def model_input(image: Image.Image) -> np.ndarray:
+    """A photo as the model takes it, 128 x 128 RGB uint8: the same for training photos
+    and for what the server is sent."""
+    rgb = image.convert("RGB")
+    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def decoded(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return model_input(image)
 
 
 def load_photos(root: Path, limit: int | None = None, seed: int = 0) -> Photos:

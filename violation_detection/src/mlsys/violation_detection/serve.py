@@ -31,7 +31,7 @@ from prometheus_client import (
 
 from mlsys.common.logging import get_logger
 from mlsys.common.tracking import ChampionWatch
-from mlsys.violation_detection.dataset import IMAGE_SIZE
+from mlsys.violation_detection.dataset import IMAGE_SIZE, model_input
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0
@@ -116,10 +116,7 @@ def decode_photo(name: str, data: bytes) -> np.ndarray:
                         f"{name}: {width}x{height} pixels; a photo has sides of at least "
                         f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
                     )
-                rgb = image.convert("RGB").resize(
-                    (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
-                )
-                return np.asarray(rgb, dtype=np.uint8)
+                return model_input(image)
     except HTTPException:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
