@@ -48,6 +48,20 @@ SCHEMA = migrate.Schema(
             "consumer_offsets": _WRITE,
             "dead_letters": "SELECT, INSERT",
         },
+        # Moderation: the detection consumer reads new posts and their photos, records
+        # violations and deactivates (an UPDATE, announced in the outbox); the portal logs
+        # moderators in (users: read only), stores their reviews and the labels they make,
+        # and reactivates what they reverse; retraining reads the labels and their photos.
+        "violation_detection": {
+            **dict.fromkeys((*_MASTER, "users", "photos"), "SELECT"),
+            "animals": "SELECT, UPDATE",
+            "violations": "SELECT, INSERT",
+            "violation_reviews": "SELECT, INSERT",
+            "photo_labels": _WRITE,
+            "outbox": "SELECT, INSERT",
+            "consumer_offsets": _WRITE,
+            "dead_letters": "SELECT, INSERT",
+        },
     },
 )
 

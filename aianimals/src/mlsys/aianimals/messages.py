@@ -48,6 +48,7 @@ class Queue(StrEnum):
 
     search_index = "search-index"
     ranking_features = "ranking-features"
+    violation_detection = "violation-detection"
 
 
 # Queue -> the topics it receives. Declared by the relay too, so that messages wait for a
@@ -56,6 +57,7 @@ class Queue(StrEnum):
 QUEUES: dict[Queue, list[Topic]] = {
     Queue.search_index: [Topic.animal_created, Topic.animal_updated],
     Queue.ranking_features: [Topic.animal_created, Topic.animal_updated],
+    Queue.violation_detection: [Topic.animal_created],  # a new post's photo is judged once
 }
 
 
@@ -288,6 +290,7 @@ def _handle(handler: Handler, batch: list[Message], stats: ConsumerStats) -> lis
         return []
     except Exception as error:  # any failure of one message must not stop the rest
         if len(batch) == 1:
+            log.warning("message=%s topic=%s failed error=%r", batch[0].id, batch[0].topic, error)
             stats.errors.append(f"{batch[0].id}: {error!r}")
             if isinstance(error, PermanentFailure):
                 stats.permanent.add(batch[0].id)

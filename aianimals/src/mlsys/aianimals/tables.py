@@ -1,4 +1,5 @@
-"""AIAnimals: users, animal posts, likes, access logs, and the transactional outbox."""
+"""AIAnimals: users, animal posts, likes, access logs, moderation, and the transactional
+outbox."""
 
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -55,6 +57,12 @@ class ViolationType(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+# The kind of violation the no-animal classifier judges; migration 0008 adds it to every
+# database (the seeded master data holds it with the same id).
+NO_ANIMAL_VIOLATION_ID = "4cc11afb7f8944ab9b3c1573e85abbf3"
+NO_ANIMAL_VIOLATION = "no_animal_violation"
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -68,6 +76,8 @@ class User(Base):
     # In every token: bumped on a password change, a deactivation or a log-out everywhere,
     # which revokes every token issued before.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # `user` or `moderator` (may open the review portal); `python -m mlsys.batch grant-role`.
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
 
     __table_args__ = (
         # `Dog_Leigh` is `dog_leigh`, and an address is one whatever its case.
@@ -120,6 +130,50 @@ class PostActivity(Base):
     logged_likes: Mapped[float] = mapped_column(Float)
     owner_posts: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Violation(Base):
+    """A classifier's judgement of a post: one per (post, violation type, model version),
+    so a message delivered twice writes one row. `is_violation`: the probability reached
+    the threshold registered with that model version, and the post was deactivated."""
+
+    __tablename__ = "violations"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    animal_id: Mapped[str] = mapped_column(ForeignKey("animals.id"), index=True)
+    violation_type_id: Mapped[str] = mapped_column(ForeignKey("violation_types.id"))
+    probability: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(96))  # `<registered name>/<version>`
+    is_violation: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("animal_id", "violation_type_id", "model_version"),)
+
+
+class ViolationReview(Base):
+    """A moderator's decision on a violation: `approved` (the post stays deactivated) or
+    `reversed` (the post is active again). Every decision is kept; the latest one counts."""
+
+    __tablename__ = "violation_reviews"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    violation_id: Mapped[int] = mapped_column(AutoId, ForeignKey("violations.id"), index=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PhotoLabel(Base):
+    """What a post's photo shows, as a person decided it: labels the next classifier
+    learns from (`python -m mlsys.violation_detection retrain`). One per post: a later
+    decision replaces an earlier one."""
+
+    __tablename__ = "photo_labels"
+    animal_id: Mapped[str] = mapped_column(ForeignKey("animals.id"), primary_key=True)
+    no_animal: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))  # `review`: a moderator's decision
+    reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    violation_id: Mapped[int | None] = mapped_column(AutoId, ForeignKey("violations.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Like(Base):
