@@ -84,7 +84,7 @@ def services_deployment(home: Path, generated: Path) -> Iterator:
         "RABBITMQ_VHOST": vhost,
         "SEARCH_ENGINE": "local",
     }
-    roles = create_roles(database, ["api", "batch", "search"])
+    roles = create_roles(database, ["api", "batch", "search", "violation_detection"])
     try:
         with pytest.MonkeyPatch.context() as patch:
             for name, value in environment.items():

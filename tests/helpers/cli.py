@@ -18,6 +18,7 @@ from mlsys.common.settings import (
     RedisSettings,
     StorageSettings,
 )
+from mlsys.violation_detection.detect import ClassifierSettings
 from tests.helpers.paths import ROOT
 
 SETTINGS = (
@@ -32,6 +33,7 @@ SETTINGS = (
     StorageSettings,
     AuthSettings,
     BiSettings,
+    ClassifierSettings,
 )
 
 

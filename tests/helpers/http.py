@@ -3,6 +3,7 @@
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,9 @@ def wait_for_url(url: str, timeout: float, process: subprocess.Popen | None = No
                 if response.status == 200:
                     return
                 last_error = f"status {response.status}"
+        except urllib.error.HTTPError as error:  # an answer other than 200: close it
+            error.close()
+            last_error = error
         except OSError as error:
             last_error = error
         if process is not None and process.poll() is not None:
@@ -66,9 +70,12 @@ def serving_api() -> Iterator:
 
     from mlsys.aianimals.cache import _in_process_cache
     from mlsys.aianimals.search import _index_for
+    from mlsys.aianimals.storage import photo_store
 
-    _in_process_cache.cache_clear()  # one cache and index per home, as in a fresh process
+    # One cache, index and photo store per environment, as in a fresh process.
+    _in_process_cache.cache_clear()
     _index_for.cache_clear()
+    photo_store.cache_clear()
     with ApiServer() as server, httpx.Client(base_url=server.url, timeout=30) as client:
         yield client, server
 

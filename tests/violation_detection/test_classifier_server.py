@@ -22,23 +22,10 @@ def registry(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSYS_PROFILE", "local")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    import mlflow
-    from mlsys.common.tracking import CHAMPION, configure_mlflow
-    from mlsys.violation_detection.tracking import EXPERIMENT, MODEL_NAME, THRESHOLD_TAG
-    from mlsys.violation_detection.train import CnnParams, build_model, configure_tensorflow
-
-    configure_tensorflow(2)
+    from tests.helpers.moderation import register_tiny_classifier
 
     def register(threshold: float) -> int:
-        configure_mlflow(EXPERIMENT)
-        model = build_model(CnnParams(resolution=16, width=2, blocks=1))
-        with mlflow.start_run():
-            logged = mlflow.keras.log_model(model, name="model", registered_model_name=MODEL_NAME)
-        version = str(logged.registered_model_version)
-        client = mlflow.MlflowClient()
-        client.set_model_version_tag(MODEL_NAME, version, THRESHOLD_TAG, repr(threshold))
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-        return int(version)
+        return register_tiny_classifier(threshold)[0]
 
     return register
 

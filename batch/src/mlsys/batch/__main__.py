@@ -175,6 +175,35 @@ def search_index(
     )
 
 
+@app.command("grant-role")
+def grant_role(
+    handle_name: Annotated[str, typer.Argument(help="The user's handle name.")],
+    role: Annotated[str, typer.Argument(help="`moderator` (may use the review portal) or `user`.")],
+) -> None:
+    """Give a user a role: `moderator` lets them log in to the review portal
+    (python -m mlsys.violation_detection portal); `user` takes it back."""
+    from sqlalchemy import func, update
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.tables import User
+
+    if role not in ("moderator", "user"):
+        typer.echo(f"error: unknown role {role!r} (known: moderator, user)", err=True)
+        raise typer.Exit(2)
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    with engine.begin() as db:
+        changed = db.execute(
+            update(User)
+            .where(func.lower(User.handle_name) == handle_name.lower())
+            .values(role=role)
+        ).rowcount  # fmt: skip
+    if not changed:
+        typer.echo(f"error: no user {handle_name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{handle_name}: {role}")
+
+
 @app.command("replay-dead-letters")
 def replay_dead_letters(
     queue: Annotated[str, typer.Argument(help="The consumer's queue, e.g. search-index.")],

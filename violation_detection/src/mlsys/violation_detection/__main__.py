@@ -43,58 +43,117 @@ def print_report(report: dict) -> None:
     Console().print(table)
 
 
+ImagesOption = Annotated[
+    Path, typer.Option(help="The photos: a folder with manifest.csv (file, label, ...).")
+]
+OutputOption = Annotated[
+    Path | None, typer.Option(help="Write the report (test, validation, baseline) as JSON.")
+]
+TargetPrecisionOption = Annotated[
+    float,
+    typer.Option(
+        min=0.5, max=1.0, help="Precision of 'no animal' the threshold must reach on validation."
+    ),
+]
+EpochsOption = Annotated[
+    int, typer.Option(min=1, help="Training epochs (the best on validation is kept).")
+]
+ResolutionOption = Annotated[
+    int, typer.Option(min=16, max=128, help="Pixels the CNN sees per side.")
+]
+WidthOption = Annotated[int, typer.Option(min=2, help="Filters of the CNN's first block.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the split and of training.")]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(min=20, help="Use a stratified sample of this many photos (quick runs)."),
+]
+PromoteOption = Annotated[
+    bool, typer.Option(help="Give the new version the champion alias if it beats the champion.")
+]
+
+
 @app.command()
 def train(
-    images: Annotated[
-        Path, typer.Option(help="The photos: a folder with manifest.csv (file, label, ...).")
-    ] = DEFAULT_IMAGES,
-    output: Annotated[
-        Path | None, typer.Option(help="Write the report (test, validation, baseline) as JSON.")
-    ] = None,
-    target_precision: Annotated[
-        float,
-        typer.Option(
-            min=0.5,
-            max=1.0,
-            help="Precision of 'no animal' the threshold must reach on validation.",
-        ),
-    ] = 0.95,
-    epochs: Annotated[
-        int, typer.Option(min=1, help="Training epochs (the best on validation is kept).")
-    ] = 50,
-    resolution: Annotated[
-        int, typer.Option(min=16, max=128, help="Pixels the CNN sees per side.")
-    ] = 64,
-    width: Annotated[int, typer.Option(min=2, help="Filters of the CNN's first block.")] = 24,
-    seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
-    limit: Annotated[
-        int | None,
-        typer.Option(min=20, help="Use a stratified sample of this many photos (quick runs)."),
-    ] = None,
-    promote: Annotated[
-        bool, typer.Option(help="Give the new version the champion alias if it beats the champion.")
-    ] = True,
+    images: ImagesOption = DEFAULT_IMAGES,
+    output: OutputOption = None,
+    target_precision: TargetPrecisionOption = 0.95,
+    epochs: EpochsOption = 50,
+    resolution: ResolutionOption = 64,
+    width: WidthOption = 24,
+    seed: SeedOption = 0,
+    limit: LimitOption = None,
+    promote: PromoteOption = True,
 ) -> None:
     """Train and evaluate the classifier: stratified train / validation / test split fixed
     by the seed; the CNN keeps its best epoch on validation; its threshold is the lowest
     reaching the target precision on validation; the test set is scored once, for the
     report, as is the baseline (gradient boosting on colour and gradient histograms)."""
+    configure_logging()
+    _train(images, output, target_precision, epochs, resolution, width, seed, limit, promote)
+
+
+@app.command()
+def retrain(
+    images: ImagesOption = DEFAULT_IMAGES,
+    output: OutputOption = None,
+    target_precision: TargetPrecisionOption = 0.95,
+    epochs: EpochsOption = 50,
+    resolution: ResolutionOption = 64,
+    width: WidthOption = 24,
+    seed: SeedOption = 0,
+    limit: LimitOption = None,
+    promote: PromoteOption = True,
+) -> None:
+    """Train as `train` does, with the moderators' decisions added to the training photos
+    (approved: no animal; reversed: an animal). They never enter validation or test, and
+    one that shows a validation or test photo is left out; the split is the same as
+    `train`'s, so the new version and the champion are compared on the same test photos,
+    and it is promoted only if its ROC AUC there is higher."""
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.storage import photo_store
+    from mlsys.violation_detection.dataset import reviewed_photos
+    from mlsys.violation_detection.review import labels
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    reviewed = reviewed_photos(labels(engine), photo_store())
+    typer.echo(f"labels from reviews: {len(reviewed)} ({int(reviewed.labels.sum())} no animal)")
+    _train(
+        images, output, target_precision, epochs, resolution, width, seed, limit, promote,
+        reviewed=reviewed,
+    )  # fmt: skip
+
+
+def _train(
+    images, output, target_precision, epochs, resolution, width, seed, limit, promote,
+    reviewed=None,
+) -> None:  # fmt: skip
+    import numpy as np
+
     from mlsys.violation_detection.baseline import baseline_scores, train_baseline
-    from mlsys.violation_detection.dataset import fingerprint, load_photos, split
+    from mlsys.violation_detection.dataset import fingerprint, load_photos, not_in, split
     from mlsys.violation_detection.evaluate import curves, summary, threshold_for_precision
     from mlsys.violation_detection.tracking import gate, log_run
     from mlsys.violation_detection.train import CnnParams, cnn_scores, train_cnn
 
-    configure_logging()
     photos = load_photos(images, limit=limit, seed=seed)
     parts = split(photos.labels, seed)
     x, y = photos.images, photos.labels
     train_x, train_y = x[parts.train], y[parts.train]
     valid_x, valid_y = x[parts.validation], y[parts.validation]
     test_x, test_y = x[parts.test], y[parts.test]
+    added = 0
+    if reviewed is not None and len(reviewed):
+        fresh = not_in(reviewed, np.concatenate([valid_x, test_x]))
+        added = int(fresh.sum())
+        if added < len(reviewed):
+            typer.echo(f"left out {len(reviewed) - added} reviewed photos of validation or test")
+        train_x = np.concatenate([train_x, reviewed.images[fresh]])
+        train_y = np.concatenate([train_y, reviewed.labels[fresh]])
     log.info(
-        "photos=%d (no animal %.1f%%) train=%d validation=%d test=%d",
-        len(photos), 100 * y.mean(), len(train_y), len(valid_y), len(test_y),
+        "photos=%d (no animal %.1f%%) train=%d (reviewed %d) validation=%d test=%d",
+        len(photos), 100 * y.mean(), len(train_y), added, len(valid_y), len(test_y),
     )  # fmt: skip
     params = CnnParams(resolution=resolution, width=width, epochs=epochs, seed=seed)
 
@@ -123,26 +182,83 @@ def train(
         "target_precision": target_precision,
         "best_epoch": trained.best_epoch + 1,
         "train_seconds": round(trained.seconds, 1),
+        "reviewed_photos": added,
     }
     print_report(report)
     typer.echo(
         f"trained in {trained.seconds:.0f} s; best epoch {trained.best_epoch + 1} of {epochs}"
     )
     extra = {"target_precision": target_precision, "photos": len(photos), "train": len(train_y),
-             "validation": len(valid_y), "test": len(test_y), "limit": limit}  # fmt: skip
+             "validation": len(valid_y), "test": len(test_y), "limit": limit,
+             "reviewed": added}  # fmt: skip
+    data = (
+        fingerprint(photos)
+        if reviewed is None
+        else f"{fingerprint(photos)}+{fingerprint(reviewed)}"
+    )
     _, version = log_run(
         trained=trained,
         params=params,
         report=report,
         curves={"test": curves(test_y, test_scores), "validation": curves(valid_y, valid_scores)},
-        fingerprint=fingerprint(photos),
+        fingerprint=data,
         extra=extra,
     )
     typer.echo(f"registered version {version} (threshold {threshold:.4f})")
     if promote:
-        gate(version, tested["roc_auc"], test_x, test_y)
+        promoted, champion_auc = gate(version, tested["roc_auc"], test_x, test_y)
+        against = (
+            "no champion yet"
+            if champion_auc is None
+            else f"champion's test ROC AUC {champion_auc:.4f} on the same photos"
+        )
+        typer.echo(
+            f"version {version}: test ROC AUC {tested['roc_auc']:.4f}, {against}: "
+            + ("promoted to champion" if promoted else "not promoted")
+        )
     if output is not None:
         output.write_text(json.dumps(report, indent=2))
+
+
+@app.command()
+def consume(
+    idle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a message (default: run until stopped)."
+        ),
+    ] = None,
+) -> None:
+    """Consume the violation-detection queue (RabbitMQ, or the outbox in the local
+    profile): each new post's photo is judged by the classifier server
+    (VIOLATION_DETECTION_URL); a violation row is written per post and model version, and
+    a post judged a violation is deactivated, which takes it out of search."""
+    import signal
+    import threading
+    from functools import partial
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.messages import Queue
+    from mlsys.aianimals.messages import consume as consume_queue
+    from mlsys.violation_detection.detect import Classifier, detect_violations
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    classifier = Classifier.from_settings()
+    classifier.wait_until_ready()
+    stats = consume_queue(
+        Queue.violation_detection,
+        partial(detect_violations, engine, classifier),
+        engine,
+        idle_seconds=idle_seconds,
+        stop=stopping.is_set,
+    )
+    typer.echo(
+        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
+    )
 
 
 @app.command()
@@ -164,6 +280,33 @@ def serve(
         access_log=False,
         log_config=None,
     )
+
+
+@app.command()
+def portal(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8502,
+) -> None:
+    """Serve the review portal (Streamlit): moderators log in with their AIAnimals
+    password, see the violations with filters and a per-day chart, and approve or reverse
+    them in the review queue; a reversal puts the post back in search, and every decision
+    becomes a label for `retrain`. Make a user a moderator with
+    `python -m mlsys.batch grant-role HANDLE moderator`."""
+    import os
+    import sys
+
+    from mlsys.aianimals.database import upgrade_or_wait
+
+    configure_logging()
+    upgrade_or_wait()
+    script = Path(__file__).with_name("portal.py")
+    typer.echo(f"review portal: http://{host}:{port}")
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "streamlit", "run", str(script),
+         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

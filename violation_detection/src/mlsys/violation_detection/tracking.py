@@ -52,13 +52,24 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
                 path.write_text(json.dumps(content, indent=2))
                 mlflow.log_artifact(str(path))
         logged = mlflow.keras.log_model(
-            trained.model, name="model", registered_model_name=MODEL_NAME
+            trained.model,
+            name="model",
+            registered_model_name=MODEL_NAME,
+            pip_requirements=requirements(),
         )
     version = int(logged.registered_model_version)
     mlflow.MlflowClient().set_model_version_tag(
         MODEL_NAME, str(version), THRESHOLD_TAG, repr(report["test"]["threshold"])
     )
     return run.info.run_id, version
+
+
+def requirements() -> list[str]:
+    """What loading the model needs, named: MLflow's inference of it takes half a minute
+    and then gives up on this workspace."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow-cpu", "keras")]
 
 
 def load_version(version: int | str):
@@ -81,8 +92,11 @@ def load_version(version: int | str):
     return mlflow.keras.load_model(uri), float(found.tags[THRESHOLD_TAG])
 
 
-def gate(version: int, candidate_auc: float, test_images: np.ndarray, test_labels: np.ndarray):
-    """Promote `version` if its test ROC AUC beats the champion's on the same photos."""
+def gate(
+    version: int, candidate_auc: float, test_images: np.ndarray, test_labels: np.ndarray
+) -> tuple[bool, float | None]:
+    """Promote `version` if its test ROC AUC beats the champion's on the same photos;
+    returns whether it was promoted and the champion's ROC AUC (None: no champion)."""
     from mlsys.violation_detection.evaluate import roc_auc
     from mlsys.violation_detection.train import cnn_scores
 
@@ -91,6 +105,7 @@ def gate(version: int, candidate_auc: float, test_images: np.ndarray, test_label
     if champion is not None:
         model, _ = load_version("@champion")
         champion_auc = roc_auc(test_labels, cnn_scores(model, test_images))
-    return promote_if_better(
+    promoted = promote_if_better(
         MODEL_NAME, version, GATE_METRIC, candidate_auc, champion_auc, higher_is_better=True
     )
+    return promoted, champion_auc

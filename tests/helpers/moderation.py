@@ -1,0 +1,53 @@
+"""What the moderation tests share: a tiny classifier registered as the champion."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers.paths import ROOT
+
+IMAGES = ROOT / "dataset/images"
+
+
+def register_tiny_classifier(
+    threshold: float | Callable[[dict[str, float]], float], photos: dict[str, Path] | None = None
+):
+    """Register an untrained tiny classifier (in the MLflow of the environment) as the
+    champion; returns (version, scores of `photos`, threshold). `threshold` may be chosen
+    from the scores of `photos`: the tests that do so check the moderation loop, not the
+    classifier (its training has tests of its own)."""
+    import mlflow
+    from mlsys.common.tracking import CHAMPION, configure_mlflow
+    from mlsys.violation_detection.dataset import decoded
+    from mlsys.violation_detection.tracking import (
+        EXPERIMENT,
+        MODEL_NAME,
+        THRESHOLD_TAG,
+        requirements,
+    )
+    from mlsys.violation_detection.train import (
+        CnnParams,
+        build_model,
+        cnn_scores,
+        configure_tensorflow,
+    )
+
+    configure_tensorflow(2)
+    configure_mlflow(EXPERIMENT)
+    model = build_model(CnnParams(resolution=16, width=2, blocks=1))
+    scores = {}
+    if photos:
+        values = cnn_scores(model, np.stack([decoded(path) for path in photos.values()]))
+        scores = dict(zip(photos, values.tolist(), strict=True))
+    if callable(threshold):
+        threshold = threshold(scores)
+    with mlflow.start_run():
+        logged = mlflow.keras.log_model(
+            model, name="model", registered_model_name=MODEL_NAME, pip_requirements=requirements()
+        )
+    version = str(logged.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL_NAME, version, THRESHOLD_TAG, repr(float(threshold)))
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    return int(version), scores, float(threshold)

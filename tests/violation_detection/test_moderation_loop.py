@@ -1,0 +1,335 @@
+"""The moderation loop in the services profile, on this machine's PostgreSQL, Redis and
+RabbitMQ, each component as its own PostgreSQL role and its own process, as deployed:
+the API, the relay, the search-index consumer, the classifier server, the detection
+consumer and the review portal (in headless Chromium).
+
+A no-animal photo posted through the API is judged, deactivated and gone from search
+within 5 seconds; an animal photo stays; a poison message is dead-lettered while the
+consumer goes on; a message delivered twice writes one row; a moderator's reversal in the
+portal brings the post back; the decision is a label that `retrain` learns from.
+
+The classifier is a tiny untrained one whose threshold is set between the scores of the
+two photos posted: this is a test of the loop, the classifier's quality is measured by
+`train` (tests/violation_detection/test_classifier_training.py, `make bench`).
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+import pytest
+from PIL import Image, ImageOps
+from sqlalchemy import create_engine, text
+
+from tests.helpers.aianimals import AIANIMALS_POSTS, PNG, search, services_deployment
+from tests.helpers.cli import run_cli
+from tests.helpers.http import login, wait_for_url
+from tests.helpers.moderation import IMAGES, register_tiny_classifier
+from tests.helpers.paths import ROOT, SCREENSHOTS
+from tests.helpers.services import PG, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+MODERATOR, PASSWORD = "yunus_dog_love", "password"  # a seeded user, made a moderator here
+NO_ANIMAL = IMAGES / "no_animal"
+ANIMAL = IMAGES / "animal"
+
+
+def mirrored(path) -> bytes:
+    """A dataset photo mirrored: pixel for pixel none of the dataset's photos, so the
+    label it gets may join a training set without being a validation or test photo."""
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        ImageOps.mirror(image.convert("RGB")).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Loop:
+    api: object
+    database_url: str
+    portal_url: str
+    env: dict
+    no_animal: bytes
+    animal: bytes
+
+
+def spawn(env: dict, *args: str, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory, aianimals_generated):
+    home = tmp_path_factory.mktemp("moderation") / "mlsys-home"
+    with services_deployment(home, aianimals_generated) as api:
+        database = os.environ["POSTGRES_DB"]
+        owner_url = f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}/{database}"
+        run_cli("mlsys.batch", "grant-role", MODERATOR, "moderator")
+        # Two candidate photos each way, scored by the tiny model: the threshold goes
+        # between the highest-scoring no-animal one and the lowest-scoring animal one.
+        candidates = {
+            **{f"no_animal:{p.name}": p for p in sorted(NO_ANIMAL.glob("*.png"))[:6]},
+            **{f"animal:{p.name}": p for p in sorted(ANIMAL.glob("*.png"))[:6]},
+        }
+        mirrored_files = {}
+        for name, path in candidates.items():
+            mirrored_files[name] = tmp_path_factory.mktemp("photos") / path.name
+            mirrored_files[name].write_bytes(mirrored(path))
+        chosen = {}
+
+        def between(scores: dict[str, float]) -> float:
+            no_animal = max((n for n in scores if n.startswith("no_animal")), key=scores.get)
+            animal = min((n for n in scores if n.startswith("animal")), key=scores.get)
+            assert scores[no_animal] != scores[animal]
+            if scores[no_animal] < scores[animal]:  # untrained, it may have it backwards
+                no_animal, animal = animal, no_animal
+            chosen.update(no_animal=no_animal, animal=animal)
+            return (scores[no_animal] + scores[animal]) / 2
+
+        register_tiny_classifier(between, photos=mirrored_files)
+        no_animal, animal = chosen["no_animal"], chosen["animal"]
+        port, portal_port = free_port(), free_port()
+        base = os.environ | {
+            "RABBITMQ_RETRY_BASE_SECONDS": "0.2",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+        moderation = base | {
+            "POSTGRES_USER": f"{database}_violation_detection",
+            "VIOLATION_DETECTION_URL": f"http://127.0.0.1:{port}",
+        }
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        opened = {name: open(logs / f"{name}.log", "w") for name in  # noqa: SIM115
+                  ("relay", "index", "server", "consumer", "portal")}  # fmt: skip
+        processes = [
+            spawn(base, "mlsys.batch", "relay", "--follow", "--interval", "0.2",
+                  log=opened["relay"]),
+            spawn(base, "mlsys.batch", "search-index", log=opened["index"]),
+            server := spawn(base, "mlsys.violation_detection", "serve", "--port", str(port),
+                            log=opened["server"]),
+            spawn(moderation, "mlsys.violation_detection", "consume", log=opened["consumer"]),
+            portal := spawn(moderation, "mlsys.violation_detection", "portal", "--port",
+                            str(portal_port), log=opened["portal"]),
+        ]  # fmt: skip
+        try:
+            wait_for_url(f"http://127.0.0.1:{port}/health/ready", timeout=120, process=server)
+            wait_for_url(f"http://127.0.0.1:{portal_port}/_stcore/health", timeout=120,
+                         process=portal)  # fmt: skip
+            engine = create_engine(owner_url)
+            deadline = time.monotonic() + 120
+            while judged(engine) < AIANIMALS_POSTS:  # the seeded posts, queued at the load
+                assert time.monotonic() < deadline, (logs / "consumer.log").read_text()[-3000:]
+                time.sleep(0.2)
+            engine.dispose()
+            yield Loop(
+                api=api,
+                database_url=owner_url,
+                portal_url=f"http://127.0.0.1:{portal_port}",
+                env=moderation,
+                no_animal=mirrored_files[no_animal].read_bytes(),
+                animal=mirrored_files[animal].read_bytes(),
+            )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+            for log in opened.values():
+                log.close()
+
+
+@pytest.fixture(autouse=True)
+def local_home(loop):
+    """Keep the module's environment (the shared autouse fixture would replace MLSYS_HOME)."""
+    return Path(loop.env["MLSYS_HOME"])
+
+
+def judged(engine) -> int:
+    with engine.connect() as db:
+        return db.execute(text("SELECT count(*) FROM violations")).scalar()
+
+
+def post(api, token, description: str, photo: bytes) -> str:
+    form = {"name": "テスト", "description": description, "animal_category_id": "1",
+            "animal_subcategory_id": "24"}  # fmt: skip
+    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", photo)}, headers=token)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def found(api, token, phrase) -> list[str]:
+    return [hit["id"] for hit in search(api, token, {"phrases": [phrase]})["results"]]
+
+
+def violation_of(loop: Loop, animal_id: str):
+    engine = create_engine(loop.database_url)
+    try:
+        with engine.connect() as db:
+            return db.execute(
+                text("SELECT v.is_violation, v.model_version, a.deactivated FROM violations v "
+                     "JOIN animals a ON a.id = v.animal_id WHERE v.animal_id = :id"),
+                {"id": animal_id},
+            ).all()  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def until(condition, timeout: float) -> float:
+    """Seconds until `condition()` held; fails at the timeout."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_a_no_animal_post_leaves_search_within_5_seconds_and_an_animal_post_stays(loop):
+    token = login(loop.api)
+    start = time.monotonic()
+    stapler = post(loop.api, token, "机の上のホチキス", loop.no_animal)
+    cat = post(loop.api, token, "こたつで丸くなるペルシャ", loop.animal)
+    until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
+    until(lambda: found(loop.api, token, "ホチキス") == [], timeout=5 - (time.monotonic() - start))
+    elapsed = time.monotonic() - start
+    print(f"no-animal post judged, deactivated and out of search after {elapsed:.2f} s")
+    assert elapsed <= 5
+    assert violation_of(loop, stapler)[0][2] is True  # deactivated
+    until(lambda: len(violation_of(loop, cat)) == 1, timeout=5)
+    until(lambda: found(loop.api, token, "こたつ") == [cat], timeout=5)
+    assert violation_of(loop, cat)[0][0] is False and violation_of(loop, cat)[0][2] is False
+    time.sleep(1)  # and it stays
+    assert found(loop.api, token, "こたつ") == [cat]
+
+
+def dead_letters() -> int:
+    from mlsys.aianimals.messages import Queue, rabbitmq_connection
+
+    connection = rabbitmq_connection()
+    try:
+        declared = connection.channel().queue_declare(
+            f"{Queue.violation_detection}.dead", passive=True
+        )
+        return declared.method.message_count
+    finally:
+        connection.close()
+
+
+def publish(payload: dict, times: int = 1) -> None:
+    from mlsys.aianimals.messages import EXCHANGE, Topic, confirmed_channel
+
+    with confirmed_channel() as channel:
+        for _ in range(times):
+            channel.basic_publish(
+                EXCHANGE, Topic.animal_created, json.dumps(payload).encode(),
+                pika.BasicProperties(type=Topic.animal_created, message_id="test"),
+            )  # fmt: skip
+
+
+def test_poison_messages_are_dead_lettered_and_a_redelivery_writes_one_row(loop):
+    token = login(loop.api)
+    before = dead_letters()
+    publish({"animal_id": "0" * 32})  # no such post
+    tiny = post(loop.api, token, "小さすぎる写真", PNG)  # 1x1: the classifier refuses it
+    publish({"unexpected": True})  # names no post
+    until(lambda: dead_letters() == before + 3, timeout=20)
+    assert violation_of(loop, tiny) == []
+    # The consumer went on: a post after the poison is judged, and judged once although
+    # its message comes three times.
+    cat = post(loop.api, token, "また猫", loop.animal)
+    until(lambda: len(violation_of(loop, cat)) == 1, timeout=10)
+    publish({"animal_id": cat}, times=2)
+    time.sleep(1.5)
+    assert len(violation_of(loop, cat)) == 1
+    assert dead_letters() == before + 3
+
+
+def open_portal(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
+    return page
+
+
+def log_in(page, handle, password):
+    page.get_by_label("Handle name").fill(handle)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_a_reversal_in_the_portal_brings_the_post_back_and_becomes_a_label(loop, browser):
+    token = login(loop.api)
+    stapler = post(loop.api, token, "棚に並んだホッチキス", loop.no_animal)
+    until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
+    until(lambda: found(loop.api, token, "ホッチキス") == [], timeout=5)
+
+    page = open_portal(browser, loop.portal_url)
+    log_in(page, MODERATOR, "a guess")
+    page.get_by_text("Wrong handle name or password.").wait_for(timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / "portal_wrong_password.png", full_page=True)
+    log_in(page, "dog_leigh", "password")  # right password, not a moderator
+    page.get_by_text("This account is not a moderator's.").wait_for(timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / "portal_not_a_moderator.png", full_page=True)
+    assert page.get_by_role("heading", name="Review queue").count() == 0
+    log_in(page, MODERATOR, PASSWORD)
+    page.get_by_role("heading", name="Review queue").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Reverse: an animal").first.wait_for(timeout=60_000)
+    page.screenshot(path=SCREENSHOTS / "portal_queue.png", full_page=True)
+    [violation_id] = [
+        row[0] for row in _rows(loop, "SELECT id FROM violations WHERE animal_id = :id", stapler)
+    ]
+    page.get_by_label("Post id or name (empty: the oldest waiting)").fill(stapler)
+    page.keyboard.press("Enter")
+    reverse = page.locator(f".st-key-reverse-{violation_id} button")
+    reverse.wait_for(timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / "portal_queue_one_post.png", full_page=True)
+    reverse.click()
+    page.get_by_text("is back in search").wait_for(timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / "portal_reversed.png", full_page=True)
+    until(lambda: found(loop.api, token, "ホッチキス") == [stapler], timeout=10)
+
+    page.get_by_role("link", name="Violations").click()
+    page.get_by_role("heading", name="Violations").wait_for(timeout=60_000)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
+    page.screenshot(path=SCREENSHOTS / "portal_violations.png", full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+    [(decision, reviewer)] = _rows(
+        loop, "SELECT r.decision, u.handle_name FROM violation_reviews r JOIN users u "
+        "ON u.id = r.reviewer_id JOIN violations v ON v.id = r.violation_id "
+        "WHERE v.animal_id = :id", stapler,
+    )  # fmt: skip
+    assert (decision, reviewer) == ("reversed", MODERATOR)
+    [(no_animal, source)] = _rows(
+        loop, "SELECT no_animal, source FROM photo_labels WHERE animal_id = :id", stapler
+    )
+    assert (no_animal, source) == (False, "review")
+
+    # `retrain` learns from it: the label joins the training photos (the post's photo is a
+    # mirrored one, in no validation or test set) and the gate compares on the same test.
+    report = loop.env["MLSYS_HOME"] + "/retrain.json"
+    retrained = run_cli(
+        "mlsys.violation_detection", "retrain", "--limit", "60", "--epochs", "1",
+        "--resolution", "16", "--width", "2", "--output", report, env=loop.env,
+    )  # fmt: skip
+    assert "labels from reviews: 1 (0 no animal)" in retrained.stdout, retrained.stdout
+    assert json.loads(Path(report).read_text())["reviewed_photos"] == 1
+    assert "on the same photos" in retrained.stdout
+
+
+def _rows(loop: Loop, sql: str, animal_id: str):
+    engine = create_engine(loop.database_url)
+    try:
+        with engine.connect() as db:
+            return db.execute(text(sql), {"id": animal_id}).all()
+    finally:
+        engine.dispose()
