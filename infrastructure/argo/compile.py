@@ -6,10 +6,15 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+import aianimals_moderation  # noqa: E402
 import aianimals_search  # noqa: E402
 import beverage_sales_forecasting  # noqa: E402
 
-WORKFLOWS = beverage_sales_forecasting.WORKFLOWS + aianimals_search.WORKFLOWS
+WORKFLOWS = (
+    beverage_sales_forecasting.WORKFLOWS
+    + aianimals_search.WORKFLOWS
+    + aianimals_moderation.WORKFLOWS
+)
 
 
 def compiled() -> dict[Path, str]:

@@ -18,7 +18,8 @@ value() {
 # PostgreSQL: the superuser (only the server and its bootstrap script know it) and one
 # login role per component (data/create-roles.sh makes them; the migrations grant them).
 roles="beverage_owner beverage_data_registration beverage_ml beverage_bi
-aianimals_owner aianimals_api aianimals_batch aianimals_search mlflow"
+aianimals_owner aianimals_api aianimals_batch aianimals_search aianimals_violation_detection
+mlflow"
 postgres_server="POSTGRES_USER=postgres
 POSTGRES_SUPERUSER_PASSWORD=$(value POSTGRES_SUPERUSER_PASSWORD)"
 for role in $roles; do
@@ -79,8 +80,9 @@ for component in owner data_registration ml bi; do
   write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "beverage_$component")"
 done
-for component in owner api batch search; do
-  write "$manifests/aianimals/secrets/postgres-$component.env" "$(postgres_login "aianimals_$component")"
+for component in owner api batch search violation_detection; do
+  write "$manifests/aianimals/secrets/postgres-${component//_/-}.env" \
+    "$(postgres_login "aianimals_$component")"
 done
 write "$manifests/aianimals/secrets/aianimals.env" "$aianimals"
 write "$manifests/aianimals/secrets/mlflow-credentials.env" "$mlflow_client"

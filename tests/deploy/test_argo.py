@@ -150,3 +150,14 @@ def test_workflow_service_account_has_a_namespaced_role(namespace):
             "verbs": ["create", "patch"],
         }
     ]
+
+
+def test_violation_retrain_is_weekly_and_gated():
+    """Issue 13: the original's cron typo retrained every minute of one hour."""
+    spec = yaml.safe_load((ARGO / "violation-retrain.yaml").read_text())["spec"]
+    assert spec["schedules"] == ["0 3 * * 0"] and spec["concurrencyPolicy"] == "Forbid"
+    workflow = spec["workflowSpec"]
+    assert workflow["serviceAccountName"] == "workflow"
+    [step] = [t for t in workflow["templates"] if "container" in t]
+    assert step["container"]["args"][0] == "retrain"  # trains, compares, promotes if better
+    assert {"secretRef": {"name": "postgres-violation-detection"}} in step["container"]["envFrom"]

@@ -42,6 +42,25 @@ def test_the_aianimals_stack_is_there():
     assert "aianimals" in (ROOT / "infrastructure/manifests/data/create-roles.sh").read_text()
 
 
+def test_postgres_is_given_the_password_of_every_role_create_roles_makes():
+    """Found with issue 13: the search role was added to create-roles.sh but its password
+    not to the postgres service, so a first `make up` failed in the bootstrap script."""
+    import re
+
+    script = (ROOT / "infrastructure/manifests/data/create-roles.sh").read_text()
+    roles = {
+        f"{database}_{component}"
+        for database, components in re.findall(r'^COMPONENTS_(\w+)="([^"]*)"', script, re.M)
+        for component in components.split()
+    }
+    roles |= {
+        f"{database}_owner"
+        for database in re.findall(r'^DATABASES="([^"]*)"', script, re.M)[0].split()
+    }
+    given = set(SERVICES["postgres"]["environment"])
+    assert {f"{role.upper()}_PASSWORD" for role in roles | {"mlflow"}} <= given
+
+
 def test_our_services_run_the_images_make_builds():
     """No build sections: `make up` builds every image of images.toml first."""
     assert "up: secrets build_all" in (ROOT / "Makefile").read_text()

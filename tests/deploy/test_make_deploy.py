@@ -41,9 +41,9 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
 
 def test_deploy_job_dry_run_prints_every_cron_workflow():
     output = make("deploy_job")
-    for name in ("forecasting", "register-next-week", "search-ranker"):
+    for name in ("forecasting", "register-next-week", "search-ranker", "violation-retrain"):
         assert f"+ kubectl apply -f infrastructure/argo/{name}.yaml" in output
-    assert output.count("kind: CronWorkflow") == 3
+    assert output.count("kind: CronWorkflow") == 4
 
 
 def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():

@@ -43,6 +43,12 @@ NEEDED = [
     ("aianimals", app("ranking-features"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", ARGO_STEP, "data", app("postgres"), 5432),  # the search-ranker workflow
     ("aianimals", ARGO_STEP, "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("violation-classifier"), "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("violation-detection"), "data", app("postgres"), 5432),
+    ("aianimals", app("violation-detection"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("violation-detection"), "aianimals", app("violation-classifier"), 8100),
+    ("aianimals", app("review-portal"), "data", app("postgres"), 5432),
+    ("ingress-nginx", {}, "aianimals", app("review-portal"), 8502),  # the moderators
     ("ingress-nginx", {}, "aianimals", app("api"), 8000),  # the app's traffic
     ("ingress-nginx", {}, "aianimals", app("ab-test-proxy"), 8080),  # ... in an experiment
     ("aianimals", app("ab-test-proxy"), "aianimals", app("api"), 8000),
@@ -59,6 +65,10 @@ REFUSED = [
     ("aianimals", app("search-index"), "mlflow", app("mlflow"), 5000),
     ("aianimals", app("ranking-features"), "mlflow", app("mlflow"), 5000),
     ("aianimals", ARGO_STEP, "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("violation-classifier"), "data", app("postgres"), 5432),  # no need
+    ("aianimals", app("review-portal"), "aianimals", app("rabbitmq"), 5672),  # the outbox
+    ("aianimals", app("review-portal"), "aianimals", app("violation-classifier"), 8100),
+    ("aianimals", app("api"), "aianimals", app("violation-classifier"), 8100),
     ("aianimals", ARGO_STEP, "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "search-engine", app("elasticsearch"), 9200),
