@@ -4,11 +4,13 @@ import gc
 import threading
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import ColumnElement, or_, select, text
@@ -31,6 +33,8 @@ from mlsys.api.throttle import login_throttle
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
+
+WEB_CLIENT = Path(__file__).with_name("web")
 
 log = get_logger(__name__)
 
@@ -99,6 +103,9 @@ def create_app() -> FastAPI:
     # Each router carries its whole /v0/... prefix, so route templates (metrics) are whole.
     for module in (users, metadata, animals, likes, access_logs):
         app.include_router(module.router)
+
+    # The web client: static files that speak only the public /v0 API, as the app does.
+    app.mount("/app", StaticFiles(directory=WEB_CLIENT, html=True), name="web-client")
 
     @app.get("/v0/health-check", response_model=Health, tags=["health"])
     async def health_check() -> Health:
