@@ -11,6 +11,12 @@ BI_PORT ?= 8501
 MLFLOW_PORT ?= 5000
 API_PORT ?= 8000
 AB_PORT ?= 8080
+CLASSIFIER_PORT ?= 8100
+PORTAL_PORT ?= 8502
+# A seeded user (password: password) the demo makes a moderator.
+MODERATOR ?= yunus_dog_love
+# e.g. "--epochs 2 --limit 300": a quicker, weaker classifier.
+MODERATION_ARGS ?=
 POSTS ?= 10000
 SEARCHES ?= 50000  # logged search sessions: what the ranker learns from
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
@@ -36,7 +42,7 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker), then serve the BI, MLflow, the API and the A/B test proxy (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker and the no-animal classifier), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection consumer and the review portal (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
@@ -46,18 +52,26 @@ demo: install ## forecasting (register, backtest, train, predict) and AIAnimals 
 	$(PY) -m mlsys.batch search-index --idle-seconds 1
 	$(PY) -m mlsys.search features
 	$(PY) -m mlsys.search train-ranker --hidden-quality $(HOME_DIR)/aianimals/hidden_quality.csv --output $(HOME_DIR)/ranker.json
+	$(PY) -m mlsys.batch grant-role $(MODERATOR) moderator
+	$(PY) -m mlsys.violation_detection train --output $(HOME_DIR)/moderation.json $(MODERATION_ARGS)
 ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
 	@echo "API:    http://localhost:$(API_PORT)/v0/docs   (log in as dog_leigh / password; Ctrl-C stops all)"
+	@echo "App:    http://localhost:$(API_PORT)/app/   (the web client)"
 	@echo "A/B:    http://localhost:$(AB_PORT)  (the API behind the ranker-vs-likes experiment)"
-	trap 'kill 0' INT TERM EXIT; \
+	@echo "Portal: http://localhost:$(PORTAL_PORT)   (moderation: log in as $(MODERATOR) / password)"
+	@echo "Classifier: http://localhost:$(CLASSIFIER_PORT)/docs   (the no-animal classifier; every post is judged)"
+	trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
 	$(PY) -m mlsys.api serve --port $(API_PORT) & \
 	$(PY) -m mlsys.ab_test_proxy serve --config infrastructure/ab_test_proxy/experiment.yaml \
 		--upstream http://127.0.0.1:$(API_PORT) --port $(AB_PORT) & \
 	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
+	$(PY) -m mlsys.violation_detection serve --port $(CLASSIFIER_PORT) & \
+	VIOLATION_DETECTION_URL=http://127.0.0.1:$(CLASSIFIER_PORT) $(PY) -m mlsys.violation_detection consume & \
+	$(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
 	wait
 endif
 

@@ -24,6 +24,11 @@ PRODUCT_TABLES = {
 }
 
 
+# The demo's classifier trains 50 epochs (7.6 min here); its tests measure the same code at
+# a small, seeded size.
+QUICK_CLASSIFIER = "MODERATION_ARGS=--epochs 2 --resolution 32 --width 8 --limit 300"
+
+
 def counts(home):
     result = {}
     for product, tables in PRODUCT_TABLES.items():
@@ -32,11 +37,16 @@ def counts(home):
     return result
 
 
+def judged(home) -> int:
+    with sqlite3.connect(home / "aianimals.db") as db:
+        return db.execute("SELECT count(*) FROM violations").fetchone()[0]
+
+
 def test_make_demo_twice_then_serve(tmp_path):
     home = tmp_path / "home"
     env = local_env(home)
     first = subprocess.run(
-        ["make", "demo", "SERVE=0", "POSTS=2000", "SEARCHES=2000"],
+        ["make", "demo", "SERVE=0", "POSTS=2000", "SEARCHES=2000", QUICK_CLASSIFIER],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -62,8 +72,12 @@ def test_make_demo_twice_then_serve(tmp_path):
         "recency",
     }
     assert "registered aianimals_search_ranker version 1" in first.stdout
+    moderation = json.loads((home / "moderation.json").read_text())
+    assert set(moderation) >= {"test", "validation", "baseline"}
+    assert "yunus_dog_love: moderator" in first.stdout
 
     bi_port, mlflow_port, api_port, ab_port = free_port(), free_port(), free_port(), free_port()
+    classifier_port, portal_port = free_port(), free_port()
     demo = subprocess.Popen(
         [
             "make",
@@ -74,6 +88,9 @@ def test_make_demo_twice_then_serve(tmp_path):
             f"MLFLOW_PORT={mlflow_port}",
             f"API_PORT={api_port}",
             f"AB_PORT={ab_port}",
+            f"CLASSIFIER_PORT={classifier_port}",
+            f"PORTAL_PORT={portal_port}",
+            QUICK_CLASSIFIER,
         ],
         cwd=ROOT,
         env=env,
@@ -108,10 +125,25 @@ def test_make_demo_twice_then_serve(tmp_path):
         while not ranked_by().startswith("learn_to_rank") and time.monotonic() < deadline:
             time.sleep(0.5)
         assert ranked_by() == "learn_to_rank; model=aianimals_search_ranker/1"
+        # Moderation runs: the classifier serves the champion, the consumer judges every
+        # post, the portal answers; the web client is served by the API.
+        wait_for_url(f"http://127.0.0.1:{classifier_port}/health/ready", 120, process=demo)
+        wait_for_url(f"http://127.0.0.1:{portal_port}/_stcore/health", 120, process=demo)
+        wait_for_url(f"http://127.0.0.1:{api_port}/app/", 10, process=demo)
+        deadline = time.monotonic() + 120
+        while judged(home) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert judged(home) == 2000
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         output, _ = demo.communicate(timeout=60)
     assert f"BI:     http://localhost:{bi_port}" in output
     assert f"API:    http://localhost:{api_port}/v0/docs" in output
     assert "not promoted" in output  # the same model again does not replace the champion
-    assert counts(home) == after_first
+    assert f"Portal: http://localhost:{portal_port}" in output
+    assert "log in as yunus_dog_love / password" in output
+    after = counts(home)
+    with sqlite3.connect(home / "aianimals.db") as db:
+        [deactivated] = db.execute("SELECT count(*) FROM violations WHERE is_violation").fetchone()
+    # The second run loaded nothing again; the outbox grew by one message per deactivation.
+    assert {**after, "outbox": after["outbox"] - deactivated} == after_first
