@@ -24,7 +24,7 @@ def register_tiny_classifier(
         EXPERIMENT,
         MODEL_NAME,
         THRESHOLD_TAG,
-        requirements,
+        log_model,
     )
     from mlsys.violation_detection.train import (
         CnnParams,
@@ -43,9 +43,7 @@ def register_tiny_classifier(
     if callable(threshold):
         threshold = threshold(scores)
     with mlflow.start_run():
-        logged = mlflow.keras.log_model(
-            model, name="model", registered_model_name=MODEL_NAME, pip_requirements=requirements()
-        )
+        logged = log_model(model)
     version = str(logged.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(MODEL_NAME, version, THRESHOLD_TAG, repr(float(threshold)))

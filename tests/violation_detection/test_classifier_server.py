@@ -62,6 +62,15 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         assert body["model"] == "aianimals_no_animal_violation/1" and body["threshold"] == 0.0
         [prediction] = body["predictions"]
         assert 0.0 <= prediction["no_animal"] <= 1.0 and prediction["violation"] is True
+        # The SavedModel served scores as the Keras model does: the augmentation layers
+        # stay off (model.export() left them on and every photo was flipped and zoomed).
+        from mlsys.violation_detection.dataset import decoded
+        from mlsys.violation_detection.tracking import load_version
+        from mlsys.violation_detection.train import cnn_scores
+
+        keras_model, _ = load_version(1)
+        expected = cnn_scores(keras_model, decoded(PHOTO)[None])[0]
+        assert prediction["no_animal"] == pytest.approx(float(expected), abs=1e-6)
         # A batch, in order, any size of photo resized to what the model takes.
         batch = [("photos", (f"{i}.png", png(size=(64 + i, 200)))) for i in range(3)]
         assert len(client.post("/v1/predict", files=batch).json()["predictions"]) == 3

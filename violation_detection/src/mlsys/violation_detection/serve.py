@@ -1,11 +1,11 @@
 """The no-animal classifier over HTTP: `POST /v1/predict` with one photo or a batch.
 
-The champion (its Keras model and the threshold registered with it) is loaded in the
-background at start and again whenever the champion alias names another version, checked
-every REFRESH_SECONDS; requests never wait for MLflow. Until a model is loaded,
-`/health/ready` and predictions answer 503. Photos are decoded here (PNG or JPEG), resized
-to the 128 x 128 the model takes, and refused with a 4xx that says why when they are not
-an image, too small or too large, or too many in one request.
+The champion (its TensorFlow SavedModel export and the threshold registered with it) is
+loaded in the background at start and again whenever the champion alias names another
+version, checked every REFRESH_SECONDS; requests never wait for MLflow. Until a model is
+loaded, `/health/ready` and predictions answer 503. Photos are decoded here (PNG or JPEG),
+resized to the 128 x 128 the model takes, and refused with a 4xx that says why when they
+are not an image, too small or too large, or too many in one request.
 """
 
 import io
@@ -70,24 +70,22 @@ class LoadedModel:
         return f"{MODEL_NAME}/{self.version}"
 
 
-def compiled(model):
-    """The model as one traced function of a uint8 batch: `predict` would build a dataset
-    pipeline on every call, which costs more than judging one photo."""
+def _load_classifier(version: int) -> LoadedModel:
+    """The version's SavedModel export, with its threshold: TensorFlow alone runs it (no
+    Keras, none of the training code), as TF Serving would."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8)])
-    def infer(photos):
-        return model(photos, training=False)
+    from mlsys.violation_detection.tracking import load_saved_model
 
-    infer(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8))  # trace now, not on a request
-    return lambda photos: infer(tf.constant(photos)).numpy().ravel()
+    exported, threshold = load_saved_model(version)
+    serve = exported.serve
+    serve(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8))  # warm up now, not on a request
 
+    def infer(photos: np.ndarray) -> np.ndarray:
+        return serve(tf.constant(photos)).numpy().ravel()
 
-def _load_classifier(version: int) -> LoadedModel:
-    from mlsys.violation_detection.tracking import load_version
-
-    model, threshold = load_version(version)
-    return LoadedModel(version, threshold, compiled(model))
+    infer.exported = exported  # type: ignore[attr-defined]  # keeps its variables alive
+    return LoadedModel(version, threshold, infer)
 
 
 def champion_classifier(refresh_seconds: float = REFRESH_SECONDS) -> ChampionWatch[LoadedModel]:

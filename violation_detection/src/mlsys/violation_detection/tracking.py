@@ -51,17 +51,62 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
                 path = Path(tmp) / name
                 path.write_text(json.dumps(content, indent=2))
                 mlflow.log_artifact(str(path))
-        logged = mlflow.keras.log_model(
-            trained.model,
-            name="model",
-            registered_model_name=MODEL_NAME,
-            pip_requirements=requirements(),
-        )
+        logged = log_model(trained.model)
     version = int(logged.registered_model_version)
     mlflow.MlflowClient().set_model_version_tag(
         MODEL_NAME, str(version), THRESHOLD_TAG, repr(report["test"]["threshold"])
     )
     return run.info.run_id, version
+
+
+SAVED_MODEL = "saved_model"  # the run's artifact the server loads
+
+
+def log_model(model):
+    """Register the model in the active run, twice over: the Keras model (what training
+    and the gate load) and its TensorFlow SavedModel export (`serve`: uint8 photos ->
+    probabilities), which the server loads without Keras or the model's Python code."""
+    import keras
+    import tensorflow as tf
+
+    import mlflow
+    from mlsys.violation_detection.dataset import IMAGE_SIZE
+
+    # An explicit endpoint, not `model.export()`: that one traces the model without
+    # `training=False`, and the augmentation layers (random unless told otherwise) then
+    # flip and zoom every photo served.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda photos: model(photos, training=False),
+        input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8)],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(str(Path(tmp) / SAVED_MODEL), verbose=False)
+        mlflow.log_artifacts(str(Path(tmp) / SAVED_MODEL), artifact_path=SAVED_MODEL)
+    return mlflow.keras.log_model(
+        model, name="model", registered_model_name=MODEL_NAME, pip_requirements=requirements()
+    )
+
+
+def load_saved_model(version: int):
+    """The SavedModel of a version and its threshold, from the version's run."""
+    import tensorflow as tf
+
+    import mlflow
+
+    found = mlflow.MlflowClient().get_model_version(MODEL_NAME, str(version))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=found.run_id, artifact_path=SAVED_MODEL, dst_path=tmp
+            )
+        except Exception as error:
+            raise LookupError(
+                f"{MODEL_NAME}/{version} has no SavedModel export: train a new version"
+            ) from error
+        return tf.saved_model.load(path), float(found.tags[THRESHOLD_TAG])
 
 
 def requirements() -> list[str]:
