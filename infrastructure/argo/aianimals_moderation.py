@@ -8,6 +8,12 @@ ROC AUC beats the champion's on the same test photos; the classifier server relo
 champion within 30 seconds of the alias moving. The first champion: run it once now,
 
     argo -n aianimals submit --from cronwf/violation-retrain
+
+For a demo where moderators' decisions should show in the next model within hours, run it
+every 6 hours without recompiling:
+
+    kubectl -n aianimals patch cronworkflow violation-retrain \\
+        --type merge -p '{"spec": {"schedules": ["0 */6 * * *"]}}'
 """
 
 from hera.workflows import DAG, CronWorkflow

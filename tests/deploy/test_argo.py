@@ -85,6 +85,7 @@ TRACKING = {
     ("mlsys.ml", None),
     ("mlsys.search", "train-ranker"),
     ("mlsys.search", "promote-ranker"),
+    ("mlsys.violation_detection", "retrain"),
 }
 
 
