@@ -51,6 +51,29 @@ def test_photos_are_read_from_the_manifest_and_bad_labels_are_refused(tmp_path):
         load_photos(tmp_path)
 
 
+def test_a_photo_filed_twice_is_one_photo_and_an_animal_if_any_file_says_so(tmp_path):
+    from PIL import Image
+
+    drawing = np.zeros((128, 128, 3), np.uint8)
+    drawing[40:90, 30:100] = (200, 120, 40)
+    for name in ("owl.png", "birds_owl.png", "unsorted_owl.png"):
+        Image.fromarray(drawing).save(tmp_path / name)
+    Image.fromarray(255 - drawing).save(tmp_path / "stapler.png")
+    (tmp_path / "manifest.csv").write_text(
+        "file,label,category,subcategory,source\n"
+        "unsorted_owl.png,no_animal,unsorted,,\n"
+        "owl.png,animal,animals,,\n"
+        "birds_owl.png,animal,animals,birds,\n"
+        "stapler.png,no_animal,office,,\n"
+    )
+    photos = load_photos(tmp_path)
+    assert photos.files == ["unsorted_owl.png", "stapler.png"]
+    assert photos.labels.tolist() == [0, 1] and photos.subcategories == ["birds", "office"]
+    # The shipped photos: no two are the same pixels, so no copy can cross the split.
+    shipped = load_photos(IMAGES)
+    assert len({image.tobytes() for image in shipped.images}) == len(shipped) == 1561
+
+
 @pytest.mark.slow
 def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_path, monkeypatch):
     home = tmp_path / "home"
