@@ -91,7 +91,7 @@ properties: install ## the schemathesis run at full size: 250 examples per route
 	PROPERTY_EXAMPLES=250 $(UV) run --frozen pytest -s tests/api/test_openapi_properties.py
 
 .PHONY: bench
-bench: install ## registration throughput, pipeline cost at scale, search under load (wrk, open loop), soak, ranking, the classifier server; JSON under .mlsys/bench/
+bench: install ## registration throughput, pipeline cost at scale, search under load (wrk, open loop), soak, ranking, the classifier server, the similar-image index; JSON under .mlsys/bench/
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the load test"; apt-get install -y wrk >/dev/null; }
 	$(UV) run --frozen python -m tests.bench
 

@@ -8,7 +8,7 @@ Everything is measured in one run on this machine and reported as figures and ra
 nothing here asserts absolute times. Results: stdout and .mlsys/bench/*.json.
 
   python -m tests.bench [--sizes 50x50,100x100] [--years 4] [--rows 1000000]
-                        [--suites registration,pipeline,search,soak,ranking,moderation]
+                        [--suites registration,pipeline,search,soak,ranking,moderation,image-index]
                         [--api-workers N]
 """
 
@@ -32,6 +32,7 @@ from mlsys.common.settings import PostgresSettings
 from mlsys.data_registration.files import read_sales
 from mlsys.data_registration.generate import GenerationSpec, generate
 from mlsys.data_registration.register import master_ids, register
+from tests.bench.image_index import image_index
 from tests.bench.moderation import moderation
 from tests.bench.ranking import ranking
 from tests.bench.search import search_load
@@ -204,9 +205,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--suites",
-        default="registration,pipeline,search,soak,ranking,moderation",
+        default="registration,pipeline,search,soak,ranking,moderation,image-index",
         help="which to run, comma separated: registration, pipeline, search, soak, ranking, "
-        "moderation",
+        "moderation, image-index",
     )
     parser.add_argument(
         "--api-workers",
@@ -245,6 +246,9 @@ def main() -> None:
         if "moderation" in suites:
             results["moderation"] = moderation(work)
             print(json.dumps(results["moderation"], indent=2), flush=True)
+        if "image-index" in suites:
+            results["image_index"] = image_index()
+            print(json.dumps(results["image_index"], indent=2), flush=True)
         if "soak" in suites:
             results["soak"] = soak(work, args.api_workers, seconds=args.soak_seconds)
             print(json.dumps(results["soak"], indent=2), flush=True)
