@@ -86,6 +86,18 @@ def violations(
 ) -> pd.DataFrame:
     """Violations, newest first, with their post, type and latest decision; filtered by
     type names, by the day they were found (inclusive, UTC), by decided or not."""
+    statement = _listing(decided).order_by(Violation.created_at.desc(), Violation.id.desc())
+    if types:
+        statement = statement.where(ViolationType.name.in_(types))
+    if since is not None:
+        statement = statement.where(Violation.created_at >= _start_of(since))
+    if until is not None:
+        statement = statement.where(Violation.created_at < _start_of(until + timedelta(days=1)))
+    return _frame(engine, statement.limit(limit))
+
+
+def _listing(decided: bool | None):
+    """Violations joined with their post, type, latest decision and its reviewer."""
     latest = _latest_reviews()
     reviewer = select(User.id, User.handle_name).subquery()
     statement = (
@@ -109,19 +121,15 @@ def violations(
         .join(ViolationType, ViolationType.id == Violation.violation_type_id)
         .outerjoin(latest, latest.c.violation_id == Violation.id)
         .outerjoin(reviewer, reviewer.c.id == latest.c.reviewer_id)
-        .order_by(Violation.created_at.desc(), Violation.id.desc())
-        .limit(limit)
     )
-    if types:
-        statement = statement.where(ViolationType.name.in_(types))
-    if since is not None:
-        statement = statement.where(Violation.created_at >= _start_of(since))
-    if until is not None:
-        statement = statement.where(Violation.created_at < _start_of(until + timedelta(days=1)))
     if decided is not None:
         statement = statement.where(
             latest.c.decision.is_not(None) if decided else latest.c.decision.is_(None)
         )
+    return statement
+
+
+def _frame(engine: Engine, statement) -> pd.DataFrame:
     with engine.connect() as db:
         rows = db.execute(statement).mappings().all()
     return pd.DataFrame(rows, columns=list(statement.selected_columns.keys()))
@@ -144,14 +152,12 @@ def per_day(frame: pd.DataFrame) -> pd.DataFrame:
 def review_queue(engine: Engine, limit: int = 20, post: str | None = None) -> pd.DataFrame:
     """What awaits a moderator, oldest first: posts the classifier deactivated that nobody
     has decided on yet; with `post`, those whose id is it or whose name contains it."""
-    frame = violations(engine, decided=False, limit=100_000)
-    waiting = frame[frame["is_violation"]]
+    statement = _listing(decided=False).where(Violation.is_violation)
     if post:
-        waiting = waiting[
-            (waiting["animal_id"] == post) | waiting["post"].str.contains(post, regex=False)
-        ]
-    waiting = waiting.sort_values(["created_at", "id"])
-    return waiting.head(limit).reset_index(drop=True)
+        statement = statement.where(
+            (Violation.animal_id == post) | Animal.name.contains(post, autoescape=True)
+        )
+    return _frame(engine, statement.order_by(Violation.created_at, Violation.id).limit(limit))
 
 
 def decide(engine: Engine, violation_id: int, reviewer: Reviewer, decision: Decision) -> None:
