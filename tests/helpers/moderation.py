@@ -18,8 +18,8 @@ def register_tiny_classifier(
     from the scores of `photos`: the tests that do so check the moderation loop, not the
     classifier (its training has tests of its own)."""
     import mlflow
+    from mlsys.aianimals.photos import decoded
     from mlsys.common.tracking import CHAMPION, configure_mlflow
-    from mlsys.violation_detection.dataset import decoded
     from mlsys.violation_detection.tracking import (
         EXPERIMENT,
         MODEL_NAME,

@@ -64,7 +64,7 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         assert 0.0 <= prediction["no_animal"] <= 1.0 and prediction["violation"] is True
         # The SavedModel served scores as the Keras model does: the augmentation layers
         # stay off (model.export() left them on and every photo was flipped and zoomed).
-        from mlsys.violation_detection.dataset import decoded
+        from mlsys.aianimals.photos import decoded
         from mlsys.violation_detection.tracking import load_version
         from mlsys.violation_detection.train import cnn_scores
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mlsys.violation_detection.dataset import load_photos, split
+from mlsys.aianimals.photos import load_photos, split
 from mlsys.violation_detection.evaluate import at_threshold, threshold_for_precision
 from tests.helpers.cli import local_env, run_cli
 from tests.helpers.paths import ROOT

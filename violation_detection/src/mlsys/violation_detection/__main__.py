@@ -131,8 +131,9 @@ def _train(
 ) -> None:  # fmt: skip
     import numpy as np
 
+    from mlsys.aianimals.photos import fingerprint, load_photos, split
     from mlsys.violation_detection.baseline import baseline_scores, train_baseline
-    from mlsys.violation_detection.dataset import fingerprint, load_photos, not_in, split
+    from mlsys.violation_detection.dataset import not_in
     from mlsys.violation_detection.evaluate import curves, summary, threshold_for_precision
     from mlsys.violation_detection.tracking import gate, log_run
     from mlsys.violation_detection.train import CnnParams, cnn_scores, train_cnn

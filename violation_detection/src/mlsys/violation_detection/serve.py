@@ -29,9 +29,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from mlsys.aianimals.photos import IMAGE_SIZE, model_input
 from mlsys.common.logging import get_logger
 from mlsys.common.tracking import ChampionWatch
-from mlsys.violation_detection.dataset import IMAGE_SIZE, model_input
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0

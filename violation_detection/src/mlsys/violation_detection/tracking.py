@@ -70,7 +70,7 @@ def log_model(model):
     import tensorflow as tf
 
     import mlflow
-    from mlsys.violation_detection.dataset import IMAGE_SIZE
+    from mlsys.aianimals.photos import IMAGE_SIZE
 
     # An explicit endpoint, not `model.export()`: that one traces the model without
     # `training=False`, and the augmentation layers (random unless told otherwise) then

@@ -18,7 +18,7 @@ from functools import cache
 
 import numpy as np
 
-from mlsys.violation_detection.dataset import IMAGE_SIZE
+from mlsys.aianimals.photos import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
