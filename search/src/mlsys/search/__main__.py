@@ -1,6 +1,7 @@
 """Command line of the AIAnimals search-ranking jobs."""
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -248,6 +249,95 @@ def simulate(
     )
     if stats.failures:
         raise typer.Exit(1)
+
+
+@app.command("build-image-index")
+def build_image_index(
+    output: Annotated[Path | None, typer.Option(help="Write the report here as JSON.")] = None,
+    images: Annotated[
+        Path, typer.Option(help="The labelled photos: a folder with manifest.csv.")
+    ] = Path("dataset/images"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the embedding.")] = 30,
+    resolution: Annotated[
+        int, typer.Option(min=16, help="The embedding model's input size in pixels.")
+    ] = 64,
+    width: Annotated[int, typer.Option(min=2, help="Filters of its first block.")] = 16,
+    limit: Annotated[
+        int | None, typer.Option(min=40, help="Use a stratified sample of this many photos.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="The split's and the training's seed.")] = 0,
+) -> None:
+    """Train the image embedding (a Keras CNN, from the shipped photos only) and index its
+    vectors (faiss HNSW), then report, as JSON with --output: the index's recall@10
+    against exact search over every photo, and for the test photos (never trained on)
+    how often their 10 nearest test photos share their label (animal / no animal) and
+    their subcategory, beside the chance of that. Not yet: posts' photos, MLflow, the
+    API's endpoint (issue 14)."""
+    import logging
+
+    import numpy as np
+
+    from mlsys.aianimals.photos import load_photos, split
+    from mlsys.search.image_embedding import EmbeddingParams, embed, train_embedding
+    from mlsys.search.image_index import (
+        ImageIndex,
+        chance,
+        exact_neighbours,
+        index_neighbours,
+        precision_at,
+        recall_at,
+    )
+
+    configure_logging()
+    log = logging.getLogger(__name__)
+    photos = load_photos(images, limit=limit, seed=seed)
+    parts = split(photos.labels, seed)
+    subcategories = np.array(photos.subcategories)
+    labels = np.where(photos.labels == 1, "no_animal", "animal")
+    params = EmbeddingParams(resolution=resolution, width=width, epochs=epochs, seed=seed)
+
+    def progress(epoch: int, record: dict) -> None:
+        log.info(
+            "epoch %d/%d loss=%.4f val_accuracy=%.4f",
+            epoch + 1, epochs, record.get("loss", float("nan")), record["val_accuracy"],
+        )  # fmt: skip
+
+    trained = train_embedding(
+        photos.images[parts.train], list(subcategories[parts.train]),
+        photos.images[parts.validation], list(subcategories[parts.validation]),
+        params, progress,
+    )  # fmt: skip
+    vectors = embed(trained.model, photos.images)
+    files = np.array(photos.files)
+    started = time.monotonic()
+    index = ImageIndex.build(list(files), vectors)
+    build_seconds = time.monotonic() - started
+    test = parts.test
+    near = index_neighbours(ImageIndex.build(list(files[test]), vectors[test]), 10)
+    coincidence = {"label": chance(labels[test]), "subcategory": chance(subcategories[test])}
+    report = {
+        "recall@10": recall_at(index_neighbours(index, 10), exact_neighbours(vectors, 10)),
+        "precision@10_label": precision_at(near, labels[test]),
+        "precision@10_subcategory": precision_at(near, subcategories[test]),
+        "chance": coincidence,
+        "photos": {"indexed": len(index), "train": len(parts.train),
+                   "validation": len(parts.validation), "test": len(test)},
+        "subcategories": len(trained.classes),
+        "dimension": params.dimension,
+        "best_epoch": trained.best_epoch + 1,
+        "train_seconds": round(trained.seconds, 1),
+        "build_seconds": round(build_seconds, 3),
+    }  # fmt: skip
+    typer.echo(
+        f"recall@10 (index vs exact, {len(index)} photos) {report['recall@10']:.4f}\n"
+        f"precision@10 on the {len(test)} test photos: label "
+        f"{report['precision@10_label']:.3f} (chance {coincidence['label']:.3f}), "
+        f"subcategory {report['precision@10_subcategory']:.3f} "
+        f"(chance {coincidence['subcategory']:.3f})\n"
+        f"trained in {trained.seconds:.0f} s; best epoch {report['best_epoch']} of {epochs}"
+    )
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
