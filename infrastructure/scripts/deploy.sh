@@ -58,7 +58,8 @@ require_tag() {  # a deployment names an immutable image: what runs is what was 
 }
 
 with_images() {  # with_images FILE: the committed image placeholders -> REGISTRY and TAG
-  sed -i -e "s|newName: localhost:5000/|newName: ${registry}/|" -e "s|newTag: latest|newTag: ${tag}|" \
+  # Quoted: a commit such as 152024868255 is otherwise a YAML number, which kustomize refuses.
+  sed -i -e "s|newName: localhost:5000/|newName: ${registry}/|" -e "s|newTag: latest|newTag: \"${tag}\"|" \
     -e "s|image: localhost:5000/\(mlsys-[a-z-]*\):latest|image: ${registry}/\1:${tag}|" "$1"
 }
 
