@@ -19,6 +19,7 @@ def register_tiny_classifier(
     classifier (its training has tests of its own)."""
     import mlflow
     from mlsys.aianimals.photos import decoded
+    from mlsys.common.tf_threads import configure_tensorflow
     from mlsys.common.tracking import CHAMPION, configure_mlflow
     from mlsys.violation_detection.tracking import (
         EXPERIMENT,
@@ -26,12 +27,7 @@ def register_tiny_classifier(
         THRESHOLD_TAG,
         log_model,
     )
-    from mlsys.violation_detection.train import (
-        CnnParams,
-        build_model,
-        cnn_scores,
-        configure_tensorflow,
-    )
+    from mlsys.violation_detection.train import CnnParams, build_model, cnn_scores
 
     configure_tensorflow(2)
     configure_mlflow(EXPERIMENT)

@@ -19,6 +19,7 @@ from functools import cache
 import numpy as np
 
 from mlsys.aianimals.photos import IMAGE_SIZE
+from mlsys.common.tf_threads import configure_tensorflow
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,6 @@ class Trained:
     history: list[dict] = field(default_factory=list)  # per epoch: loss, auc, val_auc, ...
     best_epoch: int = 0
     seconds: float = 0.0
-
-
-def configure_tensorflow(threads: int) -> None:
-    """Before any TensorFlow op: bounded threads (a 2-core machine is not oversubscribed)."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialized in this process (tests): keep its settings
-        pass
 
 
 @cache  # one class, registered once: loading a saved model needs it registered
