@@ -19,7 +19,7 @@ def register_tiny_classifier(
     classifier (its training has tests of its own)."""
     import mlflow
     from mlsys.aianimals.photos import decoded
-    from mlsys.common.tf_threads import configure_tensorflow
+    from mlsys.common.keras_training import configure_tensorflow
     from mlsys.common.tracking import CHAMPION, configure_mlflow
     from mlsys.violation_detection.tracking import (
         EXPERIMENT,

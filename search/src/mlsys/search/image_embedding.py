@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlsys.aianimals.photos import IMAGE_SIZE
-from mlsys.common.tf_threads import configure_tensorflow
+from mlsys.common.keras_training import best_epoch_keeper, configure_tensorflow
 
 
 @dataclass(frozen=True)
@@ -102,33 +102,29 @@ def train_embedding(
         ),
         loss="sparse_categorical_crossentropy",
     )
-    trained = TrainedEmbedding(model=embedder, classes=classes)
-    best: dict = {"accuracy": -1.0, "weights": None}
 
-    class Track(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            predicted = classifier.predict(validation_images, batch_size=256, verbose=0)
-            accuracy = float((predicted.argmax(axis=1) == valid_targets).mean())
-            record = {**(logs or {}), "val_accuracy": accuracy}
-            trained.history.append(record)
-            if accuracy > best["accuracy"]:
-                best.update(accuracy=accuracy, weights=classifier.get_weights())
-                trained.best_epoch = epoch
-            if progress is not None:
-                progress(epoch, record)
+    def accuracy() -> float:
+        predicted = classifier.predict(validation_images, batch_size=256, verbose=0)
+        return float((predicted.argmax(axis=1) == valid_targets).mean())
 
+    keeper = best_epoch_keeper("val_accuracy", accuracy, progress)
     start = time.monotonic()
     classifier.fit(
         images,
         targets,
         epochs=params.epochs,
         batch_size=params.batch_size,
-        callbacks=[Track()],
+        callbacks=[keeper],
         verbose=0,
     )
-    trained.seconds = time.monotonic() - start
-    classifier.set_weights(best["weights"])
-    return trained
+    keeper.restore()
+    return TrainedEmbedding(
+        model=embedder,
+        classes=classes,
+        history=keeper.history,
+        best_epoch=keeper.best_epoch,
+        seconds=time.monotonic() - start,
+    )
 
 
 def embed(model, images: np.ndarray) -> np.ndarray:

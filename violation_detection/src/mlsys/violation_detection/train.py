@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 
 from mlsys.aianimals.photos import IMAGE_SIZE
-from mlsys.common.tf_threads import configure_tensorflow
+from mlsys.common.keras_training import best_epoch_keeper, configure_tensorflow
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,11 @@ def train_cnn(
     )
     share = float(labels.mean())
     class_weight = {0: 0.5 / (1 - share), 1: 0.5 / share}
-    trained = Trained(model=model)
-    best = {"auc": -1.0, "weights": None}
-
-    class Track(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            scores = model.predict(validation_images, batch_size=256, verbose=0).ravel()
-            record = {**(logs or {}), "val_auc": roc_auc(validation_labels, scores)}
-            trained.history.append(record)
-            if record["val_auc"] > best["auc"]:
-                best.update(auc=record["val_auc"], weights=model.get_weights())
-                trained.best_epoch = epoch
-            if progress is not None:
-                progress(epoch, record)
-
+    keeper = best_epoch_keeper(
+        "val_auc",
+        lambda: roc_auc(validation_labels, cnn_scores(model, validation_images)),
+        progress,
+    )
     start = time.monotonic()
     model.fit(
         images,
@@ -156,12 +147,16 @@ def train_cnn(
         epochs=params.epochs,
         batch_size=params.batch_size,
         class_weight=class_weight,
-        callbacks=[Track()],
+        callbacks=[keeper],
         verbose=0,
     )
-    trained.seconds = time.monotonic() - start
-    model.set_weights(best["weights"])
-    return trained
+    keeper.restore()
+    return Trained(
+        model=model,
+        history=keeper.history,
+        best_epoch=keeper.best_epoch,
+        seconds=time.monotonic() - start,
+    )
 
 
 def cnn_scores(model, images: np.ndarray) -> np.ndarray:

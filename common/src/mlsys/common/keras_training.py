@@ -1,0 +1,51 @@
+"""What every component that trains a Keras model needs: TensorFlow's threads set before
+its first op (on a 2-core machine its default pools oversubscribe the cores), and the
+weights of the epoch that scored best on validation."""
+
+from collections.abc import Callable
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Bounded intra-op threads and one inter-op thread; a process whose TensorFlow is
+    already initialized (tests) keeps its settings."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+
+
+def best_epoch_keeper(
+    metric: str,
+    score: Callable[[], float],
+    progress: Callable[[int, dict], None] | None = None,
+):
+    """A Keras callback that scores the model on validation after each epoch (`score`,
+    higher is better), records `{**logs, metric: score}` in `.history`, keeps the best
+    epoch's weights and puts them back (`.restore()`) once training ends."""
+    import keras
+
+    class BestEpoch(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history: list[dict] = []
+            self.best_epoch, self._best, self._weights = 0, float("-inf"), None
+
+        def on_epoch_end(self, epoch, logs=None):
+            record = {**(logs or {}), metric: score()}
+            self.history.append(record)
+            if record[metric] > self._best:
+                self._best, self._weights = record[metric], self.model.get_weights()
+                self.best_epoch = epoch
+            if progress is not None:
+                progress(epoch, record)
+
+        def restore(self) -> None:
+            self.model.set_weights(self._weights)
+
+    return BestEpoch()
