@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from mlsys.search.image_index import (
+from mlsys.aianimals.image_index import (
     ImageIndex,
     exact_neighbours,
     index_neighbours,

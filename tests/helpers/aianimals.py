@@ -2,6 +2,8 @@
 the services-profile deployment."""
 
 import io
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,3 +109,51 @@ def services_deployment(home: Path, generated: Path) -> Iterator:
         if keys:
             redis.Redis().delete(*keys)
         drop_database(database)
+
+
+def spawn(env: dict, *args: str, log) -> subprocess.Popen:
+    """`python -m ARGS` as its own process, as deployed, its output into `log`."""
+    from tests.helpers.paths import ROOT
+
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def until(condition, timeout: float) -> float:
+    """Seconds until `condition()` held; fails at the timeout."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def dead_letters(queue) -> int:
+    """Messages in RabbitMQ's dead-letter queue of a consumer's queue."""
+    from mlsys.aianimals.messages import rabbitmq_connection
+
+    connection = rabbitmq_connection()
+    try:
+        return (
+            connection.channel().queue_declare(f"{queue}.dead", passive=True).method.message_count
+        )
+    finally:
+        connection.close()
+
+
+def publish(payload: dict, times: int = 1) -> None:
+    """An `animal.created` message straight to RabbitMQ (as a broken producer would)."""
+    import json
+
+    import pika
+
+    from mlsys.aianimals.messages import EXCHANGE, Topic, confirmed_channel
+
+    with confirmed_channel() as channel:
+        for _ in range(times):
+            channel.basic_publish(
+                EXCHANGE, Topic.animal_created, json.dumps(payload).encode(),
+                pika.BasicProperties(type=Topic.animal_created, message_id="test"),
+            )  # fmt: skip

@@ -16,22 +16,29 @@ two photos posted: this is a test of the loop, the classifier's quality is measu
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import create_engine, text
 
-from tests.helpers.aianimals import AIANIMALS_POSTS, PNG, search, services_deployment
+from mlsys.aianimals.messages import Queue
+from tests.helpers.aianimals import (
+    AIANIMALS_POSTS,
+    PNG,
+    dead_letters,
+    publish,
+    search,
+    services_deployment,
+    spawn,
+    until,
+)
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login, wait_for_url
 from tests.helpers.moderation import IMAGES, register_tiny_classifier
-from tests.helpers.paths import ROOT, SCREENSHOTS
+from tests.helpers.paths import SCREENSHOTS
 from tests.helpers.services import PG, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
@@ -58,12 +65,6 @@ class Loop:
     env: dict
     no_animal: bytes
     animal: bytes
-
-
-def spawn(env: dict, *args: str, log) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +183,6 @@ def violation_of(loop: Loop, animal_id: str):
         engine.dispose()
 
 
-def until(condition, timeout: float) -> float:
-    """Seconds until `condition()` held; fails at the timeout."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 def test_a_no_animal_post_leaves_search_within_5_seconds_and_an_animal_post_stays(loop):
     token = login(loop.api)
     start = time.monotonic()
@@ -210,37 +201,13 @@ def test_a_no_animal_post_leaves_search_within_5_seconds_and_an_animal_post_stay
     assert found(loop.api, token, "こたつ") == [cat]
 
 
-def dead_letters() -> int:
-    from mlsys.aianimals.messages import Queue, rabbitmq_connection
-
-    connection = rabbitmq_connection()
-    try:
-        declared = connection.channel().queue_declare(
-            f"{Queue.violation_detection}.dead", passive=True
-        )
-        return declared.method.message_count
-    finally:
-        connection.close()
-
-
-def publish(payload: dict, times: int = 1) -> None:
-    from mlsys.aianimals.messages import EXCHANGE, Topic, confirmed_channel
-
-    with confirmed_channel() as channel:
-        for _ in range(times):
-            channel.basic_publish(
-                EXCHANGE, Topic.animal_created, json.dumps(payload).encode(),
-                pika.BasicProperties(type=Topic.animal_created, message_id="test"),
-            )  # fmt: skip
-
-
 def test_poison_messages_are_dead_lettered_and_a_redelivery_writes_one_row(loop):
     token = login(loop.api)
-    before = dead_letters()
+    before = dead_letters(Queue.violation_detection)
     publish({"animal_id": "0" * 32})  # no such post
     tiny = post(loop.api, token, "小さすぎる写真", PNG)  # 1x1: the classifier refuses it
     publish({"unexpected": True})  # names no post
-    until(lambda: dead_letters() == before + 3, timeout=20)
+    until(lambda: dead_letters(Queue.violation_detection) == before + 3, timeout=20)
     assert violation_of(loop, tiny) == []
     # The consumer went on: a post after the poison is judged, and judged once although
     # its message comes three times.
@@ -249,7 +216,7 @@ def test_poison_messages_are_dead_lettered_and_a_redelivery_writes_one_row(loop)
     publish({"animal_id": cat}, times=2)
     time.sleep(1.5)
     assert len(violation_of(loop, cat)) == 1
-    assert dead_letters() == before + 3
+    assert dead_letters(Queue.violation_detection) == before + 3
 
 
 def open_portal(browser, url):

@@ -27,6 +27,7 @@ SCHEMA = migrate.Schema(
             "outbox": "INSERT",
             "photos": "SELECT, INSERT",
             "post_activity": "SELECT",  # learn_to_rank's online features
+            "post_embeddings": "SELECT",  # the similar-image index
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
         # search-index consumer (reads posts) and the local broker's offsets and dead
@@ -38,12 +39,17 @@ SCHEMA = migrate.Schema(
             "dead_letters": "SELECT, INSERT, DELETE",
             "photos": "SELECT, INSERT",  # the seeded photos
         },
-        # The ranking jobs read posts, likes and the access logs: nothing else.
-        # and write the posts' online features (the job, and the consumer of new posts
-        # and likes, whose local broker keeps offsets and dead letters in tables).
+        # The ranking jobs read posts, likes and the access logs, and write the posts'
+        # online features (the job, and the consumer of new posts and likes, whose local
+        # broker keeps offsets and dead letters in tables); the similar-image jobs read
+        # the posts' photos and write their embeddings (the job, and the consumer of new
+        # posts).
         "search": {
-            **dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), "SELECT"),
+            **dict.fromkeys(
+                (*_MASTER, "users", "animals", "likes", "access_logs", "photos"), "SELECT"
+            ),
             "post_activity": _WRITE,
+            "post_embeddings": "SELECT, INSERT",
             "outbox": "SELECT",
             "consumer_offsets": _WRITE,
             "dead_letters": "SELECT, INSERT",

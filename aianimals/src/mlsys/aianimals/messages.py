@@ -49,6 +49,7 @@ class Queue(StrEnum):
     search_index = "search-index"
     ranking_features = "ranking-features"
     violation_detection = "violation-detection"
+    image_index = "image-index"
 
 
 # Queue -> the topics it receives. Declared by the relay too, so that messages wait for a
@@ -58,6 +59,7 @@ QUEUES: dict[Queue, list[Topic]] = {
     Queue.search_index: [Topic.animal_created, Topic.animal_updated],
     Queue.ranking_features: [Topic.animal_created, Topic.animal_updated],
     Queue.violation_detection: [Topic.animal_created],  # a new post's photo is judged once
+    Queue.image_index: [Topic.animal_created],  # and embedded once, for similar images
 }
 
 

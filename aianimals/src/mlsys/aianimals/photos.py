@@ -4,6 +4,8 @@ Open Clip Art), as the models that learn from them read them: the no-animal clas
 
 import csv
 import hashlib
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,16 @@ from PIL import Image
 
 IMAGE_SIZE = 128  # what the dataset holds, what the model and the server take
 NO_ANIMAL = 1  # the label of the no-animal classifier's positive class: the violation
+MAX_PHOTO_BYTES = 5 * 1024 * 1024  # as the API's upload limit
+MIN_SIDE, MAX_PIXELS = 32, 40_000_000  # smaller is no photo to judge; larger, a bomb
+
+
+class UnreadablePhoto(ValueError):
+    """A photo no model can take; `reason` is `too_large`, `wrong_size` or `not_an_image`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,31 @@ def model_input(image: Image.Image) -> np.ndarray:
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
         rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def photo_from_bytes(data: bytes, name: str = "the photo") -> np.ndarray:
+    """A stored or uploaded photo (PNG or JPEG) as the models take it, or UnreadablePhoto
+    saying why not."""
+    if len(data) > MAX_PHOTO_BYTES:
+        raise UnreadablePhoto("too_large", f"{name}: over 5 MiB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format not in ("PNG", "JPEG"):
+                    raise OSError("not PNG or JPEG")
+                width, height = image.size
+                if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+                    raise UnreadablePhoto(
+                        "wrong_size",
+                        f"{name}: {width}x{height} pixels; a photo has sides of at least "
+                        f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
+                    )
+                return model_input(image)
+    except UnreadablePhoto:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
+        raise UnreadablePhoto("not_an_image", f"{name}: not a PNG or JPEG image") from None
 
 
 def decoded(path: Path) -> np.ndarray:

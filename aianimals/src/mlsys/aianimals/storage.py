@@ -24,12 +24,16 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mlsys.aianimals.tables import Photo
+from mlsys.aianimals.tables import Animal, Photo
 from mlsys.common.settings import Profile, platform_settings, storage_root, storage_settings
 
 
 class InvalidKey(ValueError):
     """A key that would leave the storage directory."""
+
+
+class PhotoMissing(LookupError):
+    """A post that does not exist, or whose photo is not stored."""
 
 
 class PhotoStore(Protocol):
@@ -142,3 +146,30 @@ def _public_url() -> str:
 def url_of(key: str) -> str:
     """Where clients fetch a stored photo (STORAGE_PUBLIC_URL is read once per process)."""
     return f"{_public_url()}/{key}"
+
+
+def read_post_photos(
+    engine: Engine, store: PhotoStore, animal_ids: list[str], skip_missing: bool = False
+) -> dict[str, bytes]:
+    """The posts' photos, in the order of `animal_ids`, each stored photo read once however
+    many posts show it (posts showing one photo get the same bytes object); raises
+    PhotoMissing for the first post that has none, unless `skip_missing` leaves it out."""
+    with engine.connect() as db:
+        keys = dict(
+            db.execute(select(Animal.id, Animal.photo_key).where(Animal.id.in_(animal_ids))).all()
+        )
+    read: dict[str, bytes | None] = {}
+    photos = {}
+    for animal_id in animal_ids:
+        key = keys.get(animal_id)
+        if key is not None and key not in read:
+            read[key] = store.get(key)
+        data = read.get(key) if key is not None else None
+        if data is not None:
+            photos[animal_id] = data
+        elif not skip_missing:
+            raise PhotoMissing(
+                f"no post {animal_id}" if key is None
+                else f"post {animal_id}: its photo {key} is not stored"
+            )  # fmt: skip
+    return photos

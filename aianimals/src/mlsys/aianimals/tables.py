@@ -150,6 +150,23 @@ class Violation(Base):
     __table_args__ = (UniqueConstraint("animal_id", "violation_type_id", "model_version"),)
 
 
+class PostEmbedding(Base):
+    """A post's photo as an image-embedding model version sees it (float32 unit vector):
+    the similar-image index of that version, which the API builds in memory. Written by
+    `python -m mlsys.search build-image-index` (every post, before the version becomes
+    the champion) and by the image-index consumer (new posts); `id` grows with every row,
+    so a reader catches up with what was added since it last looked."""
+
+    __tablename__ = "post_embeddings"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(96))  # `<registered name>/<version>`
+    animal_id: Mapped[str] = mapped_column(ForeignKey("animals.id"))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("model_version", "animal_id"),)
+
+
 class ViolationReview(Base):
     """A moderator's decision on a violation: `approved` (the post stays deactivated) or
     `reversed` (the post is active again). Every decision is kept; the latest one counts."""

@@ -29,6 +29,7 @@ from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.ranking import ActivityCache, Ranking, champion_ranker
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
+from mlsys.api.similar import SimilarImages
 from mlsys.api.throttle import login_throttle
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
@@ -52,6 +53,8 @@ async def lifespan(app: FastAPI):
     stop = threading.Event()
     app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))
     app.state.ranking.ranker.start(stop)  # loads the champion in the background
+    app.state.similar_images = SimilarImages(app.state.engine)
+    app.state.similar_images.start(stop)  # builds the champion's index in the background
     consumers: list[threading.Thread] = []
     if platform_settings().profile is Profile.local:
         # The local profile runs the consumers inside the API process: the in-process

@@ -18,6 +18,7 @@ from mlsys.aianimals.tables import User
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.ranking import Ranking
 from mlsys.api.security import InvalidToken, TokenClaims, claims_of, presented_token
+from mlsys.api.similar import SimilarImages
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -39,7 +40,12 @@ async def get_ranking(request: Request) -> Ranking:
     return request.app.state.ranking
 
 
+async def get_similar_images(request: Request) -> SimilarImages:
+    return request.app.state.similar_images
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+SimilarImagesDep = Annotated[SimilarImages, Depends(get_similar_images)]
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 RankingDep = Annotated[Ranking, Depends(get_ranking)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]

@@ -12,10 +12,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlsys.aianimals.photos import MAX_PHOTO_BYTES
 from mlsys.api.security import signed_claims
 
 JSON_BODY_BYTES = 64 * 1024
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
 UPLOAD_BODY_BYTES = MAX_PHOTO_BYTES + 64 * 1024  # the photo and the form fields around it
 UPLOADS = {("POST", "/v0/animal")}  # multipart routes: the token is checked first
 

@@ -145,6 +145,20 @@ class SearchResponse(BaseModel):
     results: list[SearchHitPublic]
 
 
+class SimilarRequest(Strict):
+    animal_id: HexId
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+class SimilarHitPublic(AnimalPublic):
+    similarity: float = Field(description="Cosine similarity of the photos' embeddings")
+
+
+class SimilarResponse(BaseModel):
+    model: str = Field(description="The image embedding's version that compared the photos")
+    results: list[SimilarHitPublic] = Field(description="Most similar first")
+
+
 class LikeCreate(Strict):
     animal_id: HexId
 

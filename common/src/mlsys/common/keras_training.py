@@ -1,6 +1,7 @@
 """What every component that trains a Keras model needs: TensorFlow's threads set before
-its first op (on a 2-core machine its default pools oversubscribe the cores), and the
-weights of the epoch that scored best on validation."""
+its first op (on a 2-core machine its default pools oversubscribe the cores), the
+weights of the epoch that scored best on validation, and what loading the logged model
+requires."""
 
 from collections.abc import Callable
 
@@ -49,3 +50,11 @@ def best_epoch_keeper(
             self.model.set_weights(self._weights)
 
     return BestEpoch()
+
+
+def keras_requirements() -> list[str]:
+    """What loading a logged Keras model needs, named: MLflow's inference of it takes half
+    a minute and then gives up on this workspace."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow-cpu", "keras")]

@@ -266,30 +266,56 @@ def build_image_index(
         int | None, typer.Option(min=40, help="Use a stratified sample of this many photos.")
     ] = None,
     seed: Annotated[int, typer.Option(help="The split's and the training's seed.")] = 0,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="Embed every post and make the new version the champion (what the API "
+            "serves) if it beats the champion on the test photos."
+        ),
+    ] = True,
 ) -> None:
-    """Train the image embedding (a Keras CNN, from the shipped photos only) and index its
-    vectors (faiss HNSW), then report, as JSON with --output: the index's recall@10
-    against exact search over every photo, and for the test photos (never trained on)
-    how often their 10 nearest test photos share their label (animal / no animal) and
-    their subcategory, beside the chance of that. Not yet: posts' photos, MLflow, the
-    API's endpoint (issue 14)."""
+    """Train the image embedding (a Keras CNN, from the shipped photos only), judge it,
+    register it as aianimals_image_embedding, and when it beats the champion embed every
+    post's photo with it (post_embeddings: the index the API builds with faiss HNSW) and
+    make it the champion; the API then serves `POST /v0/animal/search/similar` from it
+    and the image-index consumer embeds new posts with it.
+
+    The report (JSON with --output): the index's recall@10 against exact search over every
+    photo, and for the test photos (never trained on) how often their 10 nearest test
+    photos share their label (animal / no animal) and their subcategory, beside chance."""
     import logging
 
     import numpy as np
 
-    from mlsys.aianimals.photos import load_photos, split
-    from mlsys.search.image_embedding import EmbeddingParams, embed, train_embedding
-    from mlsys.search.image_index import (
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.image_index import (
+        IMAGE_EMBEDDING_MODEL_NAME,
         ImageIndex,
         chance,
         exact_neighbours,
         index_neighbours,
-        precision_at,
         recall_at,
+    )
+    from mlsys.aianimals.photos import fingerprint, load_photos, split
+    from mlsys.aianimals.storage import photo_store
+    from mlsys.common.tracking import current_champion, promote_if_better
+    from mlsys.search.image_embedding import (
+        EmbeddingParams,
+        embed,
+        neighbour_precision,
+        train_embedding,
+    )
+    from mlsys.search.post_embeddings import LoadedEmbedding, embed_all_posts
+    from mlsys.search.tracking import (
+        EMBEDDING_GATE_METRIC,
+        load_embedding_model,
+        log_embedding_run,
     )
 
     configure_logging()
     log = logging.getLogger(__name__)
+    engine = get_engine()
+    upgrade_or_wait(engine)
     photos = load_photos(images, limit=limit, seed=seed)
     parts = split(photos.labels, seed)
     subcategories = np.array(photos.subcategories)
@@ -308,17 +334,17 @@ def build_image_index(
         params, progress,
     )  # fmt: skip
     vectors = embed(trained.model, photos.images)
-    files = np.array(photos.files)
     started = time.monotonic()
-    index = ImageIndex.build(list(files), vectors)
+    index = ImageIndex.build(photos.files, vectors)
     build_seconds = time.monotonic() - started
     test = parts.test
-    near = index_neighbours(ImageIndex.build(list(files[test]), vectors[test]), 10)
-    coincidence = {"label": chance(labels[test]), "subcategory": chance(subcategories[test])}
+    kinds = {"label": labels[test], "subcategory": subcategories[test]}
+    precision = neighbour_precision(vectors[test], kinds)
+    coincidence = {name: chance(values) for name, values in kinds.items()}
     report = {
         "recall@10": recall_at(index_neighbours(index, 10), exact_neighbours(vectors, 10)),
-        "precision@10_label": precision_at(near, labels[test]),
-        "precision@10_subcategory": precision_at(near, subcategories[test]),
+        "precision@10_label": precision["label"],
+        "precision@10_subcategory": precision["subcategory"],
         "chance": coincidence,
         "photos": {"indexed": len(index), "train": len(parts.train),
                    "validation": len(parts.validation), "test": len(test)},
@@ -336,8 +362,82 @@ def build_image_index(
         f"(chance {coincidence['subcategory']:.3f})\n"
         f"trained in {trained.seconds:.0f} s; best epoch {report['best_epoch']} of {epochs}"
     )
+    _, version = log_embedding_run(
+        trained=trained, params=params, report=report, fingerprint=fingerprint(photos)
+    )
+    typer.echo(f"registered {IMAGE_EMBEDDING_MODEL_NAME} version {version}")
     if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2))
+    if not promote:
+        return
+    # The gate: the champion scored now on the same test photos.
+    candidate = precision["subcategory"]
+    reference = None
+    if current_champion(IMAGE_EMBEDDING_MODEL_NAME, EMBEDDING_GATE_METRIC) is not None:
+        champion_vectors = embed(load_embedding_model("@champion"), photos.images[test])
+        reference = neighbour_precision(champion_vectors, kinds)["subcategory"]
+        typer.echo(f"the champion on the same test photos: subcategory {reference:.3f}")
+    if reference is not None and candidate <= reference:
+        typer.echo(f"version {version}: not promoted (the champion stays)")
+        return
+    loaded = LoadedEmbedding(version, trained.model)
+    store = photo_store()
+
+    def posts_progress(done: int, total: int) -> None:
+        log.info("posts embedded %d/%d", done, total)
+
+    # Every post first, so the API finds the whole index when the alias moves; then the
+    # posts made meanwhile, which the consumer embedded with the champion before.
+    stats = embed_all_posts(engine, store, loaded, posts_progress)
+    promote_if_better(IMAGE_EMBEDDING_MODEL_NAME, version, EMBEDDING_GATE_METRIC, candidate,
+                      reference, higher_is_better=True)  # fmt: skip
+    late = embed_all_posts(engine, store, loaded)
+    typer.echo(
+        f"version {version}: champion; posts embedded: {stats.embedded + late.embedded}"
+        + (f", {stats.skipped + late.skipped} without a readable photo" if stats.skipped else "")
+    )
+
+
+@app.command("image-index-consumer")
+def image_index_consumer(
+    idle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a message (default: run until stopped)."
+        ),
+    ] = None,
+) -> None:
+    """Consume the image-index queue (RabbitMQ, or the outbox in the local profile): each
+    new post's photo is embedded by the champion image embedding into post_embeddings,
+    where the API's similar-image index finds it within a second. A post that does not
+    exist or whose photo is unreadable is dead-lettered."""
+    import signal
+    import threading
+    from functools import partial
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.storage import photo_store
+    from mlsys.search.post_embeddings import champion_embedding, index_new_posts
+
+    configure_logging()
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    champion = champion_embedding()
+    champion.refresh()  # loaded before the first message, not on it
+    stats = consume(
+        Queue.image_index,
+        partial(index_new_posts, engine, photo_store(), champion),
+        engine,
+        idle_seconds=idle_seconds,
+        stop=stopping.is_set,
+    )
+    typer.echo(
+        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
+    )
 
 
 if __name__ == "__main__":

@@ -130,3 +130,13 @@ def train_embedding(
 def embed(model, images: np.ndarray) -> np.ndarray:
     """Unit vectors, one per photo (uint8, 128 x 128 x 3)."""
     return model.predict(images, batch_size=256, verbose=0)
+
+
+def neighbour_precision(vectors: np.ndarray, kinds: dict[str, np.ndarray]) -> dict[str, float]:
+    """For each kind (label, subcategory): how often a photo's 10 nearest among these
+    photos share its kind, over every photo (exact neighbours: a judgement of the
+    embedding, not of the index)."""
+    from mlsys.aianimals.image_index import exact_neighbours, precision_at
+
+    near = exact_neighbours(vectors, min(10, len(vectors) - 1))
+    return {name: precision_at(near, list(values)) for name, values in kinds.items()}

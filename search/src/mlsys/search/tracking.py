@@ -1,6 +1,12 @@
-"""What every ranker run leaves in MLflow: parameters, the feature-set version and the
-data fingerprint, both evaluation tables, the propensities, the two models (the ranker
-registered as RANKER_MODEL_NAME), and the champion gate."""
+"""What the search jobs leave in MLflow.
+
+- A ranker run: parameters, the feature-set version and the data fingerprint, both
+  evaluation tables, the propensities, the two models (the ranker registered as
+  RANKER_MODEL_NAME), and the champion gate.
+- An image-embedding run: parameters, the photos' fingerprint, the per-epoch curve, the
+  report (the index's recall, precision@10 beside chance), the Keras model registered as
+  IMAGE_EMBEDDING_MODEL_NAME, and its gate: precision@10 of the subcategory on the fixed
+  test photos, the champion scored on the same photos now."""
 
 import json
 import tempfile
@@ -11,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 
 from mlsys.aianimals.ranking import FEATURE_SET_VERSION, FEATURES, RANKER_EXPERIMENT
-from mlsys.common.tracking import configure_mlflow, log_metrics_batch
+from mlsys.common.tracking import CHAMPION, configure_mlflow, log_metrics_batch
 from mlsys.search.train import RankerParams, Trained
 
 # The gate's metric: NDCG@10 of the served model (the ranker or the regressor, whichever
@@ -86,3 +92,53 @@ def log_ranker_run(
                 info = logged
     version = info.registered_model_version if registered_model_name else None
     return run.info.run_id, (int(version) if version is not None else None)
+
+
+EMBEDDING_GATE_METRIC = "precision_at_10_subcategory"
+
+
+def log_embedding_run(*, trained, params, report: dict, fingerprint: str) -> tuple[str, int]:
+    """Log one image-embedding run and register its model; returns (run_id, version)."""
+    import mlflow
+    from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME, IMAGE_SIMILARITY_EXPERIMENT
+    from mlsys.common.keras_training import keras_requirements
+
+    configure_mlflow(IMAGE_SIMILARITY_EXPERIMENT)
+    with mlflow.start_run() as run:
+        mlflow.log_params({**{f"embedding.{k}": v for k, v in asdict(params).items()},
+                           "data": fingerprint})  # fmt: skip
+        mlflow.set_tags({"data": fingerprint})
+        metrics = [
+            (key.replace("@", "_at_"), value, 0)
+            for key, value in report.items()
+            if isinstance(value, float)
+        ]
+        metrics += [(f"chance.{key}", value, 0) for key, value in report["chance"].items()]
+        metrics += [
+            (f"epoch.{key}", value, epoch)
+            for epoch, record in enumerate(trained.history)
+            for key, value in record.items()
+        ]
+        log_metrics_batch(run.info.run_id, metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.json"
+            path.write_text(json.dumps(report, indent=2))
+            mlflow.log_artifact(str(path))
+        logged = mlflow.keras.log_model(
+            trained.model,
+            name="model",
+            registered_model_name=IMAGE_EMBEDDING_MODEL_NAME,
+            pip_requirements=keras_requirements(),
+        )
+    return run.info.run_id, int(logged.registered_model_version)
+
+
+def load_embedding_model(version: int | str):
+    """The Keras embedding of a version (a number, or `@champion`)."""
+    import mlflow
+    from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME
+
+    return mlflow.keras.load_model(
+        f"models:/{IMAGE_EMBEDDING_MODEL_NAME}"
+        + (f"@{CHAMPION}" if version == "@champion" else f"/{version}")
+    )

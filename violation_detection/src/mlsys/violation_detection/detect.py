@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mlsys.aianimals.indexing import post_ids
 from mlsys.aianimals.messages import Message, PermanentFailure, Topic, add_to_outbox
-from mlsys.aianimals.storage import PhotoStore, photo_store
+from mlsys.aianimals.storage import PhotoMissing, PhotoStore, photo_store, read_post_photos
 from mlsys.aianimals.tables import NO_ANIMAL_VIOLATION_ID, Animal, Violation
 from mlsys.common.logging import get_logger
 from mlsys.violation_detection.serve import MAX_BATCH
@@ -138,19 +138,10 @@ def _detail(response: httpx.Response) -> str:
 def read_photos(engine: Engine, store: PhotoStore, animal_ids: list[str]) -> dict[str, bytes]:
     """The posts' photos, in the order of `animal_ids`; raises UnjudgeablePost for a post
     that does not exist or whose photo is gone."""
-    with engine.connect() as db:
-        keys = dict(
-            db.execute(select(Animal.id, Animal.photo_key).where(Animal.id.in_(animal_ids))).all()
-        )
-    photos = {}
-    for animal_id in animal_ids:
-        if animal_id not in keys:
-            raise UnjudgeablePost(f"no post {animal_id}")
-        data = store.get(keys[animal_id])
-        if data is None:
-            raise UnjudgeablePost(f"post {animal_id}: its photo {keys[animal_id]} is not stored")
-        photos[animal_id] = data
-    return photos
+    try:
+        return read_post_photos(engine, store, animal_ids)
+    except PhotoMissing as error:
+        raise UnjudgeablePost(str(error)) from error
 
 
 def record(connection: Connection, judgements: Judgements) -> list[str]:

@@ -8,10 +8,8 @@ resized to the 128 x 128 the model takes, and refused with a 4xx that says why w
 are not an image, too small or too large, or too many in one request.
 """
 
-import io
 import threading
 import time
-import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,7 +18,6 @@ import numpy as np
 from fastapi import Depends, FastAPI, File, HTTPException, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
-from PIL import Image
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,15 +26,23 @@ from prometheus_client import (
     generate_latest,
 )
 
-from mlsys.aianimals.photos import IMAGE_SIZE, model_input
+from mlsys.aianimals.photos import (
+    IMAGE_SIZE,
+    MAX_PHOTO_BYTES,
+    UnreadablePhoto,
+    photo_from_bytes,
+)
 from mlsys.common.logging import get_logger
 from mlsys.common.tracking import ChampionWatch
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0
-MAX_PHOTO_BYTES = 5 * 1024 * 1024  # as the API's upload limit
 MAX_BATCH = 64
-MIN_SIDE, MAX_PIXELS = 32, 40_000_000  # smaller is no photo to judge; larger, a bomb
+REFUSAL_STATUS = {
+    "too_large": status.HTTP_413_CONTENT_TOO_LARGE,
+    "wrong_size": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "not_an_image": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+}
 
 METRICS = CollectorRegistry()
 PREDICTIONS = Counter(
@@ -97,31 +102,11 @@ def champion_classifier(refresh_seconds: float = REFRESH_SECONDS) -> ChampionWat
 
 def decode_photo(name: str, data: bytes) -> np.ndarray:
     """A photo as 128 x 128 RGB, or an HTTPException saying why it cannot be judged."""
-    if len(data) > MAX_PHOTO_BYTES:
-        REFUSED.labels("too_large").inc()
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{name}: over 5 MiB")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format not in ("PNG", "JPEG"):
-                    raise OSError("not PNG or JPEG")
-                width, height = image.size
-                if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
-                    REFUSED.labels("wrong_size").inc()
-                    raise HTTPException(
-                        status.HTTP_422_UNPROCESSABLE_CONTENT,
-                        f"{name}: {width}x{height} pixels; a photo has sides of at least "
-                        f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
-                    )
-                return model_input(image)
-    except HTTPException:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
-        REFUSED.labels("not_an_image").inc()
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{name}: not a PNG or JPEG image"
-        ) from None
+        return photo_from_bytes(data, name)
+    except UnreadablePhoto as error:
+        REFUSED.labels(error.reason).inc()
+        raise HTTPException(REFUSAL_STATUS[error.reason], str(error)) from None
 
 
 async def get_champion(request: Request) -> ChampionWatch[LoadedModel]:

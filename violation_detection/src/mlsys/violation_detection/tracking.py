@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsys.common.keras_training import keras_requirements
 from mlsys.common.tracking import (
     CHAMPION,
     configure_mlflow,
@@ -86,7 +87,7 @@ def log_model(model):
         archive.write_out(str(Path(tmp) / SAVED_MODEL), verbose=False)
         mlflow.log_artifacts(str(Path(tmp) / SAVED_MODEL), artifact_path=SAVED_MODEL)
     return mlflow.keras.log_model(
-        model, name="model", registered_model_name=MODEL_NAME, pip_requirements=requirements()
+        model, name="model", registered_model_name=MODEL_NAME, pip_requirements=keras_requirements()
     )
 
 
@@ -107,14 +108,6 @@ def load_saved_model(version: int):
                 f"{MODEL_NAME}/{version} has no SavedModel export: train a new version"
             ) from error
         return tf.saved_model.load(path), float(found.tags[THRESHOLD_TAG])
-
-
-def requirements() -> list[str]:
-    """What loading the model needs, named: MLflow's inference of it takes half a minute
-    and then gives up on this workspace."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("tensorflow-cpu", "keras")]
 
 
 def load_version(version: int | str):

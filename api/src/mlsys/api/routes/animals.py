@@ -11,12 +11,20 @@ from pydantic_core import to_json
 from sqlalchemy import ColumnElement, select
 
 from mlsys.aianimals import storage
+from mlsys.aianimals.indexing import documents_query, to_document
 from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.ranking import RERANK_CANDIDATES
-from mlsys.aianimals.search import RESULT_WINDOW, SearchQuery, SearchResult, SortBy
+from mlsys.aianimals.search import RESULT_WINDOW, AnimalDocument, SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
 from mlsys.api import animals, metrics
-from mlsys.api.deps import CurrentUser, CurrentUserId, RankingDep, SearchIndexDep, SessionDep
+from mlsys.api.deps import (
+    CurrentUser,
+    CurrentUserId,
+    RankingDep,
+    SearchIndexDep,
+    SessionDep,
+    SimilarImagesDep,
+)
 from mlsys.api.guards import MAX_PHOTO_BYTES
 from mlsys.api.ranking import rerank
 from mlsys.api.schemas import (
@@ -24,10 +32,14 @@ from mlsys.api.schemas import (
     HexId,
     SearchRequest,
     SearchResponse,
+    SimilarHitPublic,
+    SimilarRequest,
+    SimilarResponse,
     Storable,
     errors,
 )
 from mlsys.api.search_cache import CachedSearchRoute, search_response
+from mlsys.api.similar import NotIndexed
 from mlsys.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -274,3 +286,48 @@ router.add_api_route(
     responses=errors(503),
     route_class_override=CachedSearchRoute,
 )
+
+
+@router.post("/search/similar", response_model=SimilarResponse, responses=errors(404, 503))
+def similar_animals(
+    request: SimilarRequest,
+    session: SessionDep,
+    current_user_id: CurrentUserId,
+    similar_images: SimilarImagesDep,
+) -> SimilarResponse:
+    """Active posts whose photos look most like this post's (the champion image
+    embedding, an approximate nearest-neighbour index), most similar first; never the
+    post itself. A new post is comparable once embedded: within seconds."""
+    shown: ColumnElement[bool] = Animal.deactivated.is_(False)
+    query_post = session.scalar(
+        select(Animal.id).where(
+            Animal.id == request.animal_id, shown | (Animal.user_id == current_user_id)
+        )
+    )
+    if query_post is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no post {request.animal_id}")
+    documents: dict[str, AnimalDocument] = {}
+
+    def active(ids: list[str]) -> set[str]:
+        """The candidates that may be shown, their documents kept: one query per look."""
+        missing = [i for i in ids if i not in documents]
+        if missing:
+            rows = session.execute(documents_query().where(Animal.id.in_(missing), shown))
+            documents.update((document.id, document) for document in map(to_document, rows))
+        return {i for i in ids if i in documents}
+
+    try:
+        model, found = similar_images.similar(request.animal_id, request.limit, active)
+    except NotIndexed:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"post {request.animal_id} is not in the similar-image index yet "
+            "(a new post is, seconds after it is made)",
+        ) from None
+    except LookupError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    results = [
+        SimilarHitPublic(**animals.public(documents[i]).model_dump(), similarity=score)
+        for i, score in found
+    ]
+    return SimilarResponse(model=model, results=results)

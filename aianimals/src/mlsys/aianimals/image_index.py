@@ -1,5 +1,7 @@
 """The similar-image index: posts' photo embeddings in an approximate nearest-neighbour
-index (faiss HNSW over cosine similarity), and how it is judged against exact search.
+index (faiss HNSW over cosine similarity), how it is judged against exact search, and
+what its writers (`mlsys.search`: the job and the consumer of new posts) and its reader
+(the API) share: the registered model's name and the post_embeddings rows of a version.
 
 faiss rather than hnswlib or ScaNN: measured on 10,000 clustered 64-dimensional vectors,
 one core, both HNSW implementations built in 0.4 s and answered in 0.01-0.02 ms at
@@ -10,12 +12,64 @@ built index, as new posts arrive.
 Vectors are normalised here, so inner product is cosine similarity whoever made them.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mlsys.aianimals.tables import PostEmbedding
+
+IMAGE_EMBEDDING_MODEL_NAME = "aianimals_image_embedding"
+IMAGE_SIMILARITY_EXPERIMENT = "aianimals_image_similarity"
+
+
+def model_version_name(version: int) -> str:
+    """How post_embeddings (and the API's answers) name a version of the embedding."""
+    return f"{IMAGE_EMBEDDING_MODEL_NAME}/{version}"
+
+
+def write_embeddings(
+    connection: Connection, model_version: str, ids: Sequence[str], vectors: np.ndarray
+) -> int:
+    """Store posts' vectors for a version; a post already stored keeps its row (a message
+    delivered twice writes once). Returns how many rows were new."""
+    if not len(ids):
+        return 0
+    insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(
+        PostEmbedding
+    )
+    now = datetime.now(UTC)
+    unit = normalised(vectors)
+    rows = [
+        {"model_version": model_version, "animal_id": animal_id, "vector": unit[i].tobytes(),
+         "created_at": now}
+        for i, animal_id in enumerate(ids)
+    ]  # fmt: skip
+    new = connection.execute(
+        insert.on_conflict_do_nothing().returning(PostEmbedding.id), rows
+    ).all()
+    return len(new)
+
+
+def read_embeddings(
+    connection: Connection, model_version: str, after_id: int = 0
+) -> tuple[list[str], np.ndarray, int]:
+    """A version's rows written after row `after_id`: (post ids, vectors, the last row's
+    id, or `after_id` when there is none)."""
+    rows = connection.execute(
+        select(PostEmbedding.id, PostEmbedding.animal_id, PostEmbedding.vector)
+        .where(PostEmbedding.model_version == model_version, PostEmbedding.id > after_id)
+        .order_by(PostEmbedding.id)
+    ).all()
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32), after_id
+    vectors = np.stack([np.frombuffer(row.vector, dtype=np.float32) for row in rows])
+    return [row.animal_id for row in rows], vectors, rows[-1].id
 
 
 @dataclass(frozen=True)
@@ -83,10 +137,16 @@ class ImageIndex:
         similarities, positions = self._index.search(normalised(queries), k)
         return positions, similarities
 
-    def similar(self, animal_id: str, limit: int, allowed=None) -> list[tuple[str, float]]:
-        """The posts most like `animal_id`'s photo, best first, never itself; `allowed`
-        (a predicate on ids, e.g. "is active") filters, and the search widens until
-        `limit` are found; past the whole index's size, the search is exact."""
+    def similar(
+        self,
+        animal_id: str,
+        limit: int,
+        allowed: Callable[[list[str]], Collection[str]] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The posts most like `animal_id`'s photo, best first, never itself. `allowed`
+        filters: given candidate ids, it answers those that may be shown (e.g. the active
+        ones, in one query); the search widens until `limit` are found, and past the whole
+        index's size it is exact."""
         query = self.vector(animal_id)[None]
         k = limit + 1
         while True:
@@ -99,8 +159,11 @@ class ImageIndex:
             found = [
                 (self.ids[p], float(s))
                 for p, s in zip(positions[0], similarities[0], strict=True)
-                if p >= 0 and self.ids[p] != animal_id and (allowed is None or allowed(self.ids[p]))
+                if p >= 0 and self.ids[p] != animal_id
             ]
+            if allowed is not None:
+                shown = allowed([candidate for candidate, _ in found])
+                found = [(candidate, s) for candidate, s in found if candidate in shown]
             if len(found) >= limit or k >= len(self):
                 return found[:limit]
             k *= 4

@@ -1,0 +1,135 @@
+"""The similar-image index in the services profile, on this machine's PostgreSQL, Redis and
+RabbitMQ, each component as its own PostgreSQL role and process, as deployed: the job
+(`build-image-index`, role search) embeds every post, the relay publishes new posts, the
+image-index consumer (role search) embeds them, and the API (role api) finds them.
+
+A post made through the API is similar-searchable within 5 seconds; a poison message (no
+such post, a photo too small to embed, no post named) is dead-lettered while the consumer
+goes on. The embedding is tiny: this tests the path, `build-image-index` measures the
+model (tests/search/test_image_embedding.py, README)."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsys.aianimals.messages import Queue
+from tests.helpers.aianimals import (
+    PNG,
+    dead_letters,
+    publish,
+    services_deployment,
+    spawn,
+    until,
+)
+from tests.helpers.cli import run_cli
+from tests.helpers.http import login
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, aianimals_generated):
+    from mlsys.api import similar
+
+    home = tmp_path_factory.mktemp("similar-services") / "mlsys-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(similar, "REFRESH_SECONDS", 0.5)  # the new champion, at once
+        with services_deployment(home, aianimals_generated) as api:
+            batch_role = os.environ | {  # the commands' environment: role batch
+                "RABBITMQ_RETRY_BASE_SECONDS": "0.2",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+            }
+            search_role = batch_role | {"POSTGRES_USER": f"{os.environ['POSTGRES_DB']}_search"}
+            built = run_cli("mlsys.search", "build-image-index", "--limit", "200", "--epochs",
+                            "2", "--resolution", "24", "--width", "4", env=search_role)  # fmt: skip
+            assert "version 1: champion; posts embedded: 600" in built.stdout, built.stdout
+            logs = home / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            opened = {name: open(logs / f"{name}.log", "w") for name in ("relay", "consumer")}  # noqa: SIM115
+            processes = [
+                spawn(batch_role, "mlsys.batch", "relay", "--follow", "--interval", "0.2",
+                      log=opened["relay"]),
+                spawn(search_role, "mlsys.search", "image-index-consumer",
+                      log=opened["consumer"]),
+            ]  # fmt: skip
+            try:
+                # Ready once it has gone through the seeded posts' messages (queued at the
+                # load, all embedded by the job already: nothing new is written).
+                deadline = time.monotonic() + 180
+                while waiting(Queue.image_index) or "embedded=" not in read(logs / "consumer.log"):
+                    assert time.monotonic() < deadline, read(logs / "consumer.log")[-3000:]
+                    time.sleep(0.2)
+                yield api, logs
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.wait(timeout=30)
+                for log in opened.values():
+                    log.close()
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def waiting(queue) -> int:
+    from mlsys.aianimals.messages import rabbitmq_connection
+
+    connection = rabbitmq_connection()
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+@pytest.fixture(autouse=True)
+def local_home(deployed):
+    """Keep the module's environment (the shared autouse fixture would replace MLSYS_HOME)."""
+    return Path(os.environ["MLSYS_HOME"])
+
+
+def post(api, token, photo: bytes) -> str:
+    form = {"name": "かえる", "description": "池のほとり", "animal_category_id": "1",
+            "animal_subcategory_id": "24"}  # fmt: skip
+    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", photo)}, headers=token)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def similar(api, token, animal_id: str):
+    return api.post("/v0/animal/search/similar", json={"animal_id": animal_id}, headers=token)
+
+
+def test_a_new_post_is_in_the_image_index_within_5_seconds_and_poison_is_dead_lettered(
+    deployed,
+):
+    api, logs = deployed
+    token = login(api)
+    seeded = api.get("/v0/animal", headers=token, params={"limit": 1}).json()[0]
+    until(lambda: similar(api, token, seeded["id"]).status_code == 200, timeout=60)
+    again = api.get(seeded["photo_url"], headers=token)  # posted again: the same pixels
+    assert again.status_code == 200
+    before = dead_letters(Queue.image_index)
+    publish({"animal_id": "0" * 32})  # no such post
+    publish({"unexpected": True})  # names no post
+    tiny = post(api, token, PNG)  # 1x1: no photo to embed
+    start = time.monotonic()
+    frog = post(api, token, again.content)
+    try:
+        until(lambda: similar(api, token, frog).status_code == 200, timeout=5)
+    except AssertionError:
+        raise AssertionError(read(logs / "consumer.log")[-4000:]) from None
+    elapsed = time.monotonic() - start
+    print(f"a new post similar-searchable after {elapsed:.2f} s")
+    body = similar(api, token, frog).json()
+    assert body["model"].endswith("/1") and len(body["results"]) == 10
+    # The seeded post with the same photo is the nearest: identical.
+    assert body["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert seeded["id"] in [hit["id"] for hit in body["results"] if hit["similarity"] > 0.9999]
+    until(lambda: dead_letters(Queue.image_index) == before + 3, timeout=20)
+    assert similar(api, token, tiny).status_code == 404
+    consumer_log = (logs / "consumer.log").read_text()
+    assert "pixels; a photo has sides of at least 32" in consumer_log, consumer_log[-3000:]
