@@ -17,6 +17,8 @@ PORTAL_PORT ?= 8502
 MODERATOR ?= yunus_dog_love
 # e.g. "--epochs 2 --limit 300": a quicker, weaker classifier.
 MODERATION_ARGS ?=
+# e.g. "--epochs 2 --limit 200": a quicker, weaker image embedding.
+IMAGE_INDEX_ARGS ?=
 POSTS ?= 10000
 SEARCHES ?= 50000  # logged search sessions: what the ranker learns from
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
@@ -42,7 +44,7 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker and the no-animal classifier), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection consumer and the review portal (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker, the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
@@ -54,6 +56,7 @@ demo: install ## forecasting (register, backtest, train, predict) and AIAnimals 
 	$(PY) -m mlsys.search train-ranker --hidden-quality $(HOME_DIR)/aianimals/hidden_quality.csv --output $(HOME_DIR)/ranker.json
 	$(PY) -m mlsys.batch grant-role $(MODERATOR) moderator
 	$(PY) -m mlsys.violation_detection train --output $(HOME_DIR)/moderation.json $(MODERATION_ARGS)
+	$(PY) -m mlsys.search build-image-index --output $(HOME_DIR)/image_index.json $(IMAGE_INDEX_ARGS)
 ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
@@ -62,6 +65,7 @@ ifneq ($(SERVE),0)
 	@echo "A/B:    http://localhost:$(AB_PORT)  (the API behind the ranker-vs-likes experiment)"
 	@echo "Portal: http://localhost:$(PORTAL_PORT)   (moderation: log in as $(MODERATOR) / password)"
 	@echo "Classifier: http://localhost:$(CLASSIFIER_PORT)/docs   (the no-animal classifier; every post is judged)"
+	@echo "Similar: POST /v0/animal/search/similar in the API's docs   (similar photos; new posts join the index)"
 	trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
 	$(PY) -m mlsys.api serve --port $(API_PORT) & \
@@ -72,6 +76,7 @@ ifneq ($(SERVE),0)
 	$(PY) -m mlsys.violation_detection serve --port $(CLASSIFIER_PORT) & \
 	VIOLATION_DETECTION_URL=http://127.0.0.1:$(CLASSIFIER_PORT) $(PY) -m mlsys.violation_detection consume & \
 	$(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
+	$(PY) -m mlsys.search image-index-consumer & \
 	wait
 endif
 
@@ -135,7 +140,7 @@ initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sa
 	$(DEPLOY) initialize
 deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
 	$(DEPLOY) base
-deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker)
+deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker, image index, classifier retraining)
 	$(DEPLOY) job
 pin_argo: ## record the SHA-256 of Argo's release install.yaml in release.env (needs GitHub; deploy.sh refuses an unpinned or changed one)
 	bash infrastructure/scripts/pin_argo.sh $(ARGO_VERSION)

@@ -1,6 +1,6 @@
-"""Argo CronWorkflow of AIAnimals search ranking, written with Hera.
+"""Argo CronWorkflows of AIAnimals search, written with Hera: ranking and similar images.
 
-`make argo` compiles it to the YAML beside this file, with the forecasting ones.
+`make argo` compiles them to the YAML beside this file, with the forecasting ones.
 
 Weekly: the online features are recomputed from the logs, the ranker and the regressor are
 trained on the searches logged so far (the served one is registered, not promoted), and
@@ -47,4 +47,31 @@ def search_ranker() -> CronWorkflow:
     return workflow
 
 
-WORKFLOWS = [search_ranker]
+def image_index() -> CronWorkflow:
+    """Every Monday 05:00: train the image embedding, judge it on the test photos, and if it
+    beats the champion embed every post with it and promote it (one step: the posts are
+    embedded before the alias moves, so the API never serves a half-built index). The API
+    builds the new index within 30 seconds of the alias moving; the image-index consumer
+    embeds new posts with the champion. The first champion: run it once now,
+
+        argo -n aianimals submit --from cronwf/image-index
+
+    For a demo, rebuild it every 2 hours without recompiling:
+
+        kubectl -n aianimals patch cronworkflow image-index \\
+            --type merge -p '{"spec": {"schedules": ["0 */2 * * *"]}}'
+    """
+    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly") as workflow:
+        build = job(
+            "build-image-index",
+            "mlsys-search",
+            ["build-image-index", "--images", "/app/dataset/images"],
+            memory="3Gi",
+            tracking=True,
+        )
+        with DAG(name="weekly"):
+            build()
+    return workflow
+
+
+WORKFLOWS = [search_ranker, image_index]

@@ -138,3 +138,48 @@ def test_a_new_post_joins_the_index_and_a_new_champion_is_served_without_a_resta
         configure_tracking()
         mlflow.MlflowClient().set_registered_model_alias(IMAGE_EMBEDDING_MODEL_NAME, CHAMPION, "2")
         wait_until(lambda: similar(api, token, posted[0]).json()["model"].endswith("/2"), 30)
+
+
+@pytest.mark.e2e
+def test_swagger_and_the_web_client_show_similar_posts(similar_api, browser):
+    """The demo's promise: in Swagger, the endpoint answers a post's similar posts; a post
+    opened in the web client shows them."""
+    from tests.helpers.paths import SCREENSHOTS
+
+    api = similar_api
+    token = login(api)["token"]
+    query = sorted(served_vectors(1))[0]
+    wait_until(lambda: similar(api, {"token": token}, query).status_code == 200)
+    url = str(api.base_url)
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.goto(f"{url}/v0/docs")
+    operation = page.locator("#operations-animal-similar_animals_v0_animal_search_similar_post")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("input[placeholder='token']").fill(token)
+    operation.locator("textarea.body-param__text").fill(f'{{"animal_id": "{query}", "limit": 3}}')
+    operation.get_by_role("button", name="Execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for(timeout=20_000)
+    assert status.inner_text().strip().startswith("200")
+    assert "aianimals_image_embedding/1" in operation.locator(".live-responses-table").inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "api_swagger_similar.png", full_page=True)
+
+    page.goto(f"{url}/app/")
+    page.get_by_label("Handle name").fill("dog_leigh")
+    page.get_by_label("Password").fill("password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("@dog_leigh").wait_for(timeout=30_000)
+    page.get_by_label("Search").fill("ねこ")
+    page.get_by_role("button", name="Search", exact=True).click()
+    first = page.locator("#results li").first
+    first.wait_for(timeout=10_000)
+    opened = first.get_attribute("data-id")
+    first.click()
+    page.locator("#similar-section").wait_for(state="visible", timeout=10_000)
+    shown = page.locator("#similar li")
+    assert shown.count() == 8
+    assert opened not in [shown.nth(i).get_attribute("data-id") for i in range(shown.count())]
+    page.screenshot(path=SCREENSHOTS / "web_client_similar.png", full_page=True)
+    page.close()

@@ -85,6 +85,7 @@ TRACKING = {
     ("mlsys.ml", None),
     ("mlsys.search", "train-ranker"),
     ("mlsys.search", "promote-ranker"),
+    ("mlsys.search", "build-image-index"),
     ("mlsys.violation_detection", "retrain"),
 }
 
@@ -162,3 +163,14 @@ def test_violation_retrain_is_weekly_and_gated():
     [step] = [t for t in workflow["templates"] if "container" in t]
     assert step["container"]["args"][0] == "retrain"  # trains, compares, promotes if better
     assert {"secretRef": {"name": "postgres-violation-detection"}} in step["container"]["envFrom"]
+
+
+def test_image_index_is_weekly_and_embeds_as_the_search_role():
+    """Issue 14: the embedding and its index, rebuilt weekly; the job embeds every post
+    before it promotes (one step), reading photos as the search role."""
+    spec = yaml.safe_load((ARGO / "image-index.yaml").read_text())["spec"]
+    assert spec["schedules"] == ["0 5 * * 1"] and spec["concurrencyPolicy"] == "Forbid"
+    [step] = [t for t in spec["workflowSpec"]["templates"] if "container" in t]
+    assert step["container"]["args"] == ["build-image-index", "--images", "/app/dataset/images"]
+    assert {"secretRef": {"name": "postgres-search"}} in step["container"]["envFrom"]
+    assert {"secretRef": {"name": "mlflow-credentials"}} in step["container"]["envFrom"]

@@ -41,9 +41,11 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
 
 def test_deploy_job_dry_run_prints_every_cron_workflow():
     output = make("deploy_job")
-    for name in ("forecasting", "register-next-week", "search-ranker", "violation-retrain"):
+    names = ("forecasting", "register-next-week", "search-ranker", "image-index",
+             "violation-retrain")  # fmt: skip
+    for name in names:
         assert f"+ kubectl apply -f infrastructure/argo/{name}.yaml" in output
-    assert output.count("kind: CronWorkflow") == 4
+    assert output.count("kind: CronWorkflow") == len(names)
 
 
 def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():

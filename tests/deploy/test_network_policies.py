@@ -41,6 +41,9 @@ NEEDED = [
     ("aianimals", app("search-index"), "search-engine", app("elasticsearch"), 9200),
     ("aianimals", app("ranking-features"), "data", app("postgres"), 5432),
     ("aianimals", app("ranking-features"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("image-index"), "data", app("postgres"), 5432),
+    ("aianimals", app("image-index"), "aianimals", app("rabbitmq"), 5672),
+    ("aianimals", app("image-index"), "mlflow", app("mlflow"), 5000),  # the champion
     ("aianimals", ARGO_STEP, "data", app("postgres"), 5432),  # the search-ranker workflow
     ("aianimals", ARGO_STEP, "mlflow", app("mlflow"), 5000),
     ("aianimals", app("violation-classifier"), "mlflow", app("mlflow"), 5000),
@@ -64,6 +67,8 @@ REFUSED = [
     ("aianimals", app("redis"), "data", app("postgres"), 5432),
     ("aianimals", app("search-index"), "mlflow", app("mlflow"), 5000),
     ("aianimals", app("ranking-features"), "mlflow", app("mlflow"), 5000),
+    ("aianimals", app("image-index"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("image-index"), "search-engine", app("elasticsearch"), 9200),
     ("aianimals", ARGO_STEP, "aianimals", app("rabbitmq"), 5672),
     ("aianimals", app("violation-classifier"), "data", app("postgres"), 5432),  # no need
     ("aianimals", app("review-portal"), "aianimals", app("rabbitmq"), 5672),  # the outbox

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -27,6 +28,7 @@ PRODUCT_TABLES = {
 # The demo's classifier trains 50 epochs (7.6 min here); its tests measure the same code at
 # a small, seeded size.
 QUICK_CLASSIFIER = "MODERATION_ARGS=--epochs 2 --resolution 32 --width 8 --limit 300"
+QUICK_EMBEDDING = "IMAGE_INDEX_ARGS=--epochs 2 --resolution 24 --width 4 --limit 200"
 
 
 def counts(home):
@@ -46,7 +48,15 @@ def test_make_demo_twice_then_serve(tmp_path):
     home = tmp_path / "home"
     env = local_env(home)
     first = subprocess.run(
-        ["make", "demo", "SERVE=0", "POSTS=2000", "SEARCHES=2000", QUICK_CLASSIFIER],
+        [
+            "make",
+            "demo",
+            "SERVE=0",
+            "POSTS=2000",
+            "SEARCHES=2000",
+            QUICK_CLASSIFIER,
+            QUICK_EMBEDDING,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -75,6 +85,9 @@ def test_make_demo_twice_then_serve(tmp_path):
     moderation = json.loads((home / "moderation.json").read_text())
     assert set(moderation) >= {"test", "validation", "baseline"}
     assert "yunus_dog_love: moderator" in first.stdout
+    image_index = json.loads((home / "image_index.json").read_text())
+    assert {"recall@10", "precision@10_label", "precision@10_subcategory"} <= set(image_index)
+    assert "version 1: champion; posts embedded: 2000" in first.stdout
 
     bi_port, mlflow_port, api_port, ab_port = free_port(), free_port(), free_port(), free_port()
     classifier_port, portal_port = free_port(), free_port()
@@ -91,6 +104,7 @@ def test_make_demo_twice_then_serve(tmp_path):
             f"CLASSIFIER_PORT={classifier_port}",
             f"PORTAL_PORT={portal_port}",
             QUICK_CLASSIFIER,
+            QUICK_EMBEDDING,
         ],
         cwd=ROOT,
         env=env,
@@ -125,6 +139,26 @@ def test_make_demo_twice_then_serve(tmp_path):
         while not ranked_by().startswith("learn_to_rank") and time.monotonic() < deadline:
             time.sleep(0.5)
         assert ranked_by() == "learn_to_rank; model=aianimals_search_ranker/1"
+        # Similar photos: the champion embedding (the first run's, unless the second beat
+        # it on the same test photos), every post in its index.
+        with urllib.request.urlopen(ranked, timeout=10) as response:
+            a_cat = json.load(response)["results"][0]["id"]
+        similar = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v0/animal/search/similar",
+            data=json.dumps({"animal_id": a_cat, "limit": 5}).encode(),
+            headers={"Content-Type": "application/json", "token": token},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(similar, timeout=10) as response:
+                    found = json.load(response)
+                break
+            except urllib.error.HTTPError as error:  # 503 while the index is built
+                assert error.code == 503 and time.monotonic() < deadline, error.read()
+                time.sleep(0.5)
+        assert found["model"] in ("aianimals_image_embedding/1", "aianimals_image_embedding/2")
+        assert len(found["results"]) == 5 and a_cat not in [r["id"] for r in found["results"]]
         # Moderation runs: the classifier serves the champion, the consumer judges every
         # post, the portal answers; the web client is served by the API.
         wait_for_url(f"http://127.0.0.1:{classifier_port}/health/ready", 120, process=demo)
@@ -140,6 +174,9 @@ def test_make_demo_twice_then_serve(tmp_path):
     assert f"BI:     http://localhost:{bi_port}" in output
     assert f"API:    http://localhost:{api_port}/v0/docs" in output
     assert "not promoted" in output  # the same model again does not replace the champion
+    promoted = "version 2: champion" in output
+    assert promoted or "version 2: not promoted (the champion stays)" in output
+    assert found["model"] == f"aianimals_image_embedding/{2 if promoted else 1}"
     assert f"Portal: http://localhost:{portal_port}" in output
     assert "log in as yunus_dog_love / password" in output
     after = counts(home)

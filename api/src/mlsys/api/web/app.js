@@ -201,11 +201,17 @@ async function openPost(animalId) {
   show("post-view");
   $("similar-section").hidden = true;
   if (await hasSimilarEndpoint()) {
-    const similar = await api("/v0/animal/search/similar", {
-      method: "POST",
-      json: { animal_id: post.id, limit: 8 },
-    });
-    const posts = similar.results || similar;
+    let posts = [];
+    try {
+      const similar = await api("/v0/animal/search/similar", {
+        method: "POST",
+        json: { animal_id: post.id, limit: 8 },
+      });
+      posts = similar.results;
+    } catch (error) {
+      // No index served yet (503), or the post not in it yet (404): the post without them.
+      console.info(`no similar posts: ${error.message}`);
+    }
     $("similar").replaceChildren(...posts.map((p) => card(p, (chosen) => openPost(chosen.id))));
     $("similar-section").hidden = posts.length === 0;
   }
