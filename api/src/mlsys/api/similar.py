@@ -101,10 +101,6 @@ class SimilarImages:
 
         threading.Thread(target=loop, name="similar-images-catch-up", daemon=True).start()
 
-    @property
-    def problem(self) -> str:
-        return self.watch.problem
-
     def similar(
         self, animal_id: str, limit: int, allowed: Callable[[list[str]], Collection[str]]
     ) -> tuple[str, list[tuple[str, float]]]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging
 
 app = typer.Typer(
@@ -145,12 +146,7 @@ def relay(
 
 @app.command("search-index")
 def search_index(
-    idle_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Stop after this many seconds without a message (default: run until stopped)."
-        ),
-    ] = None,
+    idle_seconds: IdleSeconds = None,
 ) -> None:
     """Consume the search-index queue (RabbitMQ, or the outbox in the local profile):
     index new and changed posts, remove deactivated ones, invalidate cached searches."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging
 
 app = typer.Typer(
@@ -66,12 +67,7 @@ def features() -> None:
 
 @app.command("features-consumer")
 def features_consumer(
-    idle_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Stop after this many seconds without a message (default: run until stopped)."
-        ),
-    ] = None,
+    idle_seconds: IdleSeconds = None,
 ) -> None:
     """Consume the ranking-features queue (RabbitMQ, or the outbox in the local profile):
     a new post gets its online features, a liked or unliked post its new like count."""
@@ -401,12 +397,7 @@ def build_image_index(
 
 @app.command("image-index-consumer")
 def image_index_consumer(
-    idle_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Stop after this many seconds without a message (default: run until stopped)."
-        ),
-    ] = None,
+    idle_seconds: IdleSeconds = None,
 ) -> None:
     """Consume the image-index queue (RabbitMQ, or the outbox in the local profile): each
     new post's photo is embedded by the champion image embedding into post_embeddings,

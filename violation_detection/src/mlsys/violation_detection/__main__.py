@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -223,12 +224,7 @@ def _train(
 
 @app.command()
 def consume(
-    idle_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Stop after this many seconds without a message (default: run until stopped)."
-        ),
-    ] = None,
+    idle_seconds: IdleSeconds = None,
 ) -> None:
     """Consume the violation-detection queue (RabbitMQ, or the outbox in the local
     profile): each new post's photo is judged by the classifier server
