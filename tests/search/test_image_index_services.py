@@ -31,11 +31,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, aianimals_generated):
+    from mlflow import MlflowClient
     from mlsys.api import similar
+    from mlsys.common.tracking import configure_tracking
 
     home = tmp_path_factory.mktemp("similar-services") / "mlsys-home"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(similar, "REFRESH_SECONDS", 0.5)  # the new champion, at once
+        # The local MLflow store made before the API polls it: a job creating it while the
+        # API's first look migrates it too collides in SQLite (seen in CI).
+        patch.setenv("MLSYS_HOME", str(home))
+        configure_tracking()
+        MlflowClient().search_experiments()
         with services_deployment(home, aianimals_generated) as api:
             batch_role = os.environ | {  # the commands' environment: role batch
                 "RABBITMQ_RETRY_BASE_SECONDS": "0.2",
