@@ -159,8 +159,14 @@ def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
 
     index = LocalSearchIndex(aianimals_loaded / "search.sqlite")
     assert index.count() == AIANIMALS_POSTS
-    cats = index.search(SearchQuery(animal_category_name_en="cat", limit=1)).hits
-    # Every cat post says 猫, ねこ or ネコ; the tokenizer misreads a few (ねこの as ね+この).
+    from mlsys.batch.generate import CATEGORY_NICKNAMES
+
+    every_cat = index.search(SearchQuery(animal_category_name_en="cat", limit=AIANIMALS_POSTS))
+    # A cat post says 猫, ねこ or ネコ, or a nickname (にゃんこ: what similar words are for);
+    # the tokenizer misreads a few (ねこの as ね+この).
+    cats = sum(not any(nickname in hit.description for nickname in CATEGORY_NICKNAMES["cat"])
+               for hit in every_cat.results)  # fmt: skip
+    assert cats < 0.9 * every_cat.hits
     found = index.search(SearchQuery(phrases=["ネコ"], animal_category_name_en="cat", limit=1))
     assert 0.9 * cats <= found.hits <= cats
 

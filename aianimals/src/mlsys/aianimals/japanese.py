@@ -39,18 +39,23 @@ def _is_japanese(text: str) -> bool:
     return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
 
 
-def _word_forms(text: str, mode: SplitMode) -> list[tuple[str, ...]]:
-    """Per word: its normal form and, for Japanese words, its reading in katakana."""
+def _words(text: str, mode: SplitMode) -> list[tuple[str, tuple[str, ...]]]:
+    """Per word: how it is written (after NFKC) and its forms: its normal form and, for
+    Japanese words, its reading in katakana."""
     text = unicodedata.normalize("NFKC", text)
-    words: list[tuple[str, ...]] = []
+    words: list[tuple[str, tuple[str, ...]]] = []
     for morpheme in _tokenizer().tokenize(text, mode):
         if morpheme.part_of_speech()[0] in _SKIPPED:
             continue
         normal = unicodedata.normalize("NFKC", morpheme.normalized_form()).lower()
         reading = morpheme.reading_form()
         forms = (normal, reading) if _is_japanese(normal) and reading != normal else (normal,)
-        words.append(forms)
+        words.append((morpheme.surface(), forms))
     return words
+
+
+def _word_forms(text: str, mode: SplitMode) -> list[tuple[str, ...]]:
+    return [forms for _, forms in _words(text, mode)]
 
 
 def index_terms(text: str) -> list[str]:
@@ -62,3 +67,11 @@ def index_terms(text: str) -> list[str]:
 def query_terms(text: str) -> list[tuple[str, ...]]:
     """Per query word, the forms of which one must match (normal form or reading)."""
     return list(dict.fromkeys(_word_forms(text, SplitMode.C)))
+
+
+def phrase_words(text: str) -> list[tuple[str, str]]:
+    """The words of a text as (how it is written after NFKC, key), in order. The key is
+    the word's last form: the reading of a Japanese word, else its normal form, so that
+    words the index cannot tell apart (ねこ, ネコ, 猫: ネコ) share one. It is the vocabulary
+    of similar words, and a similar word replaces the written word in a phrase."""
+    return [(surface, forms[-1]) for surface, forms in _words(text, SplitMode.C)]

@@ -10,13 +10,15 @@ applied before each search (one indexed read) and applies the rows written since
 answers from what is committed, as it did when it queried the file.
 
 Ranking is FTS5's bm25 (k1 = 1.2, b = 0.75), a match in the name weighing twice: each form
-of a query word (normal form, reading) is a phrase with its own IDF.
+of a query word (normal form, reading) is a phrase with its own IDF. A similar word the
+query carries matches in the word's place, its term frequency scaled by its weight.
 """
 
 import json
 import math
 import sqlite3
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,6 +101,29 @@ _COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class QueryWord:
+    """A word of a query: its forms (normal form, reading), one of which must match, and
+    its similar words (normal forms) with their weights."""
+
+    forms: tuple[str, ...]
+    similar: tuple[tuple[str, float], ...] = ()
+
+
+def query_words(query: SearchQuery) -> list[QueryWord]:
+    """The words of every phrase of the query, each with the similar words it carries."""
+    words = []
+    for phrase in query.phrases:
+        for forms in query_terms(phrase):
+            similar = tuple(
+                (s.similar, s.weight)
+                for s in query.similar_words
+                if s.phrase == phrase and s.word == forms[-1]
+            )
+            words.append(QueryWord(forms, similar))
+    return words
+
+
 class _InMemoryIndex:
     """The posts of the file at change `applied`: one slot per written version of a post
     (a rewrite kills the old slot and takes a new one), columns as numpy arrays."""
@@ -174,11 +199,9 @@ class _InMemoryIndex:
         """Dead slots outnumber live ones: rebuilding is cheaper than carrying them."""
         return self.size > 2 * self.live + 1024
 
-    def search(
-        self, query: SearchQuery, words: list[tuple[str, ...]]
-    ) -> tuple[int, list[SearchHit]]:
-        """The number of matches of the query (its words: each a tuple of forms, one of
-        which must match) and the page's hits."""
+    def search(self, query: SearchQuery, words: list["QueryWord"]) -> tuple[int, list[SearchHit]]:
+        """The number of matches of the query (its words: one of each word's forms, or of
+        its similar words, must match) and the page's hits."""
         size, column = self.size, self.column
         alive = column["alive"]
         matched = alive[:size].copy()
@@ -191,23 +214,46 @@ class _InMemoryIndex:
         if words:
             average = self.total_length / max(self.live, 1)
             norm = _K1 * (1 - _B + _B * column["length"][:size] / max(average, 1e-9))
-            for forms in words:
+            for word in words:
                 in_word = np.zeros(size, dtype=bool)
-                for form in dict.fromkeys(forms):
-                    postings = self.postings.get(form)
-                    if postings is None:
+                typed_idf = 0.0  # the most any typed form weighs: the cap of a similar word's
+                for form in dict.fromkeys(word.forms):
+                    found = self._live_postings(form)
+                    if found is None:
                         continue
-                    slots, weights = postings.arrays()
-                    live = alive[slots]
-                    slots, weights = slots[live], weights[live]
-                    idf = math.log((self.live - len(slots) + 0.5) / (len(slots) + 0.5))
-                    idf = idf if idf > 0 else 1e-6  # as FTS5: a very common term still counts
+                    slots, weights, idf = found
+                    typed_idf = max(typed_idf, idf)
+                    score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
+                    in_word[slots] = True
+                # A similar word counts as the word typed, written less surely: its term
+                # frequency is scaled by its weight (< 1) and its IDF is at most the typed
+                # word's, so a post saying it scores below one saying the word typed.
+                for similar, weight in word.similar:
+                    found = self._live_postings(similar)
+                    if found is None:
+                        continue
+                    slots, weights, idf = found
+                    idf = min(idf, typed_idf) if typed_idf else idf
+                    weights = weights * weight
                     score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
                     in_word[slots] = True
                 matched &= in_word
         candidates = np.flatnonzero(matched)
         page = self._ordered(candidates, score, query, bool(words))
         return len(candidates), [self._hit(slot, float(score[slot])) for slot in page]
+
+    def _live_postings(self, form: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """The live posts of a term, their weights and the term's IDF (None: no post)."""
+        postings = self.postings.get(form)
+        if postings is None:
+            return None
+        slots, weights = postings.arrays()
+        live = self.column["alive"][slots]
+        slots, weights = slots[live], weights[live]
+        if len(slots) == 0:
+            return None
+        idf = math.log((self.live - len(slots) + 0.5) / (len(slots) + 0.5))
+        return slots, weights, idf if idf > 0 else 1e-6  # as FTS5: a common term still counts
 
     def _hit(self, slot: int, score: float) -> SearchHit:
         parsed = self.parsed.get(slot)
@@ -380,7 +426,7 @@ class LocalSearchIndex:
         memory.applied = last
 
     def search(self, query: SearchQuery) -> SearchResult:
-        words = [forms for phrase in query.phrases for forms in query_terms(phrase)]
+        words = query_words(query)
         if not words and any(phrase.strip() for phrase in query.phrases):
             return SearchResult(hits=0, results=[])  # only particles or symbols: no terms
         try:

@@ -7,7 +7,9 @@
   through the official `elasticsearch` client.
 
 Both hold whole documents, so a search needs no database query. Phrases are ANDed (every
-phrase must match the name or the description); filters are exact names.
+phrase must match the name or the description); filters are exact names. A query may carry
+similar words (`mlsys.aianimals.similar_words`): a phrase then also matches a post that
+says one of its words another way, which scores less than the word typed.
 """
 
 from datetime import datetime
@@ -64,12 +66,26 @@ class SearchEngineError(RuntimeError):
     succeed (the API answers 503, the index consumer retries with backoff)."""
 
 
+class SimilarWord(BaseModel):
+    """A word of a query phrase said another way: a learned similar word, weighing less than
+    the word typed. `word` and `similar` are keys of `japanese.phrase_words` (terms of the
+    local index); `text` is the phrase with the similar word in the word's place (what
+    Elasticsearch analyses)."""
+
+    phrase: str
+    word: str
+    similar: str
+    text: str
+    weight: float = Field(gt=0, lt=1)
+
+
 class SearchQuery(BaseModel):
     animal_category_name_en: str | None = None
     animal_category_name_ja: str | None = None
     animal_subcategory_name_en: str | None = None
     animal_subcategory_name_ja: str | None = None
     phrases: list[str] = Field(default_factory=list)
+    similar_words: list[SimilarWord] = Field(default_factory=list)
     sort_by: SortBy = SortBy.score
     seed: int = 0  # order of sort_by=random (the same seed pages consistently)
     limit: int = 100
@@ -186,12 +202,33 @@ _ES_SORT = {
 }
 
 
+def _phrase_clause(phrase: str, similar_words: list[SimilarWord]) -> dict:
+    """Every word of the phrase must match; with similar words, the phrase said another way
+    matches too, its score boosted by the similar word's weight (below 1)."""
+    typed = {"multi_match": {"query": phrase, "fields": _PHRASE_FIELDS, "operator": "and"}}
+    others = [
+        {
+            "multi_match": {
+                "query": s.text,
+                "fields": _PHRASE_FIELDS,
+                "operator": "and",
+                "boost": s.weight,
+            }
+        }
+        for s in similar_words
+        if s.phrase == phrase
+    ]
+    if not others:
+        return typed
+    return {"bool": {"should": [typed, *others], "minimum_should_match": 1}}
+
+
 def search_request(query: SearchQuery) -> dict:
     """The Elasticsearch request body of a query (kept public: tests check it exactly)."""
     boolean: dict = {
         "filter": [{"term": {name: value}} for name, value in query.filters().items()],
         "must": [
-            {"multi_match": {"query": phrase, "fields": _PHRASE_FIELDS, "operator": "and"}}
+            _phrase_clause(phrase, query.similar_words)
             for phrase in query.phrases
             if phrase.strip()
         ],

@@ -30,6 +30,7 @@ from mlsys.api.ranking import ActivityCache, Ranking, champion_ranker
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.similar import SimilarImages
+from mlsys.api.similar_words import champion_similar_words
 from mlsys.api.throttle import login_throttle
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
@@ -53,6 +54,8 @@ async def lifespan(app: FastAPI):
     stop = threading.Event()
     app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))
     app.state.ranking.ranker.start(stop)  # loads the champion in the background
+    app.state.similar_words = champion_similar_words(on_change=app.state.cache.invalidate)
+    app.state.similar_words.start(stop)  # loads the champion in the background
     app.state.similar_images = SimilarImages(app.state.engine)
     app.state.similar_images.start(stop)  # builds the champion's index in the background
     consumers: list[threading.Thread] = []

@@ -19,6 +19,8 @@ from mlsys.api.active_users import ActiveUsers
 from mlsys.api.ranking import Ranking
 from mlsys.api.security import InvalidToken, TokenClaims, claims_of, presented_token
 from mlsys.api.similar import SimilarImages
+from mlsys.api.similar_words import LoadedWords
+from mlsys.common.tracking import ChampionWatch
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -44,8 +46,13 @@ async def get_similar_images(request: Request) -> SimilarImages:
     return request.app.state.similar_images
 
 
+async def get_similar_words(request: Request) -> ChampionWatch[LoadedWords]:
+    return request.app.state.similar_words
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SimilarImagesDep = Annotated[SimilarImages, Depends(get_similar_images)]
+SimilarWordsDep = Annotated[ChampionWatch[LoadedWords], Depends(get_similar_words)]
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 RankingDep = Annotated[Ranking, Depends(get_ranking)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]

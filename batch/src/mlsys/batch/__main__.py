@@ -36,7 +36,9 @@ def generate(
     """Generate posts, likes and search access logs (seeded) as CSV files.
 
     Writes animals.csv, likes.csv, access_logs.csv, hidden_quality.csv (the click model's
-    hidden relevance, for evaluating rankers only) and provenance.json.
+    hidden relevance, for evaluating rankers only), synonym_queries.json (nicknames and the
+    words they stand for, with what they mean: for evaluating similar words only) and
+    provenance.json.
     """
     from mlsys.batch.dataset import read_master_data
     from mlsys.batch.generate import generate as run

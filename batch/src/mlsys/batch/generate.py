@@ -9,10 +9,17 @@ Likes come from what was shown, so a like count measures exposure and age as muc
 quality: a biased signal that a ranking model trained on impressions and clicks can
 correct. The hidden quality is written beside the data (`hidden_quality.csv`) to evaluate
 such a model, never to train it.
+
+People write the same animal in ways the Japanese normalisation does not fold (it does
+fold 猫, ねこ and ネコ, or 子猫, 仔猫 and こねこ): a cat is also にゃんこ, a dog ワンコ, a
+Pomeranian ポメ. Posts and searches use such nicknames, drawn from a stream of their own so
+that everything else is what it was, and `synonym_queries.json` lists the queries that
+only a learned similar word can answer fully, with what they mean (a category or a
+breed): the held-out set that evaluates query expansion.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +28,7 @@ import pandas as pd
 
 from mlsys.batch.dataset import MasterData, read_image_manifest
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FIRST_POST = datetime(2021, 6, 1, tzinfo=UTC)
 LAST_POST = datetime(2021, 12, 31, tzinfo=UTC)
 SEARCHES_FROM = FIRST_POST + timedelta(days=14)  # the app is used while posts appear
@@ -40,6 +47,17 @@ PET_NAMES = [
 ]  # fmt: skip
 # The same animal written three ways, as users do: searching any one must find them all.
 CATEGORY_WORDS = {"cat": ["猫", "ねこ", "ネコ"], "dog": ["犬", "いぬ", "イヌ"], "other": ["動物"]}
+# Nicknames: written instead of the category word or the breed's name in NICKNAME_SHARE of
+# the posts and searches that could use one.
+CATEGORY_NICKNAMES = {"cat": ["にゃんこ", "ニャンコ"], "dog": ["ワンコ", "わんこ"]}
+BREED_NICKNAMES = {
+    "pomeranian": "ポメ",
+    "yorkshire_terrier": "ヨーキー",
+    "siamese": "サイアミーズ",
+    "miniature_pinscher": "ミニピン",
+    "american_pit_bull_terrier": "ピットブル",
+}
+NICKNAME_SHARE = 0.25
 ADJECTIVES = ["かわいい", "元気な", "眠そうな", "ふわふわの", "おとなしい", "やんちゃな", "小さな"]
 ACTIVITIES = [
     "お昼寝中です", "散歩が大好きです", "おもちゃで遊んでいます", "ごはんを待っています",
@@ -54,13 +72,53 @@ class GeneratedActivity:
     likes: pd.DataFrame
     access_logs: pd.DataFrame
     hidden_quality: pd.DataFrame
+    synonym_queries: list[dict] = field(default_factory=list)  # what the files' reader lacks
 
 
 def _choice(rng: np.random.Generator, options: list[str], size: int) -> np.ndarray:
     return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
 
 
-def generate_animals(master: MasterData, images: pd.DataFrame, posts: int, rng) -> pd.DataFrame:
+def _nicknamed(words: np.ndarray, nicknames: list[list[str] | None], variation) -> np.ndarray:
+    """Each word, or in NICKNAME_SHARE of the cases one of its nicknames where it has any."""
+    chosen = words.copy()
+    draws = variation.random(len(words))
+    picks = variation.integers(0, 2**31, len(words))
+    for i, options in enumerate(nicknames):
+        if options and draws[i] < NICKNAME_SHARE:
+            chosen[i] = options[picks[i] % len(options)]
+    return chosen
+
+
+def breed_nicknames(subcategories: pd.DataFrame) -> dict[int, list[str]]:
+    """Breed id -> its nicknames."""
+    by_name = subcategories.set_index("name_en")["id"]
+    return {int(by_name[name]): [nick] for name, nick in BREED_NICKNAMES.items()}
+
+
+def synonym_queries(master: MasterData) -> list[dict]:
+    """The held-out queries of similar words: each nickname and the word it stands for,
+    with the category or breed they mean (the posts that are relevant)."""
+    categories = master.categories.set_index("name_en")["id"]
+    subcategories = master.subcategories.set_index("name_en")
+    queries = [
+        {"query": query, "animal_category_id": int(categories[category]),
+         "animal_subcategory_id": None}
+        for category, nicknames in CATEGORY_NICKNAMES.items()
+        for query in (CATEGORY_WORDS[category][0], nicknames[0])
+    ]  # fmt: skip
+    queries += [
+        {"query": query, "animal_category_id": None,
+         "animal_subcategory_id": int(subcategories.loc[breed, "id"])}
+        for breed, nickname in BREED_NICKNAMES.items()
+        for query in (subcategories.loc[breed, "name_ja"], nickname)
+    ]  # fmt: skip
+    return queries
+
+
+def generate_animals(
+    master: MasterData, images: pd.DataFrame, posts: int, rng, variation
+) -> pd.DataFrame:
     categories = master.categories.set_index("id")
     subcategories = master.subcategories
     category_id = rng.choice([1, 2, 0], size=posts, p=[0.48, 0.49, 0.03])
@@ -76,6 +134,9 @@ def generate_animals(master: MasterData, images: pd.DataFrame, posts: int, rng) 
     breed_ja = subcategories.set_index("id").loc[subcategory_id, "name_ja"].to_numpy()
     category_en = categories.loc[category_id, "name_en"].to_numpy()
     word = np.array([_choice(rng, CATEGORY_WORDS[c], 1)[0] for c in category_en], dtype=object)
+    nicknames = breed_nicknames(subcategories)
+    breed_ja = _nicknamed(breed_ja, [nicknames.get(int(i)) for i in subcategory_id], variation)
+    word = _nicknamed(word, [CATEGORY_NICKNAMES.get(c) for c in category_en], variation)
     adjective = _choice(rng, ADJECTIVES, posts)
     name = _choice(rng, PET_NAMES, posts)
     description = (
@@ -152,10 +213,11 @@ class _Likes:
 
 
 def simulate_activity(
-    animals: pd.DataFrame, master: MasterData, quality: np.ndarray, searches: int, rng
+    animals: pd.DataFrame, master: MasterData, quality: np.ndarray, searches: int, rng, variation
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Likes and search sessions, day by day: (likes, access_logs)."""
     breed_ja = master.subcategories.set_index("id")["name_ja"]
+    nicknames = breed_nicknames(master.subcategories)
     category_en = master.categories.set_index("id")["name_en"]
     users = master.users["id"].to_numpy()
     ids = animals["id"].to_numpy()
@@ -190,7 +252,7 @@ def simulate_activity(
             visible = int(np.searchsorted(created, int(when.timestamp()), side="right"))
             session = _search_session(
                 rng, visible, category, subcategory, adjective, breed_ja, category_en,
-                likes.counts, quality,
+                likes.counts, quality, _Nicknames(nicknames, variation),
             )  # fmt: skip
             if session is not None:
                 phrases, filters, sort_by, shown, actions = session
@@ -218,9 +280,28 @@ def simulate_activity(
     return likes.frame(animals, users), logs
 
 
+@dataclass
+class _Nicknames:
+    """What users type instead of a breed's name or a category word, NICKNAME_SHARE of
+    the time."""
+
+    breeds: dict[int, list[str]]
+    variation: np.random.Generator
+
+    def breed(self, breed: int, name: str) -> str:
+        return self.maybe(name, self.breeds.get(breed))
+
+    def category(self, category_en: str, word: str) -> str:
+        return self.maybe(word, CATEGORY_NICKNAMES.get(category_en))
+
+    def maybe(self, word: str, options: list[str] | None) -> str:
+        return str(_nicknamed(np.array([word], dtype=object), [options], self.variation)[0])
+
+
 def _search_session(
-    rng, visible, category, subcategory, adjective, breed_ja, category_en, like_counts, quality
-):
+    rng, visible, category, subcategory, adjective, breed_ja, category_en, like_counts, quality,
+    nicknames: _Nicknames,
+):  # fmt: skip
     """One search: (phrases, (category filter, breed filter), sort_by, shown, actions), or
     None when nothing posted yet matches."""
     kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
@@ -228,15 +309,17 @@ def _search_session(
     category_filter = subcategory_filter = None
     if kind == "breed":
         match = subcategory == subcategory[pick]
-        phrases = [breed_ja[subcategory[pick]]]
+        phrases = [nicknames.breed(int(subcategory[pick]), breed_ja[subcategory[pick]])]
         subcategory_filter = int(subcategory[pick]) if rng.random() < 0.3 else None
     elif kind == "category":
         match = category == category[pick]
-        phrases = [str(_choice(rng, CATEGORY_WORDS[category_en[category[pick]]], 1)[0])]
+        name_en = category_en[category[pick]]
+        phrases = [nicknames.category(name_en, str(_choice(rng, CATEGORY_WORDS[name_en], 1)[0]))]
         category_filter = int(category[pick]) if rng.random() < 0.3 else None
     else:
         match = (adjective == adjective[pick]) & (category == category[pick])
-        phrases = [adjective[pick], CATEGORY_WORDS[category_en[category[pick]]][0]]
+        name_en = category_en[category[pick]]
+        phrases = [adjective[pick], nicknames.category(name_en, CATEGORY_WORDS[name_en][0])]
     candidates = np.flatnonzero(match[:visible])
     if len(candidates) == 0:
         return None
@@ -265,14 +348,16 @@ def _search_session(
 
 def generate(master: MasterData, images_dir: Path, posts: int, searches: int, seed: int):
     rng = np.random.default_rng(seed)
-    animals = generate_animals(master, read_image_manifest(images_dir), posts, rng)
+    variation = np.random.default_rng([seed, 1])  # nicknames: the rest is drawn as before
+    animals = generate_animals(master, read_image_manifest(images_dir), posts, rng, variation)
     quality = rng.beta(2, 4, posts)
     quality[animals["no_animal"].to_numpy()] *= 0.1  # nobody likes a photo of a stapler
-    likes, access_logs = simulate_activity(animals, master, quality, searches, rng)
+    likes, access_logs = simulate_activity(animals, master, quality, searches, rng, variation)
     hidden = pd.DataFrame({"animal_id": animals["id"], "quality": quality})
     return GeneratedActivity(
-        animals.drop(columns=["adjective", "no_animal"]), likes, access_logs, hidden
-    )
+        animals.drop(columns=["adjective", "no_animal"]), likes, access_logs, hidden,
+        synonym_queries(master),
+    )  # fmt: skip
 
 
 def write(activity: GeneratedActivity, directory: Path, provenance: dict) -> None:
@@ -282,6 +367,9 @@ def write(activity: GeneratedActivity, directory: Path, provenance: dict) -> Non
     logs = activity.access_logs.assign(phrases=activity.access_logs["phrases"].map(json.dumps))
     logs.to_csv(directory / "access_logs.csv", index=False)
     activity.hidden_quality.to_csv(directory / "hidden_quality.csv", index=False)
+    (directory / "synonym_queries.json").write_text(
+        json.dumps(activity.synonym_queries, ensure_ascii=False, indent=1)
+    )
     (directory / "provenance.json").write_text(
         json.dumps(
             {"generator": "mlsys.batch generate", "version": GENERATOR_VERSION, **provenance},

@@ -146,7 +146,9 @@ class ChampionWatch(Generic[Loaded]):
     so requests read `loaded` and never wait for MLflow. `loaded` is None until a version is
     loaded or while none is the champion, and `problem` then says why; when a reload fails
     the version loaded before is kept. `load(version)` makes what is served of a version;
-    `what` names the model in `problem` (the ranker, the classifier)."""
+    `what` names the model in `problem` (the ranker, the classifier); `on_change` is called
+    after another version (or none, where one was) is served: what was computed with the
+    one before is stale (cached answers)."""
 
     def __init__(
         self,
@@ -154,15 +156,23 @@ class ChampionWatch(Generic[Loaded]):
         load: Callable[[int], Loaded],
         refresh_seconds: float,
         what: str,
+        on_change: Callable[[], None] | None = None,
     ):
         self.model_name, self.load, self.refresh_seconds = model_name, load, refresh_seconds
-        self.what = what
+        self.what, self.on_change = what, on_change
         self.loaded: Loaded | None = None
         self.version: int | None = None
         self.problem = f"the {what} is loading"
 
     def _none(self, problem: str) -> None:
+        served = self.version
         self.loaded, self.version, self.problem = None, None, problem
+        if served is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def refresh(self) -> None:
         """Load the champion if the alias names another version than the one served."""
@@ -184,6 +194,7 @@ class ChampionWatch(Generic[Loaded]):
             if version != self.version:
                 self.loaded, self.version, self.problem = self.load(version), version, ""
                 log.info("serving %s/%s", self.model_name, version)
+                self._changed()
         except Exception as error:  # MLflow unreachable, a broken artifact: keep serving
             if self.loaded is None:
                 self.problem = f"the {self.what} could not be loaded: {error!r}"

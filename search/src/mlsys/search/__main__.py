@@ -395,6 +395,127 @@ def build_image_index(
     )
 
 
+@app.command("similar-words")
+def similar_words(
+    output: Annotated[Path | None, typer.Option(help="Write the report here as JSON.")] = None,
+    synonym_queries: Annotated[
+        Path | None,
+        typer.Option(
+            help="The generator's synonym_queries.json: held-out queries with what they mean, "
+            "for the report only. Default: .mlsys/aianimals/synonym_queries.json where it exists."
+        ),
+    ] = None,
+    min_similarity: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Keep a similar word at least this similar.")
+    ] = 0.15,
+    top_k: Annotated[int, typer.Option(min=1, help="At most this many similar words a word.")] = 3,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="Make the new version the champion (what the API applies to searches) if it "
+            "finds more of the latest searches' selected posts than the champion does."
+        ),
+    ] = True,
+) -> None:
+    """Learn similar words (nicknames, other spellings: にゃんこ for 猫, ポメ for ポメラニアン)
+    from the posts' names and descriptions and from the logged searches and the posts
+    selected in them, register them as aianimals_similar_words, and make them the champion
+    if they beat it: the API then adds them to search phrases, weighing less than the words
+    typed.
+
+    Learned from the searches before the test period (the latest 20%) and the posts made
+    before it. The report (JSON with --output): on the local search engine, with and
+    without the similar words, the share of the test searches' selected posts found, and
+    for the held-out synonym queries their recall and precision@10 against what they mean."""
+    import logging
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
+    from mlsys.common.tracking import current_champion, promote_if_better
+    from mlsys.search.similar_words import (
+        ExpansionEvaluator,
+        NotEnoughSearches,
+        WordParams,
+        evaluate_logged,
+        evaluate_synonym_queries,
+        read_word_data,
+        train_words,
+    )
+    from mlsys.search.tracking import WORDS_GATE_METRIC, log_words_run
+
+    configure_logging()
+    log = logging.getLogger(__name__)
+    queries_path = synonym_queries or Path(".mlsys/aianimals/synonym_queries.json")
+    if synonym_queries is not None and not synonym_queries.exists():
+        typer.echo(f"error: {synonym_queries} does not exist", err=True)
+        raise typer.Exit(2)
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    params = WordParams(min_similarity=min_similarity, top_k=top_k)
+    try:
+        data = read_word_data(engine, params.test_share)
+    except NotEnoughSearches as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    started = time.monotonic()
+    words, learned = train_words(data, params, log.info)
+    seconds = time.monotonic() - started
+    evaluator = ExpansionEvaluator(data.documents)
+    try:
+        models = {"typed": None, "expanded": words}
+        report: dict = {"logged": evaluate_logged(data, evaluator, models)}
+        if queries_path.exists():
+            held_out = json.loads(queries_path.read_text())
+            report["synonym_queries"] = evaluate_synonym_queries(
+                held_out, data.documents, evaluator, models
+            )
+        report.update(learned=learned, learn_seconds=round(seconds, 2),
+                      similar_words=words.table)  # fmt: skip
+        logged = report["logged"]
+        typer.echo(
+            f"learned similar words for {learned['words_with_similar']} of "
+            f"{learned['vocabulary']} words in {seconds:.1f} s\n"
+            f"the latest {logged['typed']['searches']} searches' selected posts found: "
+            f"{logged['typed']['recall']:.3f} as typed, {logged['expanded']['recall']:.3f} "
+            "with similar words"
+        )
+        if "synonym_queries" in report:
+            held = report["synonym_queries"]
+            typer.echo(
+                f"{held['queries']} held-out synonym queries: recall "
+                f"{held['typed']['recall']:.3f} -> {held['expanded']['recall']:.3f}, "
+                f"precision@10 {held['typed']['precision@10']:.3f} -> "
+                f"{held['expanded']['precision@10']:.3f}"
+            )
+        _, version = log_words_run(
+            words=words, params=params, report=report, fingerprint=data.fingerprint
+        )
+        typer.echo(f"registered {SIMILAR_WORDS_MODEL_NAME} version {version}")
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        if not promote:
+            return
+        # The gate: the champion scored now on the same searches; the first version must
+        # beat searching without similar words.
+        candidate = logged["expanded"]["recall"]
+        reference = logged["typed"]["recall"]
+        if current_champion(SIMILAR_WORDS_MODEL_NAME, WORDS_GATE_METRIC) is not None:
+            from mlsys.aianimals.similar_words_model import load_similar_words
+
+            champion = {"champion": load_similar_words("@champion")}
+            reference = evaluate_logged(data, evaluator, champion)["champion"]["recall"]
+            typer.echo(f"the champion on the same searches: {reference:.3f}")
+    finally:
+        evaluator.close()
+    if candidate <= reference:
+        typer.echo(f"version {version}: not promoted ({candidate:.3f} <= {reference:.3f})")
+        return
+    promote_if_better(SIMILAR_WORDS_MODEL_NAME, version, WORDS_GATE_METRIC, candidate,
+                      reference, higher_is_better=True)  # fmt: skip
+    typer.echo(f"version {version}: champion")
+
+
 @app.command("image-index-consumer")
 def image_index_consumer(
     idle_seconds: IdleSeconds = None,

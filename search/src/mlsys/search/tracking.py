@@ -142,3 +142,61 @@ def load_embedding_model(version: int | str):
         f"models:/{IMAGE_EMBEDDING_MODEL_NAME}"
         + (f"@{CHAMPION}" if version == "@champion" else f"/{version}")
     )
+
+
+# The similar words' gate: the share of the latest logged searches' selected posts their
+# phrases find with the similar words (the champion scored on the same searches now).
+WORDS_GATE_METRIC = "logged.expanded.recall"
+
+
+def _numbers(prefix: str, values: dict) -> list[tuple[str, float, int]]:
+    """The numbers of a nested report as (dotted key, value, 0) metrics."""
+    found = []
+    for key, value in values.items():
+        name = f"{prefix}{key}".replace("@", "_at_")
+        if isinstance(value, dict):
+            found += _numbers(f"{name}.", value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append((name, float(value), 0))
+    return found
+
+
+def log_words_run(*, words, params, report: dict, fingerprint: str) -> tuple[str, int]:
+    """Log one similar-words run (its report without the per-query figures as metrics,
+    the report and the table as artifacts) and register the table as a pyfunc model;
+    returns (run_id, version)."""
+    import sudachipy
+
+    import mlflow
+    from mlsys.aianimals.similar_words import SIMILAR_WORDS_EXPERIMENT, SIMILAR_WORDS_MODEL_NAME
+    from mlsys.aianimals.similar_words_model import TABLE_ARTIFACT, SimilarWordsModel
+
+    configure_mlflow(SIMILAR_WORDS_EXPERIMENT)
+    with mlflow.start_run() as run:
+        mlflow.log_params({**{f"words.{k}": v for k, v in asdict(params).items()},
+                           "data": fingerprint})  # fmt: skip
+        mlflow.set_tags({"data": fingerprint})
+        summary = {k: v for k, v in report.items() if k != "similar_words"}
+        if "synonym_queries" in summary:
+            summary["synonym_queries"] = {
+                k: v for k, v in summary["synonym_queries"].items() if k != "per_query"
+            }
+        log_metrics_batch(run.info.run_id, _numbers("", summary))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.json"
+            path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+            mlflow.log_artifact(str(path))
+            table = Path(tmp) / f"{TABLE_ARTIFACT}.json"
+            table.write_text(words.to_json(), encoding="utf-8")
+            logged = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=SimilarWordsModel(),
+                artifacts={TABLE_ARTIFACT: str(table)},
+                registered_model_name=SIMILAR_WORDS_MODEL_NAME,
+                # The table is applied with mlsys-aianimals' tokeniser (this workspace).
+                pip_requirements=[
+                    f"mlflow-skinny=={mlflow.__version__}",
+                    f"sudachipy=={sudachipy.__version__}",
+                ],
+            )
+    return run.info.run_id, int(logged.registered_model_version)

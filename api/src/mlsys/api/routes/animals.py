@@ -24,6 +24,7 @@ from mlsys.api.deps import (
     SearchIndexDep,
     SessionDep,
     SimilarImagesDep,
+    SimilarWordsDep,
 )
 from mlsys.api.guards import MAX_PHOTO_BYTES
 from mlsys.api.ranking import rerank
@@ -40,6 +41,7 @@ from mlsys.api.schemas import (
 )
 from mlsys.api.search_cache import CachedSearchRoute, search_response
 from mlsys.api.similar import NotIndexed
+from mlsys.api.similar_words import expanded
 from mlsys.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -209,16 +211,19 @@ async def search(
     _: CurrentUserId,
     index: SearchIndexDep,
     ranking: RankingDep,
+    similar_words: SimilarWordsDep,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
-    """Search posts by phrases (all must match; ねこ, ネコ and 猫 are the same), category
+    """Search posts by phrases (all must match; ねこ, ネコ and 猫 are the same; a word's
+    learned similar words match too, below it: ポメ finds ポメラニアン), category
     and breed names, sorted by score, likes, newest, a seeded random order, or
     `learn_to_rank`: the 100 most liked matches reordered by the champion ranker (page 2
     continues page 1; past them, the most liked order goes on). When the ranker or its
     features are unavailable, learn_to_rank answers in score order and says so in the
-    `X-Ranking` header. Responses are cached until a post, a like or a deactivation
-    changes the index (an unseeded random order and learn_to_rank never are)."""
+    `X-Ranking` header. Responses are cached until a post, a like, a deactivation or new
+    similar words change the answer (an unseeded random order and learn_to_rank never
+    are)."""
     if offset + limit > RESULT_WINDOW:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -229,13 +234,17 @@ async def search(
         **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset
     )
     if request.sort_by is SortBy.learn_to_rank:
-        fields, ranked_by = await run_in_threadpool(lambda: _learned_order(index, ranking, query))
+        fields, ranked_by = await run_in_threadpool(
+            lambda: _learned_order(index, ranking, expanded(query, similar_words))
+        )
         response = search_response(fields)
         response.headers["X-Ranking"] = ranked_by
         response.headers["Cache-Control"] = "no-store"  # the champion may change any time
         return response
     # The engine's client blocks (SQLite, httpx): off the event loop.
-    fields = await run_in_threadpool(lambda: _search_fields(index.search(query), offset))
+    fields = await run_in_threadpool(
+        lambda: _search_fields(index.search(expanded(query, similar_words)), offset)
+    )
     response = search_response(fields)
     if request.sort_by is SortBy.random and request.seed is None:
         response.headers["Cache-Control"] = "no-store"
