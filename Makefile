@@ -44,7 +44,7 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker, the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker, learn similar words, train the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.ml train
@@ -54,6 +54,7 @@ demo: install ## forecasting (register, backtest, train, predict) and AIAnimals 
 	$(PY) -m mlsys.batch search-index --idle-seconds 1
 	$(PY) -m mlsys.search features
 	$(PY) -m mlsys.search train-ranker --hidden-quality $(HOME_DIR)/aianimals/hidden_quality.csv --output $(HOME_DIR)/ranker.json
+	$(PY) -m mlsys.search similar-words --synonym-queries $(HOME_DIR)/aianimals/synonym_queries.json --output $(HOME_DIR)/similar_words.json
 	$(PY) -m mlsys.batch grant-role $(MODERATOR) moderator
 	$(PY) -m mlsys.violation_detection train --output $(HOME_DIR)/moderation.json $(MODERATION_ARGS)
 	$(PY) -m mlsys.search build-image-index --output $(HOME_DIR)/image_index.json $(IMAGE_INDEX_ARGS)

@@ -1,4 +1,5 @@
-"""Argo CronWorkflows of AIAnimals search, written with Hera: ranking and similar images.
+"""Argo CronWorkflows of AIAnimals search, written with Hera: ranking, similar words and
+similar images.
 
 `make argo` compiles them to the YAML beside this file, with the forecasting ones.
 
@@ -74,4 +75,25 @@ def image_index() -> CronWorkflow:
     return workflow
 
 
-WORKFLOWS = [search_ranker, image_index]
+def similar_words() -> CronWorkflow:
+    """Every Monday 04:30: learn similar words from the posts and the searches logged so
+    far, and promote the version only if its similar words find more of the latest
+    searches' selected posts than the champion's (one step: the gate is part of the job).
+    The API applies the champion within 30 seconds of the alias moving. The first one: run
+    it once now,
+
+        argo -n aianimals submit --from cronwf/similar-words
+
+    For a demo, relearn every 30 minutes without recompiling:
+
+        kubectl -n aianimals patch cronworkflow similar-words \\
+            --type merge -p '{"spec": {"schedules": ["*/30 * * * *"]}}'
+    """
+    with cron("similar-words", NAMESPACE, "30 4 * * 1", "weekly") as workflow:
+        learn = job("similar-words", "mlsys-search", ["similar-words"], memory="2Gi", tracking=True)
+        with DAG(name="weekly"):
+            learn()
+    return workflow
+
+
+WORKFLOWS = [search_ranker, similar_words, image_index]

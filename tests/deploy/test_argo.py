@@ -86,6 +86,7 @@ TRACKING = {
     ("mlsys.search", "train-ranker"),
     ("mlsys.search", "promote-ranker"),
     ("mlsys.search", "build-image-index"),
+    ("mlsys.search", "similar-words"),
     ("mlsys.violation_detection", "retrain"),
 }
 
@@ -163,6 +164,17 @@ def test_violation_retrain_is_weekly_and_gated():
     [step] = [t for t in workflow["templates"] if "container" in t]
     assert step["container"]["args"][0] == "retrain"  # trains, compares, promotes if better
     assert {"secretRef": {"name": "postgres-violation-detection"}} in step["container"]["envFrom"]
+
+
+def test_similar_words_are_relearned_weekly_as_the_search_role():
+    """Issue 14: one step, which learns, registers and gates (its own champion gate)."""
+    spec = yaml.safe_load((ARGO / "similar-words.yaml").read_text())["spec"]
+    assert spec["schedules"] == ["30 4 * * 1"] and spec["concurrencyPolicy"] == "Forbid"
+    [step] = [t for t in spec["workflowSpec"]["templates"] if "container" in t]
+    assert step["container"]["command"] == ["python", "-m", "mlsys.search"]
+    assert step["container"]["args"] == ["similar-words"]
+    assert {"secretRef": {"name": "postgres-search"}} in step["container"]["envFrom"]
+    assert {"secretRef": {"name": "mlflow-credentials"}} in step["container"]["envFrom"]
 
 
 def test_image_index_is_weekly_and_embeds_as_the_search_role():

@@ -82,6 +82,9 @@ def test_make_demo_twice_then_serve(tmp_path):
         "recency",
     }
     assert "registered aianimals_search_ranker version 1" in first.stdout
+    similar_words = json.loads((home / "similar_words.json").read_text())
+    assert {"logged", "synonym_queries", "similar_words"} <= set(similar_words)
+    assert "registered aianimals_similar_words version 1" in first.stdout
     moderation = json.loads((home / "moderation.json").read_text())
     assert set(moderation) >= {"test", "validation", "baseline"}
     assert "yunus_dog_love: moderator" in first.stdout
