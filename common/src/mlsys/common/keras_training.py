@@ -58,3 +58,34 @@ def keras_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in ("tensorflow-cpu", "keras")]
+
+
+SAVED_MODEL = "saved_model"  # the run's artifact: a model exported for serving
+
+
+def log_saved_model(model) -> None:
+    """Log the model to the active MLflow run as a TensorFlow SavedModel (artifact
+    SAVED_MODEL, endpoint `serve`), which serving loads without Keras or our code.
+
+    An explicit endpoint, not `model.export()`: that one traces the model without
+    `training=False`, and augmentation layers (random unless told otherwise) then flip and
+    zoom every photo served."""
+    import tempfile
+    from pathlib import Path
+
+    import keras
+    import tensorflow as tf
+
+    import mlflow
+
+    [spec] = model.inputs
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda inputs: model(inputs, training=False),
+        input_signature=[tf.TensorSpec(spec.shape, spec.dtype)],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(str(Path(tmp) / SAVED_MODEL), verbose=False)
+        mlflow.log_artifacts(str(Path(tmp) / SAVED_MODEL), artifact_path=SAVED_MODEL)

@@ -5,8 +5,11 @@
   RANKER_MODEL_NAME), and the champion gate.
 - An image-embedding run: parameters, the photos' fingerprint, the per-epoch curve, the
   report (the index's recall, precision@10 beside chance), the Keras model registered as
-  IMAGE_EMBEDDING_MODEL_NAME, and its gate: precision@10 of the subcategory on the fixed
-  test photos, the champion scored on the same photos now."""
+  IMAGE_EMBEDDING_MODEL_NAME and its SavedModel export (`serve`), and its gate:
+  precision@10 of the subcategory on the fixed test photos, the champion scored on the
+  same photos now.
+- A similar-words run: parameters, the data's fingerprint, the report's figures, the
+  table registered as the pyfunc SIMILAR_WORDS_MODEL_NAME."""
 
 import json
 import tempfile
@@ -101,7 +104,7 @@ def log_embedding_run(*, trained, params, report: dict, fingerprint: str) -> tup
     """Log one image-embedding run and register its model; returns (run_id, version)."""
     import mlflow
     from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME, IMAGE_SIMILARITY_EXPERIMENT
-    from mlsys.common.keras_training import keras_requirements
+    from mlsys.common.keras_training import keras_requirements, log_saved_model
 
     configure_mlflow(IMAGE_SIMILARITY_EXPERIMENT)
     with mlflow.start_run() as run:
@@ -130,6 +133,7 @@ def log_embedding_run(*, trained, params, report: dict, fingerprint: str) -> tup
             registered_model_name=IMAGE_EMBEDDING_MODEL_NAME,
             pip_requirements=keras_requirements(),
         )
+        log_saved_model(trained.model)  # uint8 photos in, unit vectors out (TF Serving)
     return run.info.run_id, int(logged.registered_model_version)
 
 

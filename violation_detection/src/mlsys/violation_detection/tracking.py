@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsys.common.keras_training import keras_requirements
+from mlsys.common.keras_training import SAVED_MODEL, keras_requirements, log_saved_model
 from mlsys.common.tracking import (
     CHAMPION,
     configure_mlflow,
@@ -60,32 +60,13 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
     return run.info.run_id, version
 
 
-SAVED_MODEL = "saved_model"  # the run's artifact the server loads
-
-
 def log_model(model):
     """Register the model in the active run, twice over: the Keras model (what training
     and the gate load) and its TensorFlow SavedModel export (`serve`: uint8 photos ->
     probabilities), which the server loads without Keras or the model's Python code."""
-    import keras
-    import tensorflow as tf
-
     import mlflow
-    from mlsys.aianimals.photos import IMAGE_SIZE
 
-    # An explicit endpoint, not `model.export()`: that one traces the model without
-    # `training=False`, and the augmentation layers (random unless told otherwise) then
-    # flip and zoom every photo served.
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda photos: model(photos, training=False),
-        input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8)],
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(str(Path(tmp) / SAVED_MODEL), verbose=False)
-        mlflow.log_artifacts(str(Path(tmp) / SAVED_MODEL), artifact_path=SAVED_MODEL)
+    log_saved_model(model)
     return mlflow.keras.log_model(
         model, name="model", registered_model_name=MODEL_NAME, pip_requirements=keras_requirements()
     )
