@@ -1,7 +1,10 @@
 """MLflow basics: the local store keeps every artifact under MLSYS_HOME, never in the
-current directory (a job's working directory is not where its models can be found)."""
+current directory (a job's working directory is not where its models can be found), and
+is made once however many processes look at it first."""
 
 import os
+import subprocess
+import sys
 
 import mlflow
 from mlsys.common.tracking import configure_mlflow
@@ -24,6 +27,30 @@ def test_local_experiments_keep_artifacts_under_the_home(local_home, tmp_path, m
     configure_mlflow("another_experiment")
     another = mlflow.get_experiment_by_name("another_experiment")
     assert another.artifact_location == (local_home / "mlartifacts").resolve().as_uri()
+
+
+def test_processes_making_the_local_store_at_once_all_find_it_made(tmp_path):
+    """A job making the store while a server first looks at it once collided in SQLite
+    (CI: "table _alembic_tmp_model_version_tags already exists"): they take turns."""
+    from tests.helpers.cli import local_env
+
+    env = local_env(tmp_path / "home") | {"TMPDIR": str(tmp_path)}
+    code = (
+        "from mlsys.common.tracking import configure_tracking\n"
+        "import mlflow\n"
+        "configure_tracking()\n"
+        "print(len(mlflow.MlflowClient().search_registered_models()))"
+    )
+    makers = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]  # fmt: skip
+    for maker in makers:
+        out, err = maker.communicate(timeout=120)
+        assert maker.returncode == 0, err
+        assert out.strip() == "0"
+    assert (tmp_path / "home" / "mlflow.db").exists()
 
 
 def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local_home):

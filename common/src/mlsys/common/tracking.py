@@ -23,8 +23,9 @@ CHAMPION = "champion"
 
 
 def configure_tracking() -> str:
-    """Point MLflow (tracking and registry) at the configured server or the local store;
-    return the tracking URI. Enough for a process that only loads registered models."""
+    """Point MLflow (tracking and registry) at the configured server or the local store
+    (made or migrated first, see `_prepare_local_store`); return the tracking URI. Enough
+    for a process that only loads registered models."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -32,7 +33,32 @@ def configure_tracking() -> str:
     # Not from MLFLOW_TRACKING_URI: set_tracking_uri exports it for subprocesses.
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _prepare_local_store(uri)
     return uri
+
+
+_PREPARED: set[str] = set()
+
+
+def _prepare_local_store(uri: str) -> None:
+    """Make or migrate a local SQLite store under a file lock, once per process: two
+    processes making it at once (a job, and a server's first look at a store the job has
+    just begun) collide in its schema migrations ("table _alembic_tmp_... already
+    exists"). The lock is a file beside the store; the second one waits, then finds the
+    tables made."""
+    if uri in _PREPARED or not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking store's tables
+        client.search_registered_models(max_results=1)  # the registry's
+    _PREPARED.add(uri)
 
 
 def configure_mlflow(experiment_name: str) -> str:
@@ -181,11 +207,12 @@ class ChampionWatch(Generic[Loaded]):
 
             from mlflow import MlflowClient
 
-            uri = configure_tracking()
+            uri = mlflow_tracking_uri()
             if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
                 # The local store is made by the first training run: nothing to load yet
                 # (and creating it here would cost every server's start seconds).
                 return self._none(f"no champion {self.what} is registered")
+            configure_tracking()
             try:
                 found = MlflowClient().get_model_version_by_alias(self.model_name, CHAMPION)
             except MlflowException:
