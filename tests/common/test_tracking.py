@@ -55,7 +55,8 @@ def test_processes_making_the_local_store_at_once_all_find_it_made(tmp_path):
 
 def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local_home):
     """ChampionWatch: nothing before a champion, each new version loaded once, the one
-    served kept when loading the next fails, nothing once no version is the champion."""
+    served kept when loading the next fails, nothing once no version is the champion; and
+    each change of what is served announced once (what was cached with it is stale)."""
     from mlsys.common.tracking import CHAMPION, ChampionWatch
 
     loads: list[int] = []
@@ -66,7 +67,9 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
             raise OSError("a broken artifact")
         return f"model {version}"
 
-    watch = ChampionWatch("a_model", load, refresh_seconds=30, what="model")
+    changes: list[object] = []
+    watch = ChampionWatch("a_model", load, refresh_seconds=30, what="model",
+                          on_change=lambda: changes.append(watch.loaded))  # fmt: skip
     watch.refresh()
     assert (watch.loaded, watch.problem) == (None, "no champion model is registered")
     configure_mlflow("an_experiment")
@@ -81,6 +84,9 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
         watch.refresh()
         assert watch.loaded == expected
     assert loads == [1, 2, 3]  # version 1 loaded once; 3 tried, 2 still served
+    assert changes == ["model 1", "model 2"]  # after each is served; not for the failure
     client.delete_registered_model_alias("a_model", CHAMPION)
     watch.refresh()
     assert (watch.loaded, watch.problem) == (None, "no champion model is registered")
+    watch.refresh()
+    assert changes == ["model 1", "model 2", None]  # none served any more: once

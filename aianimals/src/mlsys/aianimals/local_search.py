@@ -104,7 +104,8 @@ _COLUMNS = {
 @dataclass(frozen=True)
 class QueryWord:
     """A word of a query: its forms (normal form, reading), one of which must match, and
-    its similar words (normal forms) with their weights."""
+    its similar words (terms of the index: a reading or a normal form) with their
+    weights."""
 
     forms: tuple[str, ...]
     similar: tuple[tuple[str, float], ...] = ()
@@ -199,7 +200,7 @@ class _InMemoryIndex:
         """Dead slots outnumber live ones: rebuilding is cheaper than carrying them."""
         return self.size > 2 * self.live + 1024
 
-    def search(self, query: SearchQuery, words: list["QueryWord"]) -> tuple[int, list[SearchHit]]:
+    def search(self, query: SearchQuery, words: list[QueryWord]) -> tuple[int, list[SearchHit]]:
         """The number of matches of the query (its words: one of each word's forms, or of
         its similar words, must match) and the page's hits."""
         size, column = self.size, self.column

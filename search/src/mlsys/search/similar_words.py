@@ -20,11 +20,13 @@ on the latest logged searches (the gate: the share of their selected posts a sea
 finds), and, where the generator's `synonym_queries.json` is at hand, on those held-out
 queries against what they mean (recall of the category or breed, precision@10)."""
 
+import hashlib
 import json
 import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +67,6 @@ class WordData:
 
 def read_word_data(engine: Engine, test_share: float, min_searches: int = 20) -> WordData:
     """Every post, and the logged searches with their selected posts, split by time."""
-    import hashlib
-
     with Session(engine) as session:
         rows = session.execute(
             documents_query().where(Animal.deactivated.is_(False)).order_by(Animal.id)
@@ -209,12 +209,10 @@ def train_words(
     data: WordData, params: WordParams, progress: Callable[[str], None] = lambda _: None
 ) -> tuple[SimilarWords, dict]:
     """Learn from the posts made before the test period and the searches before it."""
-    import datetime as dt
-
     cutoff = data.cutoff.to_pydatetime()
     known = [
         d for d in data.documents
-        if d.created_at.replace(tzinfo=d.created_at.tzinfo or dt.UTC) < cutoff
+        if d.created_at.replace(tzinfo=d.created_at.tzinfo or UTC) < cutoff
     ]  # fmt: skip
     position = {d.id: i for i, d in enumerate(known)}
     train = data.searches[data.searches["split"] == "train"]
