@@ -3,6 +3,7 @@ seeded run of the real command (a sample of the photos, a tiny CNN, two epochs) 
 to MLflow, registers the version with its threshold and writes the report."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -72,6 +73,41 @@ def test_a_photo_filed_twice_is_one_photo_and_an_animal_if_any_file_says_so(tmp_
     # The shipped photos: no two are the same pixels, so no copy can cross the split.
     shipped = load_photos(IMAGES)
     assert len({image.tobytes() for image in shipped.images}) == len(shipped) == 1561
+
+
+def test_a_reviewed_correction_labels_every_copy_of_the_photo_and_must_name_a_listed_file(
+    tmp_path,
+):
+    from PIL import Image
+
+    drawing = np.zeros((128, 128, 3), np.uint8)
+    drawing[40:90, 30:100] = (200, 120, 40)
+    for name in ("padlock.png", "unsorted_padlock.png"):
+        Image.fromarray(drawing).save(tmp_path / name)
+    Image.fromarray(255 - drawing).save(tmp_path / "cow.png")
+    (tmp_path / "manifest.csv").write_text(
+        "file,label,category,subcategory,source\n"
+        "padlock.png,animal,animals,,\n"
+        "unsorted_padlock.png,no_animal,unsorted,,\n"
+        "cow.png,no_animal,unsorted,,\n"
+    )
+    corrections = tmp_path / "corrections.csv"
+    corrections.write_text(
+        "file,label,reason\nunsorted_padlock.png,no_animal,a padlock\ncow.png,animal,a cow\n"
+    )
+    photos = load_photos(tmp_path)
+    # Without the correction the padlock would be an animal (one of its files is).
+    assert photos.files == ["padlock.png", "cow.png"] and photos.labels.tolist() == [1, 0]
+    corrections.write_text("file,label,reason\ngone.png,animal,a cow\n")
+    with pytest.raises(ValueError, match=re.escape("not in the manifest: ['gone.png']")):
+        load_photos(tmp_path)
+    corrections.write_text("file,label\ncow.png,animal\n")
+    with pytest.raises(ValueError, match="the columns are file,label,reason"):
+        load_photos(tmp_path)
+    # The shipped corrections: 6 of the animals/ folder's photos show no animal, 14 of
+    # the other folders' show one (a photo-by-photo review of the 1,561).
+    shipped = load_photos(IMAGES)
+    assert (shipped.labels == 0).sum() == 281 - 6 + 14
 
 
 @pytest.mark.slow

@@ -93,23 +93,37 @@ def load_photos(root: Path, limit: int | None = None, seed: int = 0) -> Photos:
     seed 0) would be scored as if unseen, and seven drawings would be both "animal" and
     "no animal". So each photo is kept once, under its first file, and is an animal if any
     of its files is in animals/ (the folder is the label's only source); its subcategory is
-    the most specific one of its files."""
-    with (root / "manifest.csv").open(newline="") as manifest:
-        rows = list(csv.DictReader(manifest))
+    the most specific one of its files.
+
+    Where the folder is wrong, ROOT/corrections.csv (file,label,reason) says what the photo
+    shows, and its label wins for every copy of that photo: a reviewed label, as a
+    moderator's decision is."""
+    rows = _read_labelled(root / "manifest.csv", "file,label,category,subcategory,source")
     if not rows:
         raise ValueError(f"{root / 'manifest.csv'} lists no photos")
-    unknown = {row["label"] for row in rows} - {"animal", "no_animal"}
-    if unknown:
-        raise ValueError(f"{root / 'manifest.csv'}: unknown labels {sorted(unknown)}")
+    corrections = {}
+    if (root / "corrections.csv").exists():
+        corrected = _read_labelled(root / "corrections.csv", "file,label,reason")
+        corrections = {row["file"]: row["label"] for row in corrected}
+        stale = corrections.keys() - {row["file"] for row in rows}
+        if stale:
+            raise ValueError(f"{root / 'corrections.csv'}: not in the manifest: {sorted(stale)}")
     distinct: dict[bytes, dict] = {}
     for row in rows:
         image = decoded(root / row["file"])
         kept = distinct.setdefault(
-            hashlib.sha256(image.tobytes()).digest(), {**row, "image": image}
+            hashlib.sha256(image.tobytes()).digest(), {**row, "image": image, "files": []}
         )
+        kept["files"].append(row["file"])
         if row["label"] == "animal" and (kept["label"] != "animal" or not kept["subcategory"]):
             kept.update(label="animal", category=row["category"], subcategory=row["subcategory"])
     rows = list(distinct.values())
+    for row in rows:
+        reviewed = {corrections[file] for file in row["files"] if file in corrections}
+        if len(reviewed) > 1:
+            raise ValueError(f"corrections.csv gives {row['files']} (one photo) two labels")
+        if reviewed:
+            row["label"] = reviewed.pop()
     labels = np.array([row["label"] == "no_animal" for row in rows], dtype=np.int32)
     chosen = np.arange(len(rows))
     if limit is not None and limit < len(rows):
@@ -121,6 +135,18 @@ def load_photos(root: Path, limit: int | None = None, seed: int = 0) -> Photos:
         subcategories=[row["subcategory"] or row["category"] for row in rows],
         files=[row["file"] for row in rows],
     )
+
+
+def _read_labelled(path: Path, columns: str) -> list[dict]:
+    with path.open(newline="") as table:
+        reader = csv.DictReader(table)
+        if ",".join(reader.fieldnames or []) != columns:
+            raise ValueError(f"{path}: the columns are {columns}, not {reader.fieldnames}")
+        rows = list(reader)
+    unknown = {row["label"] for row in rows} - {"animal", "no_animal"}
+    if unknown:
+        raise ValueError(f"{path}: unknown labels {sorted(unknown)}")
+    return rows
 
 
 def _stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -62,7 +62,12 @@ EpochsOption = Annotated[
 ResolutionOption = Annotated[
     int, typer.Option(min=16, max=128, help="Pixels the CNN sees per side.")
 ]
-WidthOption = Annotated[int, typer.Option(min=2, help="Filters of the CNN's first block.")]
+WidthOption = Annotated[
+    int,
+    typer.Option(
+        min=2, help="Filters of the CNN's first trained layer (over the k-means filters)."
+    ),
+]
 SeedOption = Annotated[int, typer.Option(help="Seed of the split and of training.")]
 LimitOption = Annotated[
     int | None,
@@ -78,9 +83,9 @@ def train(
     images: ImagesOption = DEFAULT_IMAGES,
     output: OutputOption = None,
     target_precision: TargetPrecisionOption = 0.95,
-    epochs: EpochsOption = 50,
-    resolution: ResolutionOption = 64,
-    width: WidthOption = 24,
+    epochs: EpochsOption = 30,
+    resolution: ResolutionOption = 32,
+    width: WidthOption = 64,
     seed: SeedOption = 0,
     limit: LimitOption = None,
     promote: PromoteOption = True,
@@ -98,9 +103,9 @@ def retrain(
     images: ImagesOption = DEFAULT_IMAGES,
     output: OutputOption = None,
     target_precision: TargetPrecisionOption = 0.95,
-    epochs: EpochsOption = 50,
-    resolution: ResolutionOption = 64,
-    width: WidthOption = 24,
+    epochs: EpochsOption = 30,
+    resolution: ResolutionOption = 32,
+    width: WidthOption = 64,
     seed: SeedOption = 0,
     limit: LimitOption = None,
     promote: PromoteOption = True,

@@ -94,9 +94,9 @@ def load_saved_model(version: int):
 def load_version(version: int | str):
     """The Keras model and threshold of a version (a number, or `@champion`)."""
     import mlflow
-    from mlsys.violation_detection.train import colour_histograms_layer
+    from mlsys.violation_detection.train import model_layers
 
-    colour_histograms_layer()  # the model's own layer, registered before it is loaded
+    model_layers()  # the model's own layers, registered before it is loaded
     uri = (
         f"models:/{MODEL_NAME}@{CHAMPION}"
         if version == "@champion"
