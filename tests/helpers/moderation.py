@@ -27,14 +27,14 @@ def register_tiny_classifier(
         THRESHOLD_TAG,
         log_model,
     )
-    from mlsys.violation_detection.train import CnnParams, build_model, cnn_scores
+    from mlsys.violation_detection.train import CnnParams, build_model, no_animal_scores
 
     configure_tensorflow(2)
     configure_mlflow(EXPERIMENT)
     model = build_model(CnnParams(resolution=16, width=2, blocks=1))
     scores = {}
     if photos:
-        values = cnn_scores(model, np.stack([decoded(path) for path in photos.values()]))
+        values = no_animal_scores(model, np.stack([decoded(path) for path in photos.values()]))
         scores = dict(zip(photos, values.tolist(), strict=True))
     if callable(threshold):
         threshold = threshold(scores)

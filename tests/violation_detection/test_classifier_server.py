@@ -66,10 +66,10 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         # stay off (model.export() left them on and every photo was flipped and zoomed).
         from mlsys.aianimals.photos import decoded
         from mlsys.violation_detection.tracking import load_version
-        from mlsys.violation_detection.train import cnn_scores
+        from mlsys.violation_detection.train import no_animal_scores
 
         keras_model, _ = load_version(1)
-        expected = cnn_scores(keras_model, decoded(PHOTO)[None])[0]
+        expected = no_animal_scores(keras_model, decoded(PHOTO)[None])[0]
         assert prediction["no_animal"] == pytest.approx(float(expected), abs=1e-6)
         # A batch, in order, any size of photo resized to what the model takes.
         batch = [("photos", (f"{i}.png", png(size=(64 + i, 200)))) for i in range(3)]

@@ -128,7 +128,9 @@ def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_pat
     # The threshold reaches the target on validation, or flags nothing at all.
     assert report["validation"]["precision"] >= 0.95
     assert report["test"]["photos"] + report["validation"]["photos"] < 160
-    assert "CNN, test" in result.stdout and "registered version 1" in result.stdout
+    assert "CNN + SVM, test" in result.stdout and "registered version 1" in result.stdout
+    assert set(report["validation_parts"]) == {"cnn", "kernel_machine"}
+    assert report["support_vectors"] > 0
 
     import mlflow
     from mlsys.common.tracking import CHAMPION, configure_mlflow
@@ -146,3 +148,43 @@ def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_pat
     assert run.data.params["cnn.epochs"] == "2" and len(run.data.params["data"]) == 16
     history = client.get_metric_history(champion.run_id, "epoch.val_auc")
     assert [m.step for m in history] == [0, 1]
+
+
+def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_joins_both():
+    import keras
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from mlsys.common.keras_training import configure_tensorflow
+    from mlsys.violation_detection.train import (
+        CnnParams,
+        build_model,
+        fit_kernel_machine,
+        kernel_features,
+        learn_patch_filters,
+        no_animal_scores,
+        with_kernel_machine,
+    )
+
+    configure_tensorflow(2)
+    photos = load_photos(IMAGES, limit=60)
+    params = CnnParams(resolution=16, patch_size=4, patch_filters=8, width=2, blocks=1)
+    cnn = build_model(params, learn_patch_filters(photos.images, params))
+    features = keras.Model(cnn.input, kernel_features(cnn)).predict(photos.images, verbose=0)
+    assert features.shape == (60, 7 * 7 * 36 + 3 * 16 + 4 * 8)
+    machine = fit_kernel_machine(features, photos.labels, params)
+    svm = make_pipeline(
+        StandardScaler(),
+        SVC(C=params.kernel_c, gamma=1 / features.shape[1], class_weight="balanced"),
+    ).fit(features, photos.labels)
+
+    model = with_kernel_machine(cnn, machine, spreads=(2.0, 4.0))
+    parts = keras.Model(model.input, model.get_layer("scores").output).predict(
+        photos.images, verbose=0
+    )
+    np.testing.assert_allclose(parts[:, 1], svm.decision_function(features), atol=1e-3)
+    cnn_probability = no_animal_scores(cnn, photos.images)
+    np.testing.assert_allclose(1 / (1 + np.exp(-parts[:, 0])), cnn_probability, atol=1e-5)
+    blended = 1 / (1 + np.exp(-(parts[:, 0] / 4 + parts[:, 1] / 8)))
+    np.testing.assert_allclose(no_animal_scores(model, photos.images), blended, atol=1e-5)

@@ -35,13 +35,20 @@ def print_report(report: dict) -> None:
         table.add_column(column, justify="left" if column == "model / part" else "right")
     for name in ("test", "validation", "baseline"):
         values = report[name]
-        label = {"test": "CNN, test", "validation": "CNN, validation", "baseline": "baseline, test"}
+        label = {"test": "CNN + SVM, test", "validation": "CNN + SVM, validation",
+                 "baseline": "baseline, test"}  # fmt: skip
         table.add_row(
             label[name],
             *(f"{values[k]:.4f}" for k in ("roc_auc", "precision", "recall", "threshold")),
             str(values["photos"]),
         )
     Console().print(table)
+    parts = report.get("validation_parts", {})
+    if parts:
+        Console().print(
+            "validation ROC AUC of the parts: "
+            + ", ".join(f"{name} {auc:.4f}" for name, auc in parts.items())
+        )
 
 
 ImagesOption = Annotated[
@@ -90,8 +97,9 @@ def train(
     limit: LimitOption = None,
     promote: PromoteOption = True,
 ) -> None:
-    """Train and evaluate the classifier: stratified train / validation / test split fixed
-    by the seed; the CNN keeps its best epoch on validation; its threshold is the lowest
+    """Train and evaluate the classifier (a CNN and a kernel machine on oriented gradients,
+    in one model): stratified train / validation / test split fixed by the seed; the CNN
+    keeps its best epoch on validation; the classifier's threshold is the lowest
     reaching the target precision on validation; the test set is scored once, for the
     report, as is the baseline (gradient boosting on colour and gradient histograms)."""
     configure_logging()
@@ -142,7 +150,7 @@ def _train(
     from mlsys.violation_detection.dataset import not_in
     from mlsys.violation_detection.evaluate import curves, summary, threshold_for_precision
     from mlsys.violation_detection.tracking import gate, log_run
-    from mlsys.violation_detection.train import CnnParams, cnn_scores, train_cnn
+    from mlsys.violation_detection.train import CnnParams, no_animal_scores, train_classifier
 
     photos = load_photos(images, limit=limit, seed=seed)
     parts = split(photos.labels, seed)
@@ -173,10 +181,10 @@ def _train(
             record["val_auc"],
         )
 
-    trained = train_cnn(train_x, train_y, valid_x, valid_y, params, progress)
-    valid_scores = cnn_scores(trained.model, valid_x)
+    trained = train_classifier(train_x, train_y, valid_x, valid_y, params, progress)
+    valid_scores = no_animal_scores(trained.model, valid_x)
     threshold = threshold_for_precision(valid_y, valid_scores, target_precision)
-    test_scores = cnn_scores(trained.model, test_x)  # the one look at the test set
+    test_scores = no_animal_scores(trained.model, test_x)  # the one look at the test set
     baseline = train_baseline(train_x, train_y, seed)
     baseline_threshold = threshold_for_precision(
         valid_y, baseline_scores(baseline, valid_x), target_precision
@@ -189,6 +197,8 @@ def _train(
         "target_precision": target_precision,
         "best_epoch": trained.best_epoch + 1,
         "train_seconds": round(trained.seconds, 1),
+        "validation_parts": {name: round(auc, 4) for name, auc in trained.parts.items()},
+        "support_vectors": trained.support_vectors,
         "reviewed_photos": added,
     }
     print_report(report)

@@ -117,13 +117,13 @@ def gate(
     """Promote `version` if its test ROC AUC beats the champion's on the same photos;
     returns whether it was promoted and the champion's ROC AUC (None: no champion)."""
     from mlsys.violation_detection.evaluate import roc_auc
-    from mlsys.violation_detection.train import cnn_scores
+    from mlsys.violation_detection.train import no_animal_scores
 
     champion = current_champion(MODEL_NAME, GATE_METRIC)
     champion_auc = None
     if champion is not None:
         model, _ = load_version("@champion")
-        champion_auc = roc_auc(test_labels, cnn_scores(model, test_images))
+        champion_auc = roc_auc(test_labels, no_animal_scores(model, test_images))
     promoted = promote_if_better(
         MODEL_NAME, version, GATE_METRIC, candidate_auc, champion_auc, higher_is_better=True
     )
