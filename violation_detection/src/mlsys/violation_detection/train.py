@@ -364,7 +364,7 @@ def train_classifier(
     validation_scores = scores.predict(validation_images, batch_size=256, verbose=0)
     # A part that gives every photo the same score (an untrained CNN) is not divided by 0.
     cnn_spread, machine_spread = np.maximum(validation_scores.std(axis=0), 1e-6).tolist()
-    classifier = with_kernel_machine(model, machine, (cnn_spread, machine_spread))
+    classifier.get_layer("blend").set_weights(_blend_weights((cnn_spread, machine_spread)))
     parts = {
         name: roc_auc(validation_labels, validation_scores[:, column])
         for column, name in enumerate(("cnn", "kernel_machine"))
@@ -435,9 +435,13 @@ def with_kernel_machine(cnn, machine: dict, spreads: tuple[float, float] = (1.0,
     model = keras.Model(cnn.input, no_animal, name="no_animal_classifier")
     cnn_logit.set_weights(head.get_weights())
     kernel.set_weights(machine["weights"])
-    blend.set_weights([np.array([[0.5 / spreads[0]], [0.5 / spreads[1]]], np.float32),
-                       np.zeros(1, np.float32)])  # fmt: skip
+    blend.set_weights(_blend_weights(spreads))
     return model
+
+
+def _blend_weights(spreads: tuple[float, float]) -> list[np.ndarray]:
+    """The blend layer's kernel and bias: the mean of the two scores, each over its spread."""
+    return [np.array([[0.5 / spreads[0]], [0.5 / spreads[1]]], np.float32), np.zeros(1, np.float32)]
 
 
 def no_animal_scores(model, images: np.ndarray) -> np.ndarray:
