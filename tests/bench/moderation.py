@@ -3,9 +3,10 @@ batches of 32 (four clients at once) and the latency of one photo at a time (one
 over HTTP to `python -m mlsys.violation_detection serve`.
 
 The model served has the architecture `train` builds by default, registered in a store of
-its own with an untrained CNN and a kernel machine fitted on the dataset's photos (as many
-support vectors as training keeps): its speed does not depend on the CNN's weights, and
-`make bench` need not spend minutes training one. The photos are the dataset's.
+its own with an untrained CNN, and a kernel machine and Fisher vectors fitted on the
+dataset's photos (as many support vectors and Gaussians as training keeps): its speed
+does not depend on the CNN's weights, and `make bench` need not spend minutes training
+one. The photos are the dataset's.
 """
 
 import os
@@ -34,16 +35,18 @@ def _register(env: dict) -> None:
         "from mlsys.common.tracking import CHAMPION, configure_mlflow\n"
         "from mlsys.violation_detection.tracking import EXPERIMENT, MODEL_NAME, THRESHOLD_TAG,"
         " log_model\n"
-        "from mlsys.violation_detection.train import CnnParams, build_model, fit_kernel_machine,"
-        " kernel_features, learn_patch_filters, with_kernel_machine\n"
+        "from mlsys.violation_detection.train import CnnParams, build_model,"
+        " fit_fisher_vectors, fit_kernel_machine, joined_model, kernel_features,"
+        " learn_patch_filters, photo_gradients\n"
         "photos, params = load_photos(Path('dataset/images')), CnnParams()\n"
         "cnn = build_model(params, learn_patch_filters(photos.images, params))\n"
-        "features = keras.Model(cnn.input, kernel_features(cnn))"
+        "features = keras.Model(cnn.input, kernel_features(cnn, photo_gradients(cnn)))"
         ".predict(photos.images, verbose=0)\n"
         "machine = fit_kernel_machine(features, photos.labels, params)\n"
+        "fisher = fit_fisher_vectors(cnn, photos.images, photos.labels, params)\n"
         "configure_mlflow(EXPERIMENT)\n"
         "with mlflow.start_run():\n"
-        "    logged = log_model(with_kernel_machine(cnn, machine))\n"
+        "    logged = log_model(joined_model(cnn, machine, fisher))\n"
         "v = str(logged.registered_model_version)\n"
         "client = mlflow.MlflowClient()\n"
         "client.set_model_version_tag(MODEL_NAME, v, THRESHOLD_TAG, '0.5')\n"

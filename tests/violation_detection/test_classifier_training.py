@@ -128,8 +128,8 @@ def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_pat
     # The threshold reaches the target on validation, or flags nothing at all.
     assert report["validation"]["precision"] >= 0.95
     assert report["test"]["photos"] + report["validation"]["photos"] < 160
-    assert "CNN + SVM, test" in result.stdout and "registered version 1" in result.stdout
-    assert set(report["validation_parts"]) == {"cnn", "kernel_machine"}
+    assert "classifier, test" in result.stdout and "registered version 1" in result.stdout
+    assert set(report["validation_parts"]) == {"cnn", "kernel_machine", "fisher_vectors"}
     assert report["support_vectors"] > 0
 
     import mlflow
@@ -150,7 +150,7 @@ def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_pat
     assert [m.step for m in history] == [0, 1]
 
 
-def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_joins_both():
+def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_joins_all():
     import keras
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -160,31 +160,95 @@ def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_
     from mlsys.violation_detection.train import (
         CnnParams,
         build_model,
+        fisher_features,
+        fit_fisher_vectors,
         fit_kernel_machine,
+        joined_model,
         kernel_features,
         learn_patch_filters,
         no_animal_scores,
-        with_kernel_machine,
+        photo_gradients,
     )
 
     configure_tensorflow(2)
     photos = load_photos(IMAGES, limit=60)
-    params = CnnParams(resolution=16, patch_size=4, patch_filters=8, width=2, blocks=1)
+    params = CnnParams(
+        resolution=16, patch_size=4, patch_filters=8, width=2, blocks=1, sift_cells=(8,),
+        fisher_components=4, fisher_dims=8,
+    )  # fmt: skip
     cnn = build_model(params, learn_patch_filters(photos.images, params))
-    features = keras.Model(cnn.input, kernel_features(cnn)).predict(photos.images, verbose=0)
+    gradients = photo_gradients(cnn)
+    features = keras.Model(cnn.input, kernel_features(cnn, gradients)).predict(
+        photos.images, verbose=0
+    )
     assert features.shape == (60, 7 * 7 * 36 + 3 * 16 + 4 * 8)
     machine = fit_kernel_machine(features, photos.labels, params)
     svm = make_pipeline(
         StandardScaler(),
         SVC(C=params.kernel_c, gamma=1 / features.shape[1], class_weight="balanced"),
     ).fit(features, photos.labels)
+    fisher = fit_fisher_vectors(cnn, photos.images, photos.labels, params)
+    vectors = keras.Model(cnn.input, fisher_features(gradients, fisher["vectors"])).predict(
+        photos.images, verbose=0
+    )
 
-    model = with_kernel_machine(cnn, machine, spreads=(2.0, 4.0))
+    model = joined_model(cnn, machine, fisher, spreads=(2.0, 4.0, 8.0))
     parts = keras.Model(model.input, model.get_layer("scores").output).predict(
         photos.images, verbose=0
     )
     np.testing.assert_allclose(parts[:, 1], svm.decision_function(features), atol=1e-3)
     cnn_probability = no_animal_scores(cnn, photos.images)
     np.testing.assert_allclose(1 / (1 + np.exp(-parts[:, 0])), cnn_probability, atol=1e-5)
-    blended = 1 / (1 + np.exp(-(parts[:, 0] / 4 + parts[:, 1] / 8)))
+    kernel, bias = fisher["classifier"]
+    np.testing.assert_allclose(parts[:, 2], vectors @ kernel[:, 0] + bias[0], atol=1e-4)
+    blended = 1 / (1 + np.exp(-(parts[:, 0] / 6 + parts[:, 1] / 12 + parts[:, 2] / 24)))
     np.testing.assert_allclose(no_animal_scores(model, photos.images), blended, atol=1e-5)
+
+
+def test_the_fisher_vectors_are_those_of_the_fitted_mixture_and_a_blank_photo_has_none():
+    import keras
+    from scipy.special import softmax
+
+    from mlsys.common.keras_training import configure_tensorflow
+    from mlsys.violation_detection.train import (
+        CnnParams,
+        build_model,
+        fisher_features,
+        fit_fisher_vectors,
+        grid_places,
+        model_layers,
+        photo_gradients,
+    )
+
+    configure_tensorflow(2)
+    photos = load_photos(IMAGES, limit=30)
+    images = np.concatenate([photos.images, np.full((1, 128, 128, 3), 255, np.uint8)])
+    params = CnnParams(resolution=16, patch_size=4, patch_filters=8, width=2, blocks=1,
+                       sift_cells=(8,), fisher_components=3, fisher_dims=5)  # fmt: skip
+    cnn = build_model(params)
+    fisher = fit_fisher_vectors(cnn, photos.images, photos.labels, params)
+    own = model_layers()
+    gradients = photo_gradients(cnn)
+    sift = own.DenseSift(8)(own.OrientationVotes()(gradients))
+    descriptors = keras.Model(cnn.input, sift).predict(images, verbose=0)
+    assert descriptors.shape == (31, 25 * 25, 128)  # 32 px patches every 4 px of 128
+    norms = np.linalg.norm(descriptors**2, axis=-1)  # square roots of unit histograms
+    assert np.allclose(norms[norms > 0], 1, atol=1e-4) and (norms[-1] == 0).all()
+    vectors = keras.Model(cnn.input, fisher_features(gradients, fisher["vectors"])).predict(
+        images, verbose=0
+    )
+    assert vectors.shape == (31, 2 * 3 * (5 + 2)) and (vectors[-1] == 0).all()
+
+    # The definition, descriptor by descriptor (Sanchez et al., 2013, eq. 16-17).
+    mean, projection, means, precisions, weights = fisher["vectors"][0]["weights"]
+    for photo, expected in zip(descriptors[:5], vectors[:5], strict=True):
+        kept = photo.max(axis=1) > 0
+        z = np.concatenate([(photo - mean) @ projection, grid_places(len(photo))], 1)[kept]
+        u = (z[:, None] - means) * precisions  # descriptor, component, dim
+        log_density = np.log(weights) + np.log(precisions).sum(1) - 0.5 * (u * u).sum(2)
+        posteriors = softmax(log_density, axis=1)[..., None]
+        first = (posteriors * u).sum(0) / (len(z) * np.sqrt(weights)[:, None])
+        second = (posteriors * (u * u - 1)).sum(0) / (len(z) * np.sqrt(2 * weights)[:, None])
+        vector = np.concatenate([first.ravel(), second.ravel()])
+        vector = np.sign(vector) * np.sqrt(np.abs(vector))
+        np.testing.assert_allclose(expected, vector / np.linalg.norm(vector), atol=2e-4)

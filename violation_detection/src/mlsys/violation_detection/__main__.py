@@ -35,7 +35,7 @@ def print_report(report: dict) -> None:
         table.add_column(column, justify="left" if column == "model / part" else "right")
     for name in ("test", "validation", "baseline"):
         values = report[name]
-        label = {"test": "CNN + SVM, test", "validation": "CNN + SVM, validation",
+        label = {"test": "classifier, test", "validation": "classifier, validation",
                  "baseline": "baseline, test"}  # fmt: skip
         table.add_row(
             label[name],
