@@ -336,7 +336,7 @@ def model_layers():
             self.mixture_weights = fixed("mixture_weights", (self.components,))
 
         def call(self, descriptors):
-            blank = tf.cast(tf.reduce_max(descriptors, -1) > 0, "float32")[..., None]
+            counted = tf.cast(tf.reduce_max(descriptors, -1) > 0, "float32")[..., None]  # not blank
             z = tf.einsum("bpd,de->bpe", descriptors - self.pca_mean, self.projection)
             z = tf.concat([z, tf.broadcast_to(grid_places(descriptors.shape[1]), [
                 tf.shape(z)[0], descriptors.shape[1], 2])], -1)  # fmt: skip
@@ -350,8 +350,8 @@ def model_layers():
                 - 0.5 * tf.reduce_sum(means * means * squared, -1)
                 + tf.einsum("bpf,kf->bpk", moments, exponents)
             )  # fmt: skip
-            posteriors = tf.nn.softmax(log_likelihood, -1) * blank
-            count = tf.reduce_sum(blank, 1)[..., None] + 1e-6  # b, 1, 1
+            posteriors = tf.nn.softmax(log_likelihood, -1) * counted
+            count = tf.reduce_sum(counted, 1)[..., None] + 1e-6  # b, 1, 1
             zeroth = tf.reduce_sum(posteriors, 1)[..., None]  # b, k, 1
             first, second = tf.split(tf.einsum("bpk,bpf->bkf", posteriors, moments), 2, -1)
             mean_deviation = (
