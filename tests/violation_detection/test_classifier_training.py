@@ -237,18 +237,30 @@ def test_the_fisher_vectors_are_those_of_the_fitted_mixture_and_a_blank_photo_ha
     vectors = keras.Model(cnn.input, fisher_features(gradients, fisher["vectors"])).predict(
         images, verbose=0
     )
-    assert vectors.shape == (31, 2 * 3 * (5 + 2)) and (vectors[-1] == 0).all()
+    assert vectors.shape == (31, 5 * 2 * 3 * (5 + 2)) and (vectors[-1] == 0).all()
 
-    # The definition, descriptor by descriptor (Sanchez et al., 2013, eq. 16-17).
+    # The definition, descriptor by descriptor (Sanchez et al., 2013, eq. 16-17), over the
+    # whole photo and over each quarter (rows then columns split at 12 of the 25).
     mean, projection, means, precisions, weights = fisher["vectors"][0]["weights"]
+    rows, columns = np.divmod(np.arange(25 * 25), 25)
+    regions = [rows >= 0] + [((rows < 12) == top) & ((columns < 12) == left)
+                             for top in (True, False) for left in (True, False)]  # fmt: skip
     for photo, expected in zip(descriptors[:5], vectors[:5], strict=True):
         kept = photo.max(axis=1) > 0
-        z = np.concatenate([(photo - mean) @ projection, grid_places(len(photo))], 1)[kept]
+        z = np.concatenate([(photo - mean) @ projection, grid_places(len(photo))], 1)
         u = (z[:, None] - means) * precisions  # descriptor, component, dim
         log_density = np.log(weights) + np.log(precisions).sum(1) - 0.5 * (u * u).sum(2)
         posteriors = softmax(log_density, axis=1)[..., None]
-        first = (posteriors * u).sum(0) / (len(z) * np.sqrt(weights)[:, None])
-        second = (posteriors * (u * u - 1)).sum(0) / (len(z) * np.sqrt(2 * weights)[:, None])
-        vector = np.concatenate([first.ravel(), second.ravel()])
-        vector = np.sign(vector) * np.sqrt(np.abs(vector))
-        np.testing.assert_allclose(expected, vector / np.linalg.norm(vector), atol=2e-4)
+        blocks = []
+        for region in regions:
+            chosen = kept & region
+            count = max(chosen.sum(), 1)  # a blank quarter has the zero vector
+            first = (posteriors * u)[chosen].sum(0) / (count * np.sqrt(weights)[:, None])
+            second = (posteriors * (u * u - 1))[chosen].sum(0) / (
+                count * np.sqrt(2 * weights)[:, None]
+            )
+            vector = np.concatenate([first.ravel(), second.ravel()])
+            vector = np.sign(vector) * np.sqrt(np.abs(vector))
+            blocks.append(vector / max(np.linalg.norm(vector), 1e-12))
+        joined = np.concatenate(blocks)
+        np.testing.assert_allclose(expected, joined / np.linalg.norm(joined), atol=2e-4)

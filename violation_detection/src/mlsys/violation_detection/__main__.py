@@ -97,11 +97,12 @@ def train(
     limit: LimitOption = None,
     promote: PromoteOption = True,
 ) -> None:
-    """Train and evaluate the classifier (a CNN and a kernel machine on oriented gradients,
-    in one model): stratified train / validation / test split fixed by the seed; the CNN
-    keeps its best epoch on validation; the classifier's threshold is the lowest
-    reaching the target precision on validation; the test set is scored once, for the
-    report, as is the baseline (gradient boosting on colour and gradient histograms)."""
+    """Train and evaluate the classifier (a CNN, a kernel machine on oriented gradients and
+    a logistic regression on Fisher vectors of dense SIFT, in one model): stratified
+    train / validation / test split fixed by the seed; the CNN keeps its best epoch on
+    validation; the classifier's threshold is the lowest reaching the target precision
+    on validation; the test set is scored once, for the report, as is the baseline
+    (gradient boosting on colour and gradient histograms)."""
     configure_logging()
     _train(images, output, target_precision, epochs, resolution, width, seed, limit, promote)
 

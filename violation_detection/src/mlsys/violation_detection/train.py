@@ -19,11 +19,15 @@ The drawings are outlines, which the CNN sees blurred at 32 px. Two classical en
 of the 128 px photo scored better (5-fold cross-validation over training and validation,
 the test set unseen): an RBF support vector machine on its oriented gradients, HSV
 histograms and the k-means responses by quarter 0.860; a logistic regression on the
-Fisher vectors of its dense SIFT descriptors (16 and 32 px patches, 128 Gaussians each)
-0.895 (0.890 with 64); the two averaged 0.903. The model's score is the mean of all
-three, each over its spread on validation. PCA, mixtures, SVM and regression are fitted
-by scikit-learn on the features the model's own layers compute, and held by its layers,
-so the Keras model and its SavedModel serve all three. The test set is not seen here.
+Fisher vectors of its dense SIFT descriptors, 128 Gaussians per patch size. For those,
+CV (PCA and mixtures fitted on training and validation, labels unused) measured 0.889
+with 16 and 32 px patches over the whole photo, 0.901 with 48 px patches added, 0.905
+with each photo's quarters encoded too (a spatial pyramid), 0.911 with the mirrored
+training photos learned from as well (64 px patches added: 0.913, not worth their cost;
+C of 3 or 30 instead of 10: 0.910). The model's score is the mean of all three parts,
+each over its spread on validation. PCA, mixtures, SVM and regression are fitted by
+scikit-learn on the features the model's own layers compute, and held by its layers, so
+the Keras model and its SavedModel serve all three. The test set is not seen here.
 """
 
 import math
@@ -59,7 +63,7 @@ class CnnParams:
     # end-to-end filters (0.789 vs 0.753); the kernel machine reads them anyway.
     colour_histograms: bool = False
     kernel_c: float = 3.0  # the kernel machine's C (its penalty of training errors)
-    sift_cells: tuple[int, ...] = (4, 8)  # the dense SIFT's cell sizes: 16 and 32 px patches
+    sift_cells: tuple[int, ...] = (4, 8, 12)  # the dense SIFT's cells: 16, 32 and 48 px patches
     fisher_components: int = 128  # the Gaussian mixture's components, per cell size
     fisher_dims: int = 64  # the descriptors' dims after PCA
     fisher_c: float = 10.0  # inverse penalty of the logistic regression on Fisher vectors
@@ -314,12 +318,15 @@ def model_layers():
 
     @keras.saving.register_keras_serializable(package="mlsys")
     class FisherVectors(keras.layers.Layer):
-        """The Fisher vector of a photo's dense descriptors (Perronnin et al., 2010; Sanchez
-        et al., 2013): each descriptor projected by PCA and given its place on the grid,
-        its posteriors under a diagonal Gaussian mixture, and per component the
-        posterior-weighted mean deviation and variance deviation of the descriptors,
-        power- and L2-normalized. Blank patches do not count. PCA and mixture are fitted
-        by `fit_fisher_vectors`, never trained by back-propagation."""
+        """The Fisher vectors of a photo's dense descriptors (Perronnin et al., 2010; Sanchez
+        et al., 2013) over the whole photo and over each of its quarters (a spatial pyramid,
+        Lazebnik et al., 2006): each descriptor projected by PCA and given its place on the
+        grid, its posteriors under a diagonal Gaussian mixture, and per component and region
+        the posterior-weighted mean deviation and variance deviation of the descriptors,
+        each region's vector power- and L2-normalized. Blank patches do not count. PCA and
+        mixture are fitted by `fit_fisher_vectors`, never trained by back-propagation."""
+
+        regions = 5  # the whole photo, then its quarters row by row
 
         def __init__(self, components: int, dims: int, **kwargs):
             super().__init__(**kwargs)
@@ -336,14 +343,15 @@ def model_layers():
             self.mixture_weights = fixed("mixture_weights", (self.components,))
 
         def call(self, descriptors):
+            places = descriptors.shape[1]
             counted = tf.cast(tf.reduce_max(descriptors, -1) > 0, "float32")[..., None]  # not blank
             z = tf.einsum("bpd,de->bpe", descriptors - self.pca_mean, self.projection)
-            z = tf.concat([z, tf.broadcast_to(grid_places(descriptors.shape[1]), [
-                tf.shape(z)[0], descriptors.shape[1], 2])], -1)  # fmt: skip
+            z = tf.concat([z, tf.broadcast_to(grid_places(places), [
+                tf.shape(z)[0], places, 2])], -1)  # fmt: skip
             means, precisions, weights = self.means, self.precisions, self.mixture_weights
             squared, moments = precisions * precisions, tf.concat([z, z * z], -1)
-            # One product for the Gaussians' exponents, one for the statistics: the model's
-            # costliest steps (per photo, descriptors x components x 2 dims).
+            # One product for the Gaussians' exponents, one per quarter for the statistics:
+            # the model's costliest steps (per photo, descriptors x components x 2 dims).
             exponents = tf.concat([means * squared, -0.5 * squared], -1)
             log_likelihood = (
                 tf.math.log(weights) + tf.reduce_sum(tf.math.log(precisions), -1)
@@ -351,14 +359,36 @@ def model_layers():
                 + tf.einsum("bpf,kf->bpk", moments, exponents)
             )  # fmt: skip
             posteriors = tf.nn.softmax(log_likelihood, -1) * counted
-            count = tf.reduce_sum(counted, 1)[..., None] + 1e-6  # b, 1, 1
-            zeroth = tf.reduce_sum(posteriors, 1)[..., None]  # b, k, 1
-            first, second = tf.split(tf.einsum("bpk,bpf->bkf", posteriors, moments), 2, -1)
+            side = round(math.sqrt(places))
+            half = side // 2
+            grids = [tf.reshape(x, [-1, side, side, x.shape[-1]])
+                     for x in (counted, posteriors, moments)]  # fmt: skip
+            quarters = []
+            for rows in (slice(None, half), slice(half, None)):
+                for columns in (slice(None, half), slice(half, None)):
+                    count, weighted, moment = (g[:, rows, columns] for g in grids)
+                    quarters.append(
+                        (
+                            tf.reduce_sum(count, [1, 2])[..., None],  # b, 1, 1
+                            tf.reduce_sum(weighted, [1, 2])[..., None],  # b, k, 1
+                            tf.einsum("bijk,bijf->bkf", weighted, moment),  # b, k, 2 dims
+                        )
+                    )
+            whole = [tf.add_n(list(statistic)) for statistic in zip(*quarters, strict=True)]
+            vector = tf.concat([self._normalized(*s) for s in [whole, *quarters]], -1)
+            return tf.math.l2_normalize(vector, -1, epsilon=1e-24)
+
+        def _normalized(self, count, zeroth, statistics):
+            """One region's Fisher vector from its descriptors' count and posterior sums."""
+            means, precisions, weights = self.means, self.precisions, self.mixture_weights
+            first, second = tf.split(statistics, 2, -1)
+            count = count + 1e-6
             mean_deviation = (
                 (first - means * zeroth) * precisions / (count * tf.sqrt(weights)[:, None])
             )
             variance_deviation = (
-                (second - 2 * means * first + means * means * zeroth) * squared - zeroth
+                (second - 2 * means * first + means * means * zeroth) * precisions * precisions
+                - zeroth
             ) / (count * tf.sqrt(2 * weights)[:, None])
             size = self.components * (self.dims + 2)
             vector = tf.concat(
@@ -372,7 +402,7 @@ def model_layers():
             return tf.math.l2_normalize(vector, -1, epsilon=1e-24)
 
         def compute_output_shape(self, input_shape):
-            return (input_shape[0], 2 * self.components * (self.dims + 2))
+            return (input_shape[0], self.regions * 2 * self.components * (self.dims + 2))
 
         def get_config(self):
             return {**super().get_config(), "components": self.components, "dims": self.dims}
@@ -644,11 +674,13 @@ def fit_fisher_vectors(cnn, images: np.ndarray, labels: np.ndarray, params: CnnP
         weights = [pca.mean_, pca.components_.T, mixture.means_,
                    1 / np.sqrt(mixture.covariances_), mixture.weights_]  # fmt: skip
         vectors.append({"cell": cell, "weights": [w.astype(np.float32) for w in weights]})
-    features = keras.Model(cnn.input, fisher_features(photo_gradients(cnn), vectors)).predict(
-        images, batch_size=64, verbose=0
+    encode = keras.Model(cnn.input, fisher_features(photo_gradients(cnn), vectors))
+    # The mirrored photos too: a mirrored animal is an animal (CV: +0.006 ROC AUC).
+    features = np.concatenate(
+        [encode.predict(x, batch_size=64, verbose=0) for x in (images, images[:, :, ::-1])]
     )
     regression = LogisticRegression(C=params.fisher_c, class_weight="balanced", max_iter=2000)
-    regression.fit(features, labels)
+    regression.fit(features, np.concatenate([labels, labels]))
     return {
         "vectors": vectors,
         "classifier": [regression.coef_.T.astype(np.float32),
