@@ -160,6 +160,7 @@ def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_
     from mlsys.violation_detection.train import (
         CnnParams,
         build_model,
+        drawing_gradients,
         fisher_features,
         fit_fisher_vectors,
         fit_kernel_machine,
@@ -188,7 +189,8 @@ def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_
         SVC(C=params.kernel_c, gamma=1 / features.shape[1], class_weight="balanced"),
     ).fit(features, photos.labels)
     fisher = fit_fisher_vectors(cnn, photos.images, photos.labels, params)
-    vectors = keras.Model(cnn.input, fisher_features(gradients, fisher["vectors"])).predict(
+    drawing = drawing_gradients(cnn)
+    vectors = keras.Model(cnn.input, fisher_features(drawing, fisher["vectors"])).predict(
         photos.images, verbose=0
     )
 
@@ -205,6 +207,54 @@ def test_the_kernel_machine_layer_gives_the_fitted_svms_decisions_and_the_blend_
     np.testing.assert_allclose(no_animal_scores(model, photos.images), blended, atol=1e-5)
 
 
+def test_the_stacked_blend_counts_the_part_that_separates_the_classes_most():
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsys.violation_detection.train import stacked_blend
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [40, 160])
+    scores = np.stack(
+        [
+            rng.normal(size=200),  # a part that knows nothing
+            5 * (labels + rng.normal(scale=1.0, size=200)),  # one that knows a little
+            0.5 * (labels + rng.normal(scale=0.3, size=200)),  # one that knows much
+        ],
+        -1,
+    )
+    kernel, bias = stacked_blend(scores, labels)
+    assert kernel.shape == (3, 1) and bias.shape == (1,)
+    counts = kernel[:, 0] * scores.std(axis=0)  # each part's weight per spread
+    assert counts[2] > counts[1] > abs(counts[0])
+    spreads = scores.std(axis=0)
+    stack = LogisticRegression(class_weight="balanced").fit(scores / spreads, labels)
+    np.testing.assert_allclose(
+        scores @ kernel[:, 0] + bias[0], stack.decision_function(scores / spreads), atol=1e-5
+    )
+
+
+def test_the_drawing_crop_fills_the_photo_with_the_drawing_up_to_four_times_its_size():
+    from mlsys.violation_detection.train import model_layers
+
+    def page(top, left, height, width):
+        photo = np.ones((128, 128, 3), np.float32)
+        photo[top : top + height, left : left + width] = 0.0
+        return photo
+
+    def inked(photo):  # first and last rows, then columns, with ink
+        rows, columns = (np.flatnonzero((photo.min(-1) < 0.5).any(axis)) for axis in (1, 0))
+        return rows[0], rows[-1], columns[0], columns[-1]
+
+    photos = np.stack([page(10, 30, 64, 32), page(90, 90, 8, 8), np.ones((128, 128, 3))])
+    cropped = model_layers().DrawingCrop()(photos.astype(np.float32)).numpy()
+    assert cropped.shape == photos.shape
+    # 64 x 32 px: its long side fills the photo, centred across.
+    assert inked(cropped[0]) == (0, 127, 32, 95)
+    # 8 x 8 px: zoomed 4 times at most (to 32 px), centred.
+    assert inked(cropped[1]) == (48, 79, 48, 79)
+    np.testing.assert_array_equal(cropped[2], photos[2])  # blank: as it was
+
+
 def test_the_fisher_vectors_are_those_of_the_fitted_mixture_and_a_blank_photo_has_none():
     import keras
     from scipy.special import softmax
@@ -213,11 +263,11 @@ def test_the_fisher_vectors_are_those_of_the_fitted_mixture_and_a_blank_photo_ha
     from mlsys.violation_detection.train import (
         CnnParams,
         build_model,
+        drawing_gradients,
         fisher_features,
         fit_fisher_vectors,
         grid_places,
         model_layers,
-        photo_gradients,
     )
 
     configure_tensorflow(2)
@@ -228,7 +278,7 @@ def test_the_fisher_vectors_are_those_of_the_fitted_mixture_and_a_blank_photo_ha
     cnn = build_model(params)
     fisher = fit_fisher_vectors(cnn, photos.images, photos.labels, params)
     own = model_layers()
-    gradients = photo_gradients(cnn)
+    gradients = drawing_gradients(cnn)
     sift = own.DenseSift(8)(own.OrientationVotes()(gradients))
     descriptors = keras.Model(cnn.input, sift).predict(images, verbose=0)
     assert descriptors.shape == (31, 25 * 25, 128)  # 32 px patches every 4 px of 128

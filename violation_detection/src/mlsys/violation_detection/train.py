@@ -24,10 +24,13 @@ CV (PCA and mixtures fitted on training and validation, labels unused) measured 
 with 16 and 32 px patches over the whole photo, 0.901 with 48 px patches added, 0.905
 with each photo's quarters encoded too (a spatial pyramid), 0.911 with the mirrored
 training photos learned from as well (64 px patches added: 0.913, not worth their cost;
-C of 3 or 30 instead of 10: 0.910). The model's score is the mean of all three parts,
-each over its spread on validation. PCA, mixtures, SVM and regression are fitted by
-scikit-learn on the features the model's own layers compute, and held by its layers, so
-the Keras model and its SavedModel serve all three. The test set is not seen here.
+C of 3 or 30 instead of 10: 0.910), and 0.927 with the photo first cropped to its
+drawing (a small drawing on a wide page seen at the scale of a large one; with a 5%
+white margin 0.921, zoom up to 8 times 0.925; Fisher vectors of local colour statistics
+added nothing: 0.908 to 0.911). The parts' scores on validation are blended by a
+logistic regression (stacking). PCA, mixtures, SVM and regressions are fitted by
+scikit-learn on the features the model's own layers compute, and held by its layers,
+so the Keras model and its SavedModel serve all three. The test set is not seen here.
 """
 
 import math
@@ -141,6 +144,40 @@ def model_layers():
         def get_config(self):
             return {**super().get_config(), "filters": self.filters,
                     "patch_size": self.patch_size}  # fmt: skip
+
+    @keras.saving.register_keras_serializable(package="mlsys")
+    class DrawingCrop(keras.layers.Layer):
+        """A [0, 1] photo cropped to the square around its drawing (the pixels darker than
+        white in some channel) and resized back to its own size: a small drawing on a wide
+        white page is seen at the scale of a large one. The crop is at least a quarter of
+        the photo's side (a dot is not blown up into a blur); what falls outside the photo
+        is white, and a blank photo is left as it is."""
+
+        ink, max_zoom = 0.95, 4.0
+
+        def call(self, photos):
+            size = photos.shape[1]
+            inked = tf.reduce_min(photos, -1) < self.ink  # b, rows, columns
+            place = tf.range(size, dtype="float32")
+
+            def extent(marked):  # first and last marked row (or column); the whole if none
+                first = tf.reduce_min(tf.where(marked, place, size), -1)
+                last = tf.reduce_max(tf.where(marked, place, -1.0), -1)
+                blank = ~tf.reduce_any(marked, -1)
+                return tf.where(blank, 0.0, first), tf.where(blank, size - 1.0, last)
+
+            top, bottom = extent(tf.reduce_any(inked, 2))
+            left, right = extent(tf.reduce_any(inked, 1))
+            half = tf.maximum(tf.maximum(bottom - top, right - left), size / self.max_zoom - 1) / 2
+            row, column = (top + bottom) / 2, (left + right) / 2
+            boxes = tf.stack([row - half, column - half, row + half, column + half], -1)
+            return tf.image.crop_and_resize(
+                photos, boxes / (size - 1), tf.range(tf.shape(photos)[0]), (size, size),
+                extrapolation_value=1.0,
+            )  # fmt: skip
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
 
     @keras.saving.register_keras_serializable(package="mlsys")
     class SteepestGradients(keras.layers.Layer):
@@ -409,6 +446,7 @@ def model_layers():
 
     return SimpleNamespace(
         ColourHistograms=ColourHistograms,
+        DrawingCrop=DrawingCrop,
         PatchFilters=PatchFilters,
         SteepestGradients=SteepestGradients,
         OrientedGradients=OrientedGradients,
@@ -525,9 +563,10 @@ def train_classifier(
     params: CnnParams,
     progress: Callable[[int, dict], None] | None = None,
 ) -> Trained:
-    """The CNN trained (its best epoch on validation kept), the kernel machine fitted on
-    the training photos, and the two joined (`with_kernel_machine`), their spreads
-    measured on validation."""
+    """The CNN trained (its best epoch on validation kept), the kernel machine and the
+    regression on Fisher vectors fitted on the training photos, and the three joined
+    (`joined_model`), their blend learned from their scores on validation
+    (`stacked_blend`)."""
     configure_tensorflow(params.threads)
     import keras
 
@@ -569,9 +608,7 @@ def train_classifier(
     classifier = joined_model(model, machine, fisher)
     scores = keras.Model(classifier.input, classifier.get_layer("scores").output)
     validation_scores = scores.predict(validation_images, batch_size=64, verbose=0)
-    # A part that gives every photo the same score (an untrained CNN) is not divided by 0.
-    spreads = np.maximum(validation_scores.std(axis=0), 1e-6).tolist()
-    classifier.get_layer("blend").set_weights(_blend_weights(spreads))
+    classifier.get_layer("blend").set_weights(stacked_blend(validation_scores, validation_labels))
     parts = {
         name: roc_auc(validation_labels, validation_scores[:, column])
         for column, name in enumerate(PARTS)
@@ -591,8 +628,16 @@ PARTS = ("cnn", "kernel_machine", "fisher_vectors")  # the joined model's scores
 
 def photo_gradients(cnn):
     """The steepest gradients of the CNN's photo at 128 px, as a tensor of its graph: what
-    `kernel_features` and `fisher_features` read."""
+    `kernel_features` reads."""
     return model_layers().SteepestGradients(name="gradients")(cnn.get_layer("scaled").output)
+
+
+def drawing_gradients(cnn):
+    """The steepest gradients of the CNN's photo cropped to its drawing (`DrawingCrop`):
+    what `fisher_features` reads (CV of the Fisher vectors: 0.911 uncropped, 0.927)."""
+    own = model_layers()
+    drawing = own.DrawingCrop(name="drawing")(cnn.get_layer("scaled").output)
+    return own.SteepestGradients(name="drawing_gradients")(drawing)
 
 
 def kernel_features(cnn, gradients):
@@ -647,7 +692,7 @@ def fit_fisher_vectors(cnn, images: np.ndarray, labels: np.ndarray, params: CnnP
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(params.seed)
-    votes = model_layers().OrientationVotes()(photo_gradients(cnn))
+    votes = model_layers().OrientationVotes()(drawing_gradients(cnn))
     vectors = []
     for cell in params.sift_cells:
         sift = keras.Model(cnn.input, model_layers().DenseSift(cell)(votes))
@@ -674,7 +719,7 @@ def fit_fisher_vectors(cnn, images: np.ndarray, labels: np.ndarray, params: CnnP
         weights = [pca.mean_, pca.components_.T, mixture.means_,
                    1 / np.sqrt(mixture.covariances_), mixture.weights_]  # fmt: skip
         vectors.append({"cell": cell, "weights": [w.astype(np.float32) for w in weights]})
-    encode = keras.Model(cnn.input, fisher_features(photo_gradients(cnn), vectors))
+    encode = keras.Model(cnn.input, fisher_features(drawing_gradients(cnn), vectors))
     # The mirrored photos too: a mirrored animal is an animal (CV: +0.006 ROC AUC).
     features = np.concatenate(
         [encode.predict(x, batch_size=64, verbose=0) for x in (images, images[:, :, ::-1])]
@@ -689,8 +734,8 @@ def fit_fisher_vectors(cnn, images: np.ndarray, labels: np.ndarray, params: CnnP
 
 
 def fisher_features(gradients, vectors: list[dict]):
-    """The photo's Fisher vectors, one per cell size, from its steepest gradients
-    (`photo_gradients`); the fitted PCA and mixture are set."""
+    """The photo's Fisher vectors, one per cell size, from the steepest gradients of its
+    drawing (`drawing_gradients`); the fitted PCA and mixture are set."""
     from keras import layers
 
     own, parts = model_layers(), []
@@ -705,9 +750,9 @@ def fisher_features(gradients, vectors: list[dict]):
 
 def joined_model(cnn, machine: dict, fisher: dict, spreads=(1.0, 1.0, 1.0)):
     """The classifier served: the CNN, the kernel machine and the logistic regression on
-    Fisher vectors in one model, the mean of the CNN's logit, the machine's decision and
-    the regression's logit, each divided by its spread on the validation photos so that
-    all count alike."""
+    Fisher vectors in one model, blended by a dense layer over the CNN's logit, the
+    machine's decision and the regression's logit: their mean, each divided by its
+    `spreads`, until `stacked_blend` sets its weights."""
     import keras
     from keras import layers
 
@@ -717,10 +762,9 @@ def joined_model(cnn, machine: dict, fisher: dict, spreads=(1.0, 1.0, 1.0)):
     kernel = model_layers().KernelMachine(
         len(machine["weights"][2]), machine["gamma"], name="kernel_machine"
     )
-    gradients = photo_gradients(cnn)
-    decision = kernel(kernel_features(cnn, gradients))
+    decision = kernel(kernel_features(cnn, photo_gradients(cnn)))
     fisher_logit = layers.Dense(1, name="fisher_logit")
-    regression = fisher_logit(fisher_features(gradients, fisher["vectors"]))
+    regression = fisher_logit(fisher_features(drawing_gradients(cnn), fisher["vectors"]))
     blend = layers.Dense(1, activation="sigmoid", name="blend")
     no_animal = blend(layers.Concatenate(name="scores")([logit, decision, regression]))
     model = keras.Model(cnn.input, no_animal, name="no_animal_classifier")
@@ -729,6 +773,21 @@ def joined_model(cnn, machine: dict, fisher: dict, spreads=(1.0, 1.0, 1.0)):
     fisher_logit.set_weights(fisher["classifier"])
     blend.set_weights(_blend_weights(spreads))
     return model
+
+
+def stacked_blend(scores: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """The blend layer's kernel and bias: a logistic regression (classes balanced) on the
+    parts' scores of the validation photos, which the parts never learned from (stacking,
+    Wolpert 1992). How much each part counts is then what it adds, not a fixed share: the
+    mean of the three over their spreads scored 0.924 on validation where the Fisher
+    vectors alone scored 0.939, and this stack 0.934 in 10-fold CV within validation."""
+    from sklearn.linear_model import LogisticRegression
+
+    # A part that gives every photo the same score (an untrained CNN) is not divided by 0.
+    spreads = np.maximum(scores.std(axis=0), 1e-6)
+    stack = LogisticRegression(C=1.0, class_weight="balanced").fit(scores / spreads, labels)
+    kernel = (stack.coef_[0] / spreads)[:, None]
+    return [kernel.astype(np.float32), stack.intercept_.astype(np.float32)]
 
 
 def _blend_weights(spreads) -> list[np.ndarray]:
