@@ -25,7 +25,7 @@ PRODUCT_TABLES = {
 }
 
 
-# The demo's classifier trains 50 epochs (7.6 min here); its tests measure the same code at
+# The demo's classifier takes 4 to 8 minutes on 2 cores; its tests measure the same code at
 # a small, seeded size.
 QUICK_CLASSIFIER = "MODERATION_ARGS=--epochs 2 --resolution 32 --width 8 --limit 300"
 QUICK_EMBEDDING = "IMAGE_INDEX_ARGS=--epochs 2 --resolution 24 --width 4 --limit 200"

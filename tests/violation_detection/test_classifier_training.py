@@ -30,17 +30,26 @@ def test_the_split_is_fixed_by_the_seed_stratified_and_disjoint():
     assert len(first.test) == pytest.approx(150, abs=2)
 
 
-def test_the_threshold_is_the_lowest_reaching_the_target_precision():
+def test_the_threshold_is_the_lowest_reaching_the_target_precision_with_the_confidence():
     labels = np.array([1, 1, 0, 1, 0, 1, 0, 0])
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     # At 0.6: 3 of 4 flagged are no-animal (0.75); at 0.8: 2 of 2 (1.0); at 0.4: 4 of 6.
-    assert threshold_for_precision(labels, scores, 0.75) == 0.6
-    assert threshold_for_precision(labels, scores, 0.95) == 0.8
     at = at_threshold(labels, scores, 0.6)
     assert (at.precision, at.recall) == (0.75, 0.75)
-    # No threshold reaches it: above every score, nothing flagged (precision 1, recall 0).
-    never = threshold_for_precision(np.array([0, 1]), np.array([0.9, 0.1]), 0.99)
-    assert never > 0.9 and at_threshold(np.array([0, 1]), np.array([0.9, 0.1]), never).recall == 0
+    # With no animal among n flagged photos, the bound of their share is 1 - 0.1 ** (1 / n):
+    # at most 0.05 from n = 45 on (0.0499), not at 44 (0.0510).
+    scores = np.linspace(1, 0, 56)
+    for leading, expected in ((45, scores[44]), (44, None)):
+        labels = np.array([1] * leading + [0] + [1] * (55 - leading))
+        # The observed precision reaches 0.95 at every threshold (55 of 56 at the lowest).
+        assert at_threshold(labels, scores, 0.0).precision > 0.98
+        chosen = threshold_for_precision(labels, scores, 0.95, confidence=0.9)
+        if expected is None:  # none reaches it: above every score, nothing flagged
+            assert chosen > 1 and at_threshold(labels, scores, chosen).recall == 0
+        else:
+            assert chosen == expected
+    # Less confidence, a lower threshold: with 50%, one animal among 55 flagged is allowed.
+    assert threshold_for_precision(labels, scores, 0.95, confidence=0.5) == scores[-1]
 
 
 def test_photos_are_read_from_the_manifest_and_bad_labels_are_refused(tmp_path):

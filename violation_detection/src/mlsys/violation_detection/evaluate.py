@@ -27,13 +27,29 @@ def at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> At
     return AtThreshold(float(threshold), float(precision), float(recall))
 
 
-def threshold_for_precision(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
-    """The lowest threshold whose precision on these labels reaches `target` (so recall is
-    the highest it can be at that precision); above every score when none does."""
+def threshold_for_precision(
+    labels: np.ndarray, scores: np.ndarray, target: float, confidence: float = 0.9
+) -> float:
+    """The lowest threshold at which these labels show a precision of at least `target`
+    with `confidence`: the one-sided Clopper-Pearson upper bound of the share of animals
+    among the flagged photos is at most 1 - target (so recall is the highest it can be at
+    that precision); above every score when none does.
+
+    The lowest threshold whose observed precision reaches the target is tuned to the
+    noise of a few dozen animal photos. In 300 random halvings of the validation photos
+    (the classifier's parts blended on one half, the threshold chosen there, precision 0.95
+    targeted), such a threshold fell below the target on the other half in 51% of them
+    (precision 0.946, recall 0.881 on average); chosen with 90% confidence, in 16%
+    (precision 0.973, recall 0.809)."""
+    from scipy.stats import beta
+
     candidates = np.unique(scores)
     best = float(np.nextafter(candidates.max(), np.inf)) if len(candidates) else 1.0
     for threshold in candidates[::-1]:
-        if at_threshold(labels, scores, float(threshold)).precision >= target:
+        flagged = scores >= threshold
+        wrong, count = int((flagged & (labels == 0)).sum()), int(flagged.sum())
+        upper = 1.0 if wrong == count else float(beta.ppf(confidence, wrong + 1, count - wrong))
+        if upper <= 1 - target:
             best = float(threshold)
     return best
 
