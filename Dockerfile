@@ -1,29 +1,46 @@
-# syntax=docker/dockerfile:1
 # The one image pattern of every component: infrastructure/images.toml holds the build
 # arguments of each image, `make build_all` passes them (built from the repository root):
 #   python3 infrastructure/images.py build api --dry-run
 # Pinned uv and Python; dependencies from uv.lock in their own layer; a slim runtime with
 # only the virtual environment (the member and what it depends on) and a non-root user.
 # uv in Docker: https://docs.astral.sh/uv/guides/integration/docker/
-FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend reads the cache and secret
+# mounts below, and a frontend image cannot be pulled where no registry is reachable.
 
-FROM python:3.11.11-slim-bookworm AS build
+# The bases: the official pinned images by default; `make build_all BASES=debian` passes
+# equivalents built from Debian's archive and PyPI (`make base_images`) instead.
+# checkov:skip=CKV_DOCKER_7: checkov reads `FROM ${ARG}` as untagged; the defaults are pinned (test_dockerfiles resolves them)
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${UV_IMAGE} AS uv
+
+FROM ${PYTHON_IMAGE} AS build
 # The workspace member to install, e.g. mlsys-api; FILES: paths copied into /app with it.
 ARG PACKAGE
 ARG FILES=""
 COPY --from=uv /uv /usr/local/bin/uv
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PYTHON=python3
 WORKDIR /app
 # With --frozen, the lock alone says what to install: no member's pyproject.toml is needed
-# for this layer, so it is rebuilt only when the lock changes.
+# for this layer, so it is rebuilt only when the lock changes. uv's downloads are shared
+# by every image's build (the cache mount: https://docs.docker.com/build/cache/optimize/);
+# a CA bundle is handed in as a secret where PyPI is reached through a TLS proxy, so it is
+# never in a layer (`images.py build` passes SSL_CERT_FILE's file when that is set).
 COPY pyproject.toml uv.lock ./
-RUN test -n "$PACKAGE" && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
+RUN --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
+    --mount=type=secret,id=ca_bundle \
+    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    test -n "$PACKAGE" && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
 COPY . /src
 WORKDIR /src
-RUN UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --frozen --no-dev --no-editable --package "$PACKAGE" \
+RUN --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
+    --mount=type=secret,id=ca_bundle \
+    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --frozen --no-dev --no-editable --package "$PACKAGE" \
     && mkdir /files && for path in $FILES; do cp -r --parents "$path" /files/; done
 
-FROM python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 # The process the container runs unless Kubernetes or compose name another.
 ARG COMMAND
 ARG APT_PACKAGES=""

@@ -86,11 +86,11 @@ services: ## make PostgreSQL :5432, Redis :6379 and RabbitMQ :5672 answer on loc
 	bash infrastructure/scripts/services.sh
 
 .PHONY: test test-fast
-test: install ## run every test: unit, integration (`make services` first), e2e (Chromium)
+test: install ## run every test: unit, integration (`make services` first), e2e (Chromium), containers (`make engine standins build_all BASES=debian` first)
 	$(UV) run --frozen pytest
 
-test-fast: install ## unit tests only: no services, no browser, no model training at full size
-	$(UV) run --frozen pytest -m "not integration and not e2e and not slow"
+test-fast: install ## unit tests only: no services, no browser, no containers, no model training at full size
+	$(UV) run --frozen pytest -m "not integration and not e2e and not slow and not container"
 
 .PHONY: properties
 properties: install ## the schemathesis run at full size: 250 examples per route, over 2,000 requests on SQLite and on PostgreSQL (`make services` first)
@@ -115,12 +115,37 @@ fmt: install ## ruff fix and format
 # --- images: the root Dockerfile with each image's arguments from infrastructure/images.toml
 IMAGES := $(shell $(PYTHON) infrastructure/images.py names)
 REGISTRY ?= localhost:5000
-# Images are tagged with the commit: what is deployed names exactly what was built.
-TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
-BUILD_IMAGE = $(PYTHON) infrastructure/images.py build $* --registry $(REGISTRY) --tag $(TAG) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+# Images are tagged with the commit they are built from; what build_all built is recorded
+# (infrastructure/images.built.env) and is what deploy_base, deploy_job and up name.
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+BUILT_RECORD ?= infrastructure/images.built.env
+BUILT_TAG := $(shell sed -n 's/^TAG=//p' $(BUILT_RECORD) 2>/dev/null)
+BUILT_REGISTRY := $(shell sed -n 's/^REGISTRY=//p' $(BUILT_RECORD) 2>/dev/null)
+BUILD_TAG = $(or $(TAG),$(COMMIT))
+DEPLOY_TAG = $(or $(TAG),$(BUILT_TAG))
+# The registry built for, unless REGISTRY is given.
+DEPLOY_REGISTRY = $(if $(filter file,$(origin REGISTRY)),$(or $(BUILT_REGISTRY),$(REGISTRY)),$(REGISTRY))
+# The client: Debian's /usr/bin/docker builds with BuildKit without the buildx plugin.
+DOCKER ?= $(firstword $(wildcard /usr/bin/docker) docker)
+export DOCKER
+# official: the Dockerfile's pinned python and uv images (pulled); debian: equivalents
+# built here from Debian's archive and PyPI (`make base_images`), where nothing can be pulled.
+BASES ?= official
+IMAGES_PY = $(PYTHON) infrastructure/images.py
+BUILD_IMAGE = $(IMAGES_PY) build $* --registry $(REGISTRY) --tag $(BUILD_TAG) --bases $(BASES) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
-.PHONY: build_all push_all
-build_all: $(addprefix build-,$(IMAGES)) ## build every image of infrastructure/images.toml (REGISTRY, TAG; DRY_RUN=1 prints the commands)
+.PHONY: engine base_images standins build_all push_all
+engine: ## a Docker engine with BuildKit and Compose v2 (installs Debian's docker.io and Compose v2 if missing, starts the daemon)
+	bash infrastructure/scripts/engine.sh
+
+base_images: ## the Dockerfile's bases built from Debian's archive and PyPI, for a machine that cannot pull (then: make build_all BASES=debian)
+	bash infrastructure/scripts/base_images.sh
+
+standins: base_images ## PostgreSQL, Redis and RabbitMQ images built from Debian packages, standing in for the official ones where nothing can be pulled (the container tests, make up BASES=debian)
+	@$(IMAGES_PY) standins $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+build_all: $(if $(filter debian,$(BASES)),$(if $(filter 1,$(DRY_RUN)),,base_images)) $(addprefix build-,$(IMAGES)) ## build every image of infrastructure/images.toml, print their sizes, record the tag (REGISTRY, TAG: the commit; BASES=debian; DRY_RUN=1 prints the commands)
+	@$(IMAGES_PY) record --registry $(REGISTRY) --tag $(BUILD_TAG) --output $(BUILT_RECORD) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 push_all: $(addprefix push-,$(IMAGES)) ## build and push every image to REGISTRY
 
 build-%:
@@ -134,12 +159,12 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 	$(UV) run --frozen python infrastructure/argo/compile.py
 
 # --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
-DEPLOY := DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(REGISTRY) TAG=$(TAG) bash infrastructure/scripts/deploy.sh
+DEPLOY = DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(DEPLOY_REGISTRY) TAG=$(DEPLOY_TAG) bash infrastructure/scripts/deploy.sh
 
 .PHONY: initialize_deployment deploy_base deploy_job pin_argo port_forward delete_namespaces
 initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
 	$(DEPLOY) initialize
-deploy_base: secrets initialize_deployment ## PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
+deploy_base: secrets ## the namespaces, PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
 	$(DEPLOY) base
 deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker, image index, classifier retraining)
 	$(DEPLOY) job
@@ -151,7 +176,7 @@ delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
 
 # --- docker compose: the same stack on one host ------------------------------------------
-COMPOSE := $(if $(filter 1,$(DRY_RUN)),@echo docker compose,REGISTRY=$(REGISTRY) TAG=$(TAG) docker compose) --env-file env.secret
+COMPOSE = $(if $(filter 1,$(DRY_RUN)),@echo docker compose,REGISTRY=$(REGISTRY) TAG=$(BUILD_TAG) $(DOCKER) compose) --env-file env.secret
 
 .PHONY: up down
 up: secrets build_all ## build the images, then run the whole stack (both products) with docker compose

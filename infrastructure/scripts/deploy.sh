@@ -4,8 +4,10 @@
 # cluster (kubectl only renders; without kubectl the manifest files are printed as they are);
 # with RENDER_DIR too, it also writes what it would apply there, a file per kustomization
 # or workflow (the scanner in the tests reads them).
-# Images: REGISTRY and TAG (from the Makefile: the commit by default) replace the committed
-# placeholders (localhost:5000/...:latest) in a copy of what is applied; `latest` is refused.
+# Images: REGISTRY and TAG (from the Makefile: the tag `make build_all` recorded, or TAG=)
+# replace the committed placeholders (localhost:5000/...:latest) in a copy of what is
+# applied; `latest` is refused, and before anything is applied every image the step will
+# name must exist in REGISTRY (`docker manifest inspect`), else it stops naming the missing.
 #   usage: deploy.sh initialize|base|job|delete
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,9 +53,31 @@ fetch_release() {  # fetch_release FOLDER: a release.env's pinned install.yaml i
 }
 
 require_tag() {  # a deployment names an immutable image: what runs is what was built
-  if [ -z "$tag" ] || [ "$tag" = latest ]; then
-    echo "TAG=${tag:-<empty>}: deploy an immutable tag (make passes the commit: TAG=\$(git rev-parse --short=12 HEAD))" >&2
+  if [ -z "$tag" ]; then
+    echo "no image tag: run \`make build_all\` (it records the tag it built) or pass TAG=" >&2
     exit 2
+  fi
+  if [ "$tag" = latest ]; then
+    echo "TAG=latest: deploy the immutable tag \`make build_all\` built (the commit)" >&2
+    exit 2
+  fi
+}
+
+require_images() {  # require_images FILE...: each image the files name is in REGISTRY at TAG
+  local docker="${DOCKER:-docker}" insecure="" missing=() image
+  case "$registry" in localhost:*|localhost|127.*) insecure="--insecure" ;; esac  # plain HTTP
+  for image in $(grep -ho 'localhost:5000/mlsys-[a-z-]*' "$@" | sort -u); do
+    image="${registry}/${image#localhost:5000/}:${tag}"
+    if [ "${DRY_RUN:-0}" = 1 ]; then
+      echo "+ $docker manifest inspect $insecure $image"
+    elif ! $docker manifest inspect $insecure "$image" >/dev/null 2>&1; then
+      missing+=("$image")
+    fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf 'not in %s, nothing applied: %s\n' "$registry" "${missing[*]}" >&2
+    echo "(make push_all REGISTRY=$registry TAG=$tag pushes them)" >&2
+    exit 3
   fi
 }
 
@@ -82,6 +106,12 @@ apply_kustomization() {
   rm -rf "$(dirname "$copy")"
 }
 
+initialize() {  # the namespaces
+  for namespace in "${namespaces[@]}"; do
+    run kubectl apply -f "$manifests/$namespace/namespace.yaml"
+  done
+}
+
 wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's completion
   case "$2" in
     job/*) run kubectl -n "$1" wait --for=condition=complete "$2" --timeout=1200s ;;
@@ -91,12 +121,12 @@ wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's completion
 
 case "${1:-}" in
   initialize)
-    for namespace in "${namespaces[@]}"; do
-      run kubectl apply -f "$manifests/$namespace/namespace.yaml"
-    done
+    initialize
     ;;
   base)
     require_tag
+    require_images "$manifests"/*/kustomization.yaml
+    initialize
     apply_kustomization data
     wait_for data statefulset/postgres
     apply_kustomization mlflow
@@ -120,6 +150,7 @@ case "${1:-}" in
     ;;
   job)
     require_tag
+    require_images infrastructure/argo/*.yaml
     for workflow in infrastructure/argo/*.yaml; do
       copy="$(mktemp)"
       cp "$workflow" "$copy"

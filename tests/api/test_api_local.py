@@ -6,45 +6,21 @@ import time
 
 import pytest
 
-from tests.helpers.aianimals import PNG, cache_count, same_pixels, search, wait_until
+from tests.helpers.aianimals import (
+    PNG,
+    android_app_sequence,
+    cache_count,
+    same_pixels,
+    search,
+    wait_until,
+)
 from tests.helpers.http import login
 
 
 def test_android_app_sequence(api):
-    """Login as dog_leigh -> metadata -> search (limit=100) -> open a post -> like ->
-    access logs with select, see_long and like, all with the `token` header."""
-    response = api.post("/v0/user/login", json={"handle_name": "dog_leigh", "password": "password"})
-    assert response.status_code == 200
-    user_id, token = response.json()["user_id"], {"token": response.json()["token"]}
-
-    metadata = api.get("/v0/metadata", headers=token).json()
-    assert {c["name_en"] for c in metadata["animal_category"]} == {"other", "cat", "dog"}
-    assert len(metadata["animal_subcategory"]) == 38 and len(metadata["violation_type"]) == 5
-
-    found = search(api, token, {"phrases": ["ねこ"], "sort_by": "score"}, limit=100)
-    assert 0 < len(found["results"]) <= 100 and found["hits"] >= len(found["results"])
-    first = found["results"][0]
-    assert first["animal_category_name_en"] == "cat"
-
-    opened = api.get("/v0/animal", params={"id": first["id"]}, headers=token).json()
-    assert [a["id"] for a in opened] == [first["id"]]
-    photo = api.get(opened[0]["photo_url"])
-    assert photo.status_code == 200 and photo.content.startswith(b"\x89PNG")
-
-    liked = api.post("/v0/like", json={"animal_id": first["id"]}, headers=token)
-    assert liked.status_code == 201 and liked.json()["user_id"] == user_id
-
-    for position, action in enumerate(["select", "see_long", "like"]):
-        log = {
-            "search_id": found["search_id"],
-            "animal_id": first["id"],
-            "action": action,
-            "position": 0,
-            "phrases": ["ねこ"],
-            "sort_by": "score",
-        }
-        response = api.post("/v0/access_log", json=log, headers=token)
-        assert response.status_code == 201, (position, response.text)
+    """The app's calls (tests.helpers.aianimals.android_app_sequence); the access logs are
+    stored under the search and the user."""
+    user_id, found, log = android_app_sequence(api)
     from mlsys.aianimals.database import get_engine
 
     with get_engine().connect() as connection:
@@ -56,7 +32,7 @@ def test_android_app_sequence(api):
         ).all()
     assert actions == [("like", user_id), ("see_long", user_id), ("select", user_id)]
     # A retried access log is harmless (natural key).
-    assert api.post("/v0/access_log", json=log, headers=token).status_code == 201
+    assert api.post("/v0/access_log", json=log, headers=login(api)).status_code == 201
 
 
 def test_bearer_tokens_and_email_login_work_too(api):

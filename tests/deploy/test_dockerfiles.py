@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.images import IMAGES, build_command
+from infrastructure.images import DEBIAN_BASES, IMAGES, OFFICIAL_BASES, build_command
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import ROOT
 
@@ -22,7 +22,9 @@ COMPONENT_IMAGES = {name: image for name, image in IMAGES.items() if "package" i
 SERVICE_DOCKERFILES = [
     ROOT / image["dockerfile"] for image in IMAGES.values() if "dockerfile" in image
 ]
-DOCKERFILES = [PATTERN, *SERVICE_DOCKERFILES]
+# The official service images rebuilt from Debian's packages (infrastructure/standins).
+STANDIN_DOCKERFILES = sorted(ROOT.glob("infrastructure/standins/*/Dockerfile"))
+DOCKERFILES = [PATTERN, *SERVICE_DOCKERFILES, *STANDIN_DOCKERFILES]
 UV = ROOT / ".tools" / "bin" / "uv"
 
 
@@ -103,10 +105,26 @@ def test_runs_as_non_root_with_pinned_bases(dockerfile):
     steps = instructions(dockerfile)
     users = [argument for keyword, argument in steps if keyword == "USER"]
     assert users and users[-1] not in {"root", "0"}
+    # A base named by a build argument is pinned by the argument's default.
+    defaults = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
     for keyword, argument in steps:
         if keyword == "FROM":
             image = argument.split()[0]
+            if image.startswith("${"):
+                image = defaults[image.strip("${}")]
             assert ":" in image and not image.endswith(":latest"), f"unpinned base {image}"
+
+
+def test_the_debian_bases_stand_for_the_pinned_official_ones():
+    """`make build_all BASES=debian` swaps exactly the Dockerfile's base arguments, and the
+    uv it builds is the official image's version."""
+    assert set(DEBIAN_BASES) == set(OFFICIAL_BASES) == {"PYTHON_IMAGE", "UV_IMAGE"}
+    assert DEBIAN_BASES["UV_IMAGE"].split(":")[1] == OFFICIAL_BASES["UV_IMAGE"].split(":")[1]
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"UV_VERSION := {OFFICIAL_BASES['UV_IMAGE'].split(':')[1]}" in makefile
+    command = build_command("api", "r", "t", bases="debian")
+    for argument, image in DEBIAN_BASES.items():
+        assert f"{argument}={image}" in command
 
 
 def test_the_runtime_holds_only_the_environment_and_the_files():

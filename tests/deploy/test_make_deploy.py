@@ -4,14 +4,27 @@ need no cluster; nothing is applied and no secret is printed or written."""
 import os
 import re
 import subprocess
+import tempfile
+from pathlib import Path
 
 from tests.helpers.paths import ROOT
 
+# What `make build_all` would have recorded (the tests never read or write the real record).
+BUILT = {"REGISTRY": "localhost:5000", "TAG": "0123abcd0123"}
 
-def make(*args: str) -> str:
-    result = subprocess.run(
-        ["make", *args, "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+
+def make(*args: str, built: dict | None = BUILT, check: bool = True):
+    """`make ARGS DRY_RUN=1` with a record of what was built (None: no record)."""
+    with tempfile.TemporaryDirectory() as folder:
+        record = Path(folder) / "images.built.env"
+        if built is not None:
+            record.write_text("".join(f"{key}={value}\n" for key, value in built.items()))
+        result = subprocess.run(
+            ["make", *args, "DRY_RUN=1", f"BUILT_RECORD={record}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    if not check:
+        return result
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -84,14 +97,31 @@ def test_what_is_deployed_names_the_registry_and_the_commit_never_latest():
             assert image.startswith("registry.example.com/team/mlsys-"), image
             assert image.endswith(":012345678901"), image
         assert not re.search(r"image: \S+:latest\b", output)
-        refused = subprocess.run(
-            ["make", target, "DRY_RUN=1", "TAG=latest"], cwd=ROOT, capture_output=True,
-            text=True, timeout=120,
-        )  # fmt: skip
+        refused = make(target, "TAG=latest", check=False)
         assert refused.returncode != 0 and "immutable tag" in refused.stderr
-    for line in (ROOT / "Makefile").read_text().splitlines():
-        if line.startswith("TAG ?="):
-            assert "git rev-parse" in line
+
+
+def test_deploy_names_the_tag_build_all_recorded_and_checks_the_registry_first():
+    """Issue 30, item 5: following the README, a commit between `make build_all` and
+    `make deploy_base` changed the tag (the commit) and the deployment named images that
+    were never built. Deploys take the recorded tag; without one (and no TAG=) they stop;
+    before anything is applied each image is looked up in REGISTRY."""
+    built = {"REGISTRY": "registry.example.com/team", "TAG": "5eed00000001"}
+    for target, count in (("deploy_base", 9), ("deploy_job", 4)):
+        output = make(target, built=built)
+        lines = output.splitlines()
+        checks = [line for line in lines if " manifest inspect " in line]
+        assert len(checks) == count, checks
+        assert all(line.endswith(":5eed00000001") for line in checks), checks
+        assert all("registry.example.com/team/mlsys-" in line for line in checks), checks
+        first_kubectl = next(i for i, line in enumerate(lines) if line.startswith("+ kubectl"))
+        assert lines.index(checks[-1]) < first_kubectl
+        assert "image: registry.example.com/team/mlsys-" in output
+        missing = make(target, built=None, check=False)
+        assert missing.returncode == 2 and "make build_all" in missing.stderr, missing.stderr
+    # An explicit TAG (and REGISTRY) wins over the record.
+    explicit = make("deploy_job", "TAG=abc123abc123", "REGISTRY=r.example/x", built=built)
+    assert "r.example/x/mlsys-search:abc123abc123" in explicit
 
 
 def test_port_forward_keeps_mlflow_off_a_local_registrys_port():

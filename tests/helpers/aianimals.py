@@ -33,6 +33,47 @@ def search(api, token, body, **params):
     return response.json()
 
 
+def android_app_sequence(
+    api, handle_name: str = "dog_leigh", password: str = "password"
+) -> tuple[int, dict, dict]:
+    """The Android app's calls: login (as dog_leigh) -> metadata -> search (limit=100) ->
+    open a post -> like -> access logs with select, see_long and like, all with the `token`
+    header. Returns the user's id, the search's answer and the last access log sent."""
+    response = api.post("/v0/user/login", json={"handle_name": handle_name, "password": password})
+    assert response.status_code == 200
+    user_id, token = response.json()["user_id"], {"token": response.json()["token"]}
+
+    metadata = api.get("/v0/metadata", headers=token).json()
+    assert {c["name_en"] for c in metadata["animal_category"]} == {"other", "cat", "dog"}
+    assert len(metadata["animal_subcategory"]) == 38 and len(metadata["violation_type"]) == 5
+
+    found = search(api, token, {"phrases": ["ねこ"], "sort_by": "score"}, limit=100)
+    assert 0 < len(found["results"]) <= 100 and found["hits"] >= len(found["results"])
+    first = found["results"][0]
+    assert first["animal_category_name_en"] == "cat"
+
+    opened = api.get("/v0/animal", params={"id": first["id"]}, headers=token).json()
+    assert [a["id"] for a in opened] == [first["id"]]
+    photo = api.get(opened[0]["photo_url"])
+    assert photo.status_code == 200 and photo.content.startswith(b"\x89PNG")
+
+    liked = api.post("/v0/like", json={"animal_id": first["id"]}, headers=token)
+    assert liked.status_code == 201 and liked.json()["user_id"] == user_id
+
+    for position, action in enumerate(["select", "see_long", "like"]):
+        log = {
+            "search_id": found["search_id"],
+            "animal_id": first["id"],
+            "action": action,
+            "position": 0,
+            "phrases": ["ねこ"],
+            "sort_by": "score",
+        }
+        response = api.post("/v0/access_log", json=log, headers=token)
+        assert response.status_code == 201, (position, response.text)
+    return user_id, found, log
+
+
 def wait_until(condition, timeout=20):
     deadline = time.monotonic() + timeout
     while not condition():

@@ -1,0 +1,175 @@
+"""Every Deployment and Job of the rendered manifests that runs one of our images, started
+from that image as Kubernetes would start it (tests.helpers.pods), in the order
+`make deploy_base` applies them: each server passes its readiness probe within the time
+its probes allow, each Job completes, each consumer keeps running and does its work, and
+the API answers the Android app's calls from its container.
+
+What differs from the cluster, and why:
+- the backing services are the Debian stand-ins of the official images (conftest);
+- no Elasticsearch: the AIAnimals workloads search with the local engine, whose index is a
+  file, so the API and the search-index consumer share one /tmp volume (AIANIMALS);
+- the classifier server serves a tiny classifier registered by the test (training one is
+  the violation-retrain workflow's, issue 31).
+"""
+
+import subprocess
+import time
+import urllib.request
+
+import httpx
+import pytest
+
+from infrastructure.images import docker
+from tests.helpers.aianimals import android_app_sequence, search
+from tests.helpers.http import login
+from tests.helpers.pods import workloads
+
+pytestmark = pytest.mark.container
+
+AIANIMALS = "aianimals"
+FORECASTING = "beverage-sales-forecasting"
+# SEARCH_ENGINE: no Elasticsearch here (see the module).
+AIANIMALS_OVERRIDES = {"SEARCH_ENGINE": "local"}
+# Seconds a Job may take here (2 cores): generous, so a slow machine is not a failure.
+JOB_SECONDS = 900
+
+
+def psql(cluster, database: str, query: str) -> str:
+    """A query as the superuser, in the PostgreSQL stand-in's container."""
+    postgres = cluster.started[("data", "postgres")]
+    result = subprocess.run(
+        [docker(), "exec", postgres.name, "psql", "-U", "postgres", "-d", database, "-tAc", query],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def shared_tmp(cluster) -> dict:
+    """The /tmp volume of the API and the search-index consumer: the local engine's index."""
+    return {"shared": {"tmp": cluster.volume("search-tmp", "1Gi")}}
+
+
+def http(started, port: int) -> httpx.Client:
+    return httpx.Client(base_url=f"http://{started.address()}:{port}", timeout=30)
+
+
+def still_running(started, seconds: float = 8) -> None:
+    time.sleep(seconds)
+    assert started.running(), f"{started.pod.name}: {started.state()}\n{started.logs()}"
+
+
+# --- data, MLflow, forecasting --------------------------------------------------------------
+
+
+def test_postgres_stand_in_runs_the_init_script(cluster):
+    cluster.ready("data", "postgres")
+    databases = psql(cluster, "postgres", "SELECT string_agg(datname, ' ' ORDER BY datname) "
+                     "FROM pg_database WHERE datname NOT LIKE 'template%'")  # fmt: skip
+    assert databases.split() == ["aianimals", "beverage", "mlflow", "mlflow_auth", "postgres"]
+
+
+def test_mlflow_is_ready(cluster):
+    started = cluster.ready("mlflow", "mlflow")
+    with http(started, 5000) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/api/2.0/mlflow/experiments/search?max_results=1").status_code == 401
+
+
+def test_forecasting_jobs_complete(cluster):
+    cluster.complete(FORECASTING, "beverage-migrate", JOB_SECONDS)
+    registered = cluster.complete(FORECASTING, "initial-registration", JOB_SECONDS)
+    days = psql(cluster, "beverage", "SELECT count(DISTINCT date) FROM item_sales")
+    assert int(days) > 0, registered.logs()
+
+
+def test_bi_is_ready_and_asks_for_a_login(cluster):
+    started = cluster.ready(FORECASTING, "bi")
+    with http(started, 8501) as client:
+        assert client.get("/_stcore/health").status_code == 200
+
+
+# --- AIAnimals ------------------------------------------------------------------------------
+
+
+def test_aianimals_jobs_complete(cluster):
+    cluster.ready(AIANIMALS, "rabbitmq")
+    cluster.ready(AIANIMALS, "redis")
+    cluster.complete(AIANIMALS, "aianimals-migrate", JOB_SECONDS, overrides=AIANIMALS_OVERRIDES)
+    cluster.complete(AIANIMALS, "aianimals-initial-load", JOB_SECONDS,
+                     overrides=AIANIMALS_OVERRIDES)  # fmt: skip
+    assert int(psql(cluster, "aianimals", "SELECT count(*) FROM animals")) > 0
+
+
+def test_consumers_keep_running(cluster):
+    for name in ("outbox-relay", "ranking-features", "image-index"):
+        cluster.start(AIANIMALS, name, overrides=AIANIMALS_OVERRIDES)
+    cluster.start(AIANIMALS, "search-index", overrides=AIANIMALS_OVERRIDES, **shared_tmp(cluster))
+    for name in ("outbox-relay", "search-index", "ranking-features", "image-index"):
+        still_running(cluster.started[(AIANIMALS, name)], seconds=2)
+
+
+def test_api_answers_the_android_app_from_its_container(cluster):
+    started = cluster.ready(AIANIMALS, "api", overrides=AIANIMALS_OVERRIDES, **shared_tmp(cluster))
+    with http(started, 8000) as api:
+        # Outside development the seeded users' passwords are random: a new user signs up.
+        user = {"handle_name": "container_test", "email_address": "container@example.com",
+                "password": "a long password", "age": 30, "gender": 1}  # fmt: skip
+        assert api.post("/v0/user", json=user).status_code == 201
+        token = login(api, user["handle_name"], user["password"])
+        # The initial load queued every post; the relay and the search-index consumer
+        # index them into the file the API reads.
+        deadline = time.monotonic() + 120
+        while not search(api, token, {"phrases": ["ねこ"]}, limit=1)["results"]:
+            assert time.monotonic() < deadline, cluster.started[(AIANIMALS, "search-index")].logs()
+            time.sleep(2)
+        _, found, _ = android_app_sequence(api, user["handle_name"], user["password"])
+    stored = psql(cluster, "aianimals", "SELECT string_agg(action, ' ' ORDER BY action) "
+                  f"FROM access_logs WHERE search_id = '{found['search_id']}'")  # fmt: skip
+    assert stored == "like see_long select"
+
+
+def test_ab_test_proxy_is_ready_and_forwards_to_the_api(cluster):
+    started = cluster.ready(AIANIMALS, "ab-test-proxy")
+    with http(started, 8080) as proxy:
+        token = login(proxy, "container_test", "a long password")
+        answer = proxy.post("/v0/animal/search", json={"phrases": ["いぬ"]}, headers=token)
+        assert answer.status_code == 200, answer.text
+
+
+def test_classifier_server_is_ready_once_a_champion_exists(cluster, monkeypatch):
+    from tests.helpers.moderation import IMAGES, register_tiny_classifier
+
+    mlflow = cluster.started[("mlflow", "mlflow")]
+    monkeypatch.setenv("MLSYS_PROFILE", "services")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{mlflow.address()}:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    password = cluster.secret(AIANIMALS, "mlflow-credentials", "MLFLOW_TRACKING_PASSWORD")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    register_tiny_classifier(0.5)
+    started = cluster.ready(AIANIMALS, "violation-classifier")
+    with http(started, 8100) as client:
+        photo = next((IMAGES / "animal").glob("*.png"))
+        upload = ("photos", (photo.name, photo.read_bytes(), "image/png"))
+        judged = client.post("/v1/predict", files=[upload])
+        assert judged.status_code == 200, judged.text
+
+
+def test_detection_consumer_and_portal_run(cluster):
+    cluster.start(AIANIMALS, "violation-detection", overrides=AIANIMALS_OVERRIDES)
+    portal = cluster.ready(AIANIMALS, "review-portal", overrides=AIANIMALS_OVERRIDES)
+    still_running(cluster.started[(AIANIMALS, "violation-detection")], seconds=2)
+    with urllib.request.urlopen(f"http://{portal.address()}:8502/", timeout=10) as page:
+        assert page.status == 200
+
+
+def test_every_workload_of_our_images_was_started(cluster):
+    """Nothing that uses one of our images was left out of the tests above."""
+    ours = {
+        (namespace, pod.name)
+        for namespace, documents in cluster.documents.items()
+        for pod in workloads(documents)
+        if "/mlsys-" in pod.image and "elasticsearch" not in pod.image
+    }
+    assert ours <= set(cluster.started), sorted(ours - set(cluster.started))

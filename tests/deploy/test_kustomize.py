@@ -1,0 +1,45 @@
+"""tests.helpers.kustomize renders what `kubectl kustomize` renders (where kubectl is
+here): the same objects, generated names suffixed or not alike, the same references in
+pod templates, the same images. Suffixes themselves may differ (see the module)."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.helpers.kustomize import render
+from tests.helpers.manifests import NAMESPACES, fetched, kustomization
+
+SUFFIX = re.compile(r"-[a-z0-9]{10}$")
+
+
+def shape(documents: list[dict], suffixes: dict[str, str]) -> list[str]:
+    """Each object as YAML with its generated names' suffixes replaced by a marker."""
+    text = yaml.safe_dump_all(sorted(documents, key=lambda d: (d["kind"], d["metadata"]["name"])))
+    for name in suffixes:
+        text = text.replace(name, suffixes[name])
+    return text.splitlines()
+
+
+def generated_names(documents: list[dict]) -> dict[str, str]:
+    return {
+        d["metadata"]["name"]: SUFFIX.sub("-<hash>", d["metadata"]["name"])
+        for d in documents
+        if d["kind"] in {"ConfigMap", "Secret"}
+    }
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_renders_as_kubectl_kustomize(manifests, namespace):
+    folder = manifests / namespace
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not here to compare with")
+    if any(fetched(folder, r) for r in kustomization(folder)["resources"]):
+        pytest.skip("renders a fetched release")
+    output = subprocess.run(["kubectl", "kustomize", str(folder)], check=True,
+                            capture_output=True, text=True).stdout  # fmt: skip
+    expected = [d for d in yaml.safe_load_all(output) if d]
+    ours = render(folder)
+    assert shape(ours, generated_names(ours)) == shape(expected, generated_names(expected))
