@@ -176,12 +176,15 @@ delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
 
 # --- docker compose: the same stack on one host ------------------------------------------
-COMPOSE = $(if $(filter 1,$(DRY_RUN)),@echo docker compose,REGISTRY=$(REGISTRY) TAG=$(BUILD_TAG) $(DOCKER) compose) --env-file env.secret
+# BASES=debian: the stand-ins of infrastructure/standins for what cannot be pulled, and no
+# Elasticsearch (infrastructure/standins/compose.yaml; docker-compose.yaml is unchanged).
+COMPOSE_FILES = -f docker-compose.yaml $(if $(filter debian,$(BASES)),-f infrastructure/standins/compose.yaml)
+COMPOSE = $(if $(filter 1,$(DRY_RUN)),@echo docker compose,REGISTRY=$(REGISTRY) TAG=$(BUILD_TAG) $(DOCKER) compose) $(COMPOSE_FILES) --env-file env.secret
 
 .PHONY: up down
-up: secrets build_all ## build the images, then run the whole stack (both products) with docker compose
+up: secrets $(if $(filter debian,$(BASES)),standins) build_all ## build the images, then run the whole stack (both products) with docker compose (BASES=debian: where nothing can be pulled)
 	$(COMPOSE) up --detach
-	@echo "BI: http://localhost:8501  MLflow: http://localhost:5000"
+	@echo "BI: http://localhost:8501  MLflow: http://localhost:5000  API: http://localhost:8000/v0/docs  Portal: http://localhost:8502"
 down: ## stop the compose stack (volumes are kept; `docker compose down -v` drops them)
 	$(COMPOSE) down
 

@@ -36,9 +36,16 @@ else
     --include=python3,python-is-python3,ca-certificates,netbase,tzdata \
     bookworm "$work/root" "$mirror" > "$work/debootstrap.log" \
     || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
-  # As slim images do: no package lists, caches, manuals or documentation.
+  # As slim images do: no package lists, caches, manuals or documentation, and apt told
+  # to keep no caches when an image installs a package (Debian's docker-clean).
   $sudo rm -rf "$work"/root/var/lib/apt/lists/* "$work"/root/var/cache/apt/* \
     "$work"/root/usr/share/doc/* "$work"/root/usr/share/man/* "$work"/root/usr/share/info/*
+  $sudo tee "$work/root/etc/apt/apt.conf.d/docker-clean" >/dev/null <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
   $sudo tar -C "$work/root" --numeric-owner -c . | $docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
