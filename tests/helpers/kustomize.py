@@ -96,22 +96,16 @@ def rename_references(spec: dict, names: dict[tuple[str, str], str]) -> None:
     def renamed(kind: str, name: str) -> str:
         return names.get((kind, name), name)
 
+    # Where a pod names a ConfigMap or a Secret: envFrom sources, env values' key refs.
+    references = (("configMapRef", "ConfigMap"), ("secretRef", "Secret"),
+                  ("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret"))  # fmt: skip
     for container in containers(spec):
-        for source in container.get("envFrom", []):
-            if "configMapRef" in source:
-                ref = source["configMapRef"]
-                ref["name"] = renamed("ConfigMap", ref["name"])
-            if "secretRef" in source:
-                ref = source["secretRef"]
-                ref["name"] = renamed("Secret", ref["name"])
-        for variable in container.get("env", []):
-            value_from = variable.get("valueFrom", {})
-            if "configMapKeyRef" in value_from:
-                ref = value_from["configMapKeyRef"]
-                ref["name"] = renamed("ConfigMap", ref["name"])
-            if "secretKeyRef" in value_from:
-                ref = value_from["secretKeyRef"]
-                ref["name"] = renamed("Secret", ref["name"])
+        sources = [*container.get("envFrom", [])]
+        sources += [variable.get("valueFrom", {}) for variable in container.get("env", [])]
+        for source in sources:
+            for key, kind in references:
+                if key in source:
+                    source[key]["name"] = renamed(kind, source[key]["name"])
     for volume in spec.get("volumes", []):
         if "configMap" in volume:
             volume["configMap"]["name"] = renamed("ConfigMap", volume["configMap"]["name"])
