@@ -15,32 +15,10 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${UV_IMAGE} AS uv
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE}
 # The workspace member to install, e.g. mlsys-api; FILES: paths copied into /app with it.
 ARG PACKAGE
 ARG FILES=""
-COPY --from=uv /uv /usr/local/bin/uv
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PYTHON=python3
-WORKDIR /app
-# With --frozen, the lock alone says what to install: no member's pyproject.toml is needed
-# for this layer, so it is rebuilt only when the lock changes. uv's downloads are shared
-# by every image's build (the cache mount: https://docs.docker.com/build/cache/optimize/);
-# a CA bundle is handed in as a secret where PyPI is reached through a TLS proxy, so it is
-# never in a layer (`images.py build` passes SSL_CERT_FILE's file when that is set).
-COPY pyproject.toml uv.lock ./
-RUN --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
-    --mount=type=secret,id=ca_bundle \
-    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
-    test -n "$PACKAGE" && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
-COPY . /src
-WORKDIR /src
-RUN --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
-    --mount=type=secret,id=ca_bundle \
-    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
-    UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --frozen --no-dev --no-editable --package "$PACKAGE" \
-    && mkdir /files && for path in $FILES; do cp -r --parents "$path" /files/; done
-
-FROM ${PYTHON_IMAGE}
 # The process the container runs unless Kubernetes or compose name another.
 ARG COMMAND
 ARG APT_PACKAGES=""
@@ -57,8 +35,32 @@ RUN if [ -n "$APT_PACKAGES" ]; then \
     && chmod 755 /usr/local/bin/start \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlsys \
     && for path in $WRITABLE; do mkdir -p "$path" && chown 10001:10001 "$path"; done
-COPY --from=build /app/.venv /app/.venv
-COPY --from=build /files/ /app/
+# The environment is made where it runs, from mounts that leave nothing behind: uv itself,
+# the sources, uv's downloads (a cache shared by every image's build:
+# https://docs.docker.com/build/cache/optimize/) and, where PyPI is reached through a TLS
+# proxy, its CA (`images.py build` passes SSL_CERT_FILE's file as a secret when that is
+# set). So the image holds one copy of the environment and nothing of the build.
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PYTHON=python3 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+# Dependencies first, from the lock alone (with --frozen no member's pyproject.toml is
+# read): this layer is rebuilt only when the lock changes.
+RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
+    --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
+    --mount=type=secret,id=ca_bundle \
+    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
+    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    test -n "$PACKAGE" \
+    && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
+# Then the member and the workspace packages it depends on, and its files.
+RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
+    --mount=type=cache,target=/root/.cache/uv,id=mlsys-uv \
+    --mount=type=secret,id=ca_bundle \
+    --mount=type=bind,target=/src,readwrite \
+    if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    uv sync --frozen --no-dev --no-editable --package "$PACKAGE" \
+    && for path in $FILES; do cp -r --parents "$path" /app/; done
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
 WORKDIR /app
 USER 10001

@@ -77,13 +77,11 @@ def test_hadolint_passes(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_pattern_copies_only_paths_that_exist():
+def test_the_pattern_mounts_only_paths_that_exist():
     for keyword, argument in instructions(PATTERN):
-        if keyword != "COPY" or "--from=" in argument:
-            continue
-        *sources, _ = shlex.split(argument)
-        for source in sources:
-            assert (ROOT / source).exists(), f"COPY {source} does not exist"
+        for source in re.findall(r"--mount=type=bind,source=([^,\s]+)", argument):
+            assert (ROOT / source).exists(), f"bind mount of {source}: it does not exist"
+        assert keyword != "COPY" or "--from=" in argument, "the sources reach the build as mounts"
 
 
 @pytest.mark.parametrize("name", COMPONENT_IMAGES)
@@ -127,12 +125,18 @@ def test_the_debian_bases_stand_for_the_pinned_official_ones():
         assert f"{argument}={image}" in command
 
 
-def test_the_runtime_holds_only_the_environment_and_the_files():
-    final = instructions(PATTERN)
-    final = final[max(i for i, (k, _) in enumerate(final) if k == "FROM") :]
-    copies = [argument for keyword, argument in final if keyword == "COPY"]
-    assert copies == ["--from=build /app/.venv /app/.venv", "--from=build /files/ /app/"]
-    assert ("CMD", '["start"]') in final
+def test_the_image_holds_one_environment_and_nothing_of_the_build():
+    """One stage after the uv image: the environment is made where it runs, from mounts
+    (uv, the sources, uv's cache, the CA secret), so no layer holds a second copy of it,
+    uv or the sources."""
+    steps = instructions(PATTERN)
+    froms = [argument for keyword, argument in steps if keyword == "FROM"]
+    assert froms == ["${UV_IMAGE} AS uv", "${PYTHON_IMAGE}"]
+    assert not [argument for keyword, argument in steps if keyword in {"COPY", "ADD"}]
+    syncs = [argument for keyword, argument in steps if keyword == "RUN" and "uv sync" in argument]
+    assert len(syncs) == 2 and all("--mount=from=uv" in run for run in syncs)
+    assert "--no-install-workspace" in syncs[0] and "target=/src,readwrite" in syncs[1]
+    assert ("CMD", '["start"]') in steps
 
 
 @pytest.mark.parametrize(
@@ -193,7 +197,8 @@ def test_elasticsearch_image_has_the_japanese_analysis_plugins():
 
 def test_dockerignore_keeps_local_state_out():
     ignored = dockerignore()
-    for path in ("**/.venv", ".mlsys", ".tools", ".git", "env.secret*", "tests"):
+    # Caches too: a lint run before a build would otherwise change what every image copies.
+    for path in ("**/.venv", ".mlsys", ".tools", ".git", "env.secret*", "tests", ".mypy_cache"):
         assert path in ignored
 
 
