@@ -141,8 +141,10 @@ def images(engine) -> tuple[str, str]:
     return registry, tag
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(images, tmp_path_factory):
+    """A module's pods, all stopped after it: a server left running would slow every
+    later test of the run."""
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), *images)
     yield cluster
     cluster.close()
