@@ -5,14 +5,12 @@
     python3 infrastructure/images.py build NAME --registry R --tag T [--bases debian]
         [--dry-run] [--push]
     python3 infrastructure/images.py record --registry R --tag T [--output FILE]
-    python3 infrastructure/images.py sizes --registry R --tag T
     python3 infrastructure/images.py standins [--dry-run]
 
 Standard library only: the Makefile runs it before anything is installed.
 """
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -47,6 +45,12 @@ def docker() -> str:
     if os.environ.get("DOCKER"):
         return os.environ["DOCKER"]
     return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
+
+def run_docker(step: list[str]) -> None:
+    """A `docker ...` step with this machine's client, BuildKit on."""
+    environment = os.environ | {"DOCKER_BUILDKIT": "1"}
+    subprocess.run([docker(), *step[1:]], cwd=ROOT, check=True, env=environment)
 
 
 def tag(name: str, registry: str, version: str) -> str:
@@ -104,8 +108,7 @@ def build(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(shlex.join(step))
             continue
-        environment = os.environ | {"DOCKER_BUILDKIT": "1"}
-        subprocess.run([docker(), *step[1:]], cwd=ROOT, check=True, env=environment)
+        run_docker(step)
     if not args.dry_run:
         print(f"{tag(args.name, args.registry, args.tag)}: {size_mb(steps[0][-2])} MB")
     return 0
@@ -121,14 +124,6 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
-def sizes(args: argparse.Namespace) -> int:
-    """Each built image's size (the README's table), as JSON lines."""
-    for name in IMAGES:
-        reference = tag(name, args.registry, args.tag)
-        print(json.dumps({"image": reference, "mb": size_mb(reference)}))
-    return 0
-
-
 def standins(args: argparse.Namespace) -> int:
     """Build the stand-ins of standins.toml on the Debian base (`make base_images`)."""
     for name, standin in STANDINS.items():
@@ -138,8 +133,7 @@ def standins(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(shlex.join(step))
             continue
-        environment = os.environ | {"DOCKER_BUILDKIT": "1"}
-        subprocess.run([docker(), *step[1:]], cwd=ROOT, check=True, env=environment)
+        run_docker(step)
         print(f"{standin['image']} (for {standin['replaces']}): {size_mb(standin['image'])} MB")
     return 0
 
@@ -155,7 +149,6 @@ def main() -> int:
     build_parser.add_argument("--bases", choices=["official", "debian"], default="official")
     record_parser = commands.add_parser("record", help="record the registry and tag built")
     record_parser.add_argument("--output", default=str(BUILT.relative_to(ROOT)))
-    commands.add_parser("sizes", help="print each image's size")
     commands.add_parser("standins", help="build the service stand-ins of standins.toml")
     for command in commands.choices.values():
         command.add_argument("--registry", default="localhost:5000")
@@ -168,7 +161,7 @@ def main() -> int:
     if args.action == "bases":
         print("\n".join(f"{key}={value}" for key, value in DEBIAN_BASES.items()))
         return 0
-    actions = {"build": build, "record": record, "sizes": sizes, "standins": standins}
+    actions = {"build": build, "record": record, "standins": standins}
     return actions[args.action](args)
 
 

@@ -12,13 +12,11 @@ workloads run with SEARCH_ENGINE=local (see `AIANIMALS_OVERRIDES`).
 """
 
 import base64
-import os
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infrastructure.images import BUILT, IMAGES, STANDINS, docker
 from tests.helpers.manifests import NAMESPACES, copy_with_secrets, rendered
@@ -148,11 +146,3 @@ def cluster(images, tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), *images)
     yield cluster
     cluster.close()
-
-
-def fault(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
