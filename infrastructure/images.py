@@ -11,6 +11,7 @@ Standard library only: the Makefile runs it before anything is installed.
 """
 
 import argparse
+import hashlib
 import os
 import re
 import shlex
@@ -28,8 +29,11 @@ BUILT = ROOT / "infrastructure" / "images.built.env"
 OFFICIAL_BASES = dict(
     re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 )
+# The Python base's tag names the recipe (a digest of base_images.sh): a changed recipe is a
+# new base, never an old image kept under the same name.
+_RECIPE = hashlib.sha256((ROOT / "infrastructure/scripts/base_images.sh").read_bytes())
 DEBIAN_BASES = {
-    "PYTHON_IMAGE": "mlsys-base/python:3.11-bookworm",
+    "PYTHON_IMAGE": f"mlsys-base/python:3.11-bookworm-{_RECIPE.hexdigest()[:8]}",
     "UV_IMAGE": "mlsys-base/uv:" + OFFICIAL_BASES["UV_IMAGE"].rsplit(":", 1)[1],
 }
 
@@ -73,6 +77,7 @@ def build_command(name: str, registry: str, version: str, bases: str = "official
             "FILES": " ".join(image.get("files", [])),
             "APT_PACKAGES": " ".join(image.get("apt", [])),
             "WRITABLE": " ".join(image.get("writable", [])),
+            "BYTECODE": " ".join(image.get("bytecode", [])),
         }
         if bases == "debian":
             arguments |= DEBIAN_BASES

@@ -5,8 +5,9 @@
 #                 `docker import`): what python:3.11-slim-bookworm holds, from Debian packages
 #   UV_IMAGE      uv's binaries from its PyPI wheel in an otherwise empty image, as
 #                 ghcr.io/astral-sh/uv is
-# Their names: `python3 infrastructure/images.py bases`. An image that exists already is
-# kept (delete it to rebuild). Needs root or sudo (debootstrap) and the Debian package
+# Their names: `python3 infrastructure/images.py bases`; the Python base's tag ends with a
+# digest of this script, so that a changed recipe makes a new base. An image that exists
+# already is kept. Needs root or sudo (debootstrap) and the Debian package
 # debootstrap, installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,10 +37,27 @@ else
     --include=python3,python-is-python3,ca-certificates,netbase,tzdata \
     bookworm "$work/root" "$mirror" > "$work/debootstrap.log" \
     || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
-  # As slim images do: no package lists, caches, manuals or documentation, and apt told
-  # to keep no caches when an image installs a package (Debian's docker-clean).
+  # As Debian's slim images do (debuerreotype's slimify): no manuals, documentation but the
+  # copyright files, or translations (33 MB of /usr/share/locale), now and for every
+  # package an image installs later; no package lists or caches, and apt told to keep none
+  # (Debian's docker-clean).
+  $sudo tee "$work/root/etc/dpkg/dpkg.cfg.d/docker" >/dev/null <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/man/*
+DPKG
+  $sudo find "$work/root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  $sudo find "$work/root/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias \
+    -exec rm -rf {} +
   $sudo rm -rf "$work"/root/var/lib/apt/lists/* "$work"/root/var/cache/apt/* \
-    "$work"/root/usr/share/doc/* "$work"/root/usr/share/man/* "$work"/root/usr/share/info/*
+    "$work"/root/usr/share/man/* "$work"/root/usr/share/info/* \
+    "$work"/root/usr/share/groff/* "$work"/root/usr/share/lintian/*
   $sudo tee "$work/root/etc/apt/apt.conf.d/docker-clean" >/dev/null <<'APT'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
 APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
