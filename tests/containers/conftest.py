@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from infrastructure.images import BUILT, IMAGES, STANDINS, docker
+from mlsys.pipelines.kubelet import Pod, Started, run, scratch, wait_ready, workloads
 from tests.helpers.manifests import NAMESPACES, copy_with_secrets, rendered
-from tests.helpers.pods import Pod, Started, run, scratch, wait_ready, workloads
 from tests.helpers.services import require
 
 pytestmark = pytest.mark.container

@@ -1,5 +1,5 @@
 """The faults only a running pod shows, each caught by the container tests: one fixture
-per class (tests/containers/faults), started as the workloads are (tests.helpers.pods),
+per class (tests/containers/faults), started as the workloads are (mlsys.pipelines.kubelet),
 must fail with the reason Kubernetes would give and the words that name the fault."""
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.pods import CreateContainerConfigError, run, workloads
+from mlsys.pipelines.kubelet import CreateContainerConfigError, run, workloads
 
 pytestmark = pytest.mark.container
 

@@ -1,5 +1,5 @@
 """Every Deployment and Job of the rendered manifests that runs one of our images, started
-from that image as Kubernetes would start it (tests.helpers.pods), in the order
+from that image as Kubernetes would start it (mlsys.pipelines.kubelet), in the order
 `make deploy_base` applies them: each server passes its readiness probe within the time
 its probes allow, each Job completes, each consumer keeps running and does its work, and
 the API answers the Android app's calls from its container.
@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from infrastructure.images import docker
+from mlsys.pipelines.kubelet import workloads
 from tests.helpers.aianimals import android_app_sequence, search
 from tests.helpers.http import login
-from tests.helpers.pods import workloads
 
 pytestmark = pytest.mark.container
 

@@ -1,4 +1,4 @@
-"""tests.helpers.kustomize renders what `kubectl kustomize` renders (where kubectl is
+"""mlsys.pipelines.kustomize renders what `kubectl kustomize` renders (where kubectl is
 here): the same objects, generated names suffixed or not alike, the same references in
 pod templates, the same images. Suffixes themselves may differ (see the module)."""
 
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.helpers.kustomize import render
+from mlsys.pipelines.kustomize import render
 from tests.helpers.manifests import NAMESPACES, fetched, kustomization
 
 SUFFIX = re.compile(r"-[a-z0-9]{10}$")

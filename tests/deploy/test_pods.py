@@ -1,10 +1,10 @@
-"""How tests.helpers.pods assembles a container as the kubelet does: the environment from
+"""How mlsys.pipelines.kubelet assembles a container as the kubelet does: the environment from
 envFrom then env (later wins), `$(VAR)` expanded in values, command and args, a missing
 object or key refused unless optional."""
 
 import pytest
 
-from tests.helpers.pods import CreateContainerConfigError, Pod, argv, environment, quantity
+from mlsys.pipelines.kubelet import CreateContainerConfigError, Pod, argv, environment, quantity
 
 DOCUMENTS = [
     {"kind": "ConfigMap", "metadata": {"name": "config-abc", "namespace": "n"},

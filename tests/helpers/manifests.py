@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.helpers.kustomize import render
+from mlsys.pipelines import kustomize
+from mlsys.pipelines.kustomize import render
 from tests.helpers.paths import ROOT
 
 MANIFESTS = ROOT / "infrastructure" / "manifests"
@@ -50,12 +51,7 @@ def local_resources(folder: Path) -> list[dict]:
 
 def rendered(folder: Path) -> list[dict]:
     """`kubectl kustomize` output where kubectl is here and nothing must be downloaded,
-    else the same kinds of objects rendered by tests.helpers.kustomize (whose name suffixes
+    else the same kinds of objects rendered by mlsys.pipelines.kustomize (whose name suffixes
     are not kustomize's digests, but suffixed and referred to the same way)."""
     remote = any(fetched(folder, r) for r in kustomization(folder)["resources"])
-    if shutil.which("kubectl") and not remote:
-        output = subprocess.run(
-            ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
-        ).stdout
-        return [d for d in yaml.safe_load_all(output) if d]
-    return render(folder)
+    return render(folder) if remote else kustomize.rendered(folder)

@@ -3,7 +3,7 @@ local resources, the namespace, ConfigMap and Secret generators (env files, file
 literals) with kustomize's name suffix hash unless disabled, the references to generated
 objects in pod templates rewritten to the suffixed names, and image replacements.
 
-No Kubernetes binary exists where the tests run, and the container tests must start each
+No Kubernetes binary need exist where the local runner and the tests run, and they must start each
 pod with exactly the objects its namespace renders: a pod naming `platform-config` where
 only `platform-config-<hash>` is rendered fails as the kubelet fails it.
 """
@@ -12,6 +12,8 @@ import base64
 import copy
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -149,3 +151,13 @@ def render(folder: Path) -> list[dict]:
             rename_references(spec, names)
             replace_images(spec, kustomization.get("images", []))
     return documents
+
+
+def rendered(folder: Path) -> list[dict]:
+    """`kubectl kustomize` output where kubectl is here, else render()'s."""
+    if shutil.which("kubectl"):
+        output = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
+        ).stdout
+        return [d for d in yaml.safe_load_all(output) if d]
+    return render(folder)

@@ -22,7 +22,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infrastructure.images import docker
+
+def docker() -> str:
+    """The client: $DOCKER, else Debian's /usr/bin/docker where it is (it builds with
+    BuildKit without the buildx plugin; infrastructure/images.py picks it the same way),
+    else `docker` on PATH."""
+    if os.environ.get("DOCKER"):
+        return os.environ["DOCKER"]
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
 
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
@@ -271,7 +279,7 @@ def _volume_source(
                        "mode=0777")  # fmt: skip
     if "configMap" in volume or "secret" in volume:
         return _volume_files(volume, documents, pod.namespace, files)
-    raise CreateContainerConfigError(f"volume {name}: a kind the tests do not start")
+    raise CreateContainerConfigError(f"volume {name}: a kind the local runner does not start")
 
 
 def scratch(folder: Path, size: str | int, options: str) -> Path:
@@ -313,7 +321,7 @@ def run(
     documents: list[dict],
     *,
     network: str,
-    aliases: list[str] = (),
+    aliases: tuple[str, ...] = (),
     replace_image: dict[str, str] | None = None,
     overrides: dict[str, str] | None = None,
     shared: dict[str, Path] | None = None,
