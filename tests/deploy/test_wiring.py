@@ -38,7 +38,7 @@ def test_every_fixture_is_used():
     used = {
         "compose-volume-root-owned", "claim-not-writable", "erlang-cookie",
         "job-not-reappliable", "shared-read-write-once", "demo-patch-schedule",
-        "undeclared-parameter", "gate-judges-the-latest",
+        "undeclared-parameter", "gate-judges-the-latest", "hashed-generated-names",
     }  # fmt: skip
     assert {path.stem for path in FAULTS.glob("*.yaml")} == used
 
@@ -171,4 +171,39 @@ def test_a_version_not_fed_from_the_training_task_is_caught():
                 task["depends"] = "validate-data"
     assert wiring.handoff_faults(workflow) == [
         "task promotion-gate: does not depend on backtest-train, whose output it reads"
+    ]
+
+
+# Every name a pod or an Argo template refers to is rendered by its namespace.
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_referenced_object_is_rendered(manifests, namespace):
+    crons = [c for c in CRONS.values() if c["metadata"]["namespace"] == namespace]
+    assert wiring.reference_faults(rendered(manifests / namespace), crons) == []
+
+
+def test_generated_names_the_workflows_miss_are_caught():
+    fault = fixture("hashed-generated-names")
+    assert wiring.reference_faults(fault["documents"], [fault["cron"]]) == [
+        "violation-retrain/retrain: ConfigMap platform-config is not rendered",
+        "violation-retrain/retrain: Secret postgres-violation-detection is not rendered",
+        "violation-retrain/retrain: Secret mlflow-credentials is not rendered",
+    ]
+
+
+def test_missing_keys_accounts_and_claims_are_caught():
+    documents = [
+        {"kind": "Secret", "metadata": {"name": "s"}, "data": {"A": ""}},
+        {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
+            "serviceAccountName": "robot",
+            "containers": [{"env": [{"name": "B", "valueFrom": {
+                "secretKeyRef": {"name": "s", "key": "B"}}}]}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "photos"}}],
+        }}}},
+    ]  # fmt: skip
+    assert wiring.reference_faults(documents) == [
+        "deployment d: ServiceAccount robot is not rendered",
+        "deployment d: Secret s has no key B",
+        "deployment d: PersistentVolumeClaim photos is not rendered",
     ]

@@ -289,3 +289,69 @@ def _fed_faults(task: dict, parameter: str, templates: dict, dag: list[dict]) ->
     if path is None or path not in made["container"].get("args", []):
         return [f"task {producer}: output {output} is not a file its command writes"]
     return []
+
+
+def _pod_specs(documents: list[dict], workflows: list[dict]):
+    """(who, pod-level spec, containers, volumes) of every workload and workflow template."""
+    for workload, pod, _ in pods(documents):
+        who = f"{workload['kind'].lower()} {workload['metadata']['name']}"
+        containers = pod.get("initContainers", []) + pod.get("containers", [])
+        yield who, pod, containers, pod.get("volumes", []), workload
+    for cron in workflows:
+        spec = cron["spec"].get("workflowSpec", cron["spec"])
+        for template in spec["templates"]:
+            if "container" in template:
+                who = f"{cron['metadata']['name']}/{template['name']}"
+                volumes = spec.get("volumes", []) + template.get("volumes", [])
+                yield who, spec, [template["container"]], volumes, None
+
+
+def reference_faults(documents: list[dict], workflows: list[dict] = ()) -> list[str]:
+    """Every ConfigMap, Secret (and key), ServiceAccount and claim that a pod or an Argo
+    template of the namespace names is one the namespace renders: else the kubelet refuses
+    the container (CreateContainerConfigError) or the pod is never admitted. Kustomize
+    suffixes generated names with a hash, which the Argo YAML, applied apart, does not see."""
+    objects: dict[str, dict[str, set[str]]] = {"ConfigMap": {}, "Secret": {}}
+    accounts, claims = {"default"}, set()
+    for document in documents:
+        kind, name = document["kind"], document["metadata"]["name"]
+        if kind in objects:
+            keys = {**(document.get("data") or {}), **(document.get("stringData") or {})}
+            objects[kind][name] = set(keys)
+        elif kind == "ServiceAccount":
+            accounts.add(name)
+        elif kind == "PersistentVolumeClaim":
+            claims.add(name)
+    faults = []
+
+    def check(who: str, kind: str, name: str, key: str | None = None) -> None:
+        if name not in objects[kind]:
+            faults.append(f"{who}: {kind} {name} is not rendered")
+        elif key is not None and key not in objects[kind][name]:
+            faults.append(f"{who}: {kind} {name} has no key {key}")
+
+    for who, pod, containers, volumes, workload in _pod_specs(documents, workflows):
+        account = pod.get("serviceAccountName")
+        if account and account not in accounts:
+            faults.append(f"{who}: ServiceAccount {account} is not rendered")
+        for container in containers:
+            for source in container.get("envFrom", []):
+                for ref, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                    if ref in source and not source[ref].get("optional"):
+                        check(who, kind, source[ref]["name"])
+            for variable in container.get("env", []):
+                value_from = variable.get("valueFrom", {})
+                for ref, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                    if ref in value_from and not value_from[ref].get("optional"):
+                        check(who, kind, value_from[ref]["name"], value_from[ref]["key"])
+        templates = {t["metadata"]["name"] for t in (workload or {}).get("spec", {}).get(
+            "volumeClaimTemplates", [])}  # fmt: skip
+        for volume in volumes:
+            if "configMap" in volume and not volume["configMap"].get("optional"):
+                check(who, "ConfigMap", volume["configMap"]["name"])
+            if "secret" in volume and not volume["secret"].get("optional"):
+                check(who, "Secret", volume["secret"]["secretName"])
+            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+            if claim and claim not in claims | templates:
+                faults.append(f"{who}: PersistentVolumeClaim {claim} is not rendered")
+    return faults
