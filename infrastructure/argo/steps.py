@@ -71,6 +71,12 @@ def job(
     )
 
 
+# Each run ends within this, so that one stuck Pending (no node fits, an image that cannot
+# be pulled) does not hold the Forbid concurrency policy forever; the longest, retraining the
+# classifier at full size, takes minutes.
+DEADLINE_SECONDS = 3 * 3600
+
+
 def cron(name: str, namespace: str, schedule: str, entrypoint: str) -> CronWorkflow:
     return CronWorkflow(
         name=name,
@@ -84,4 +90,5 @@ def cron(name: str, namespace: str, schedule: str, entrypoint: str) -> CronWorkf
         service_account_name=SERVICE_ACCOUNT,
         security_context=POD_SECURITY,
         entrypoint=entrypoint,
+        active_deadline_seconds=DEADLINE_SECONDS,
     )

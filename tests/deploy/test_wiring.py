@@ -39,6 +39,7 @@ def test_every_fixture_is_used():
         "compose-volume-root-owned", "claim-not-writable", "erlang-cookie",
         "job-not-reappliable", "shared-read-write-once", "demo-patch-schedule",
         "undeclared-parameter", "gate-judges-the-latest", "hashed-generated-names",
+        "no-active-deadline",
     }  # fmt: skip
     assert {path.stem for path in FAULTS.glob("*.yaml")} == used
 
@@ -114,6 +115,17 @@ def test_a_read_write_once_claim_of_two_replicas_and_a_job_is_caught():
 @pytest.mark.parametrize("name", sorted(CRONS))
 def test_cron_workflows_are_valid_for_argo(name):
     assert wiring.cron_workflow_faults(CRONS[name]) == []
+
+
+@pytest.mark.parametrize("name", sorted(CRONS))
+def test_every_run_has_a_deadline(name):
+    assert wiring.deadline_faults(CRONS[name]) == []
+
+
+def test_a_forbid_policy_without_a_deadline_is_caught():
+    assert wiring.deadline_faults(fixture("no-active-deadline")["cron"]) == [
+        "register-next-week: Forbid without activeDeadlineSeconds"
+    ]
 
 
 def test_the_documented_demo_patches_leave_valid_cron_workflows():

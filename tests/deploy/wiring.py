@@ -250,6 +250,17 @@ def cron_workflow_faults(cron: dict) -> list[str]:
     return faults
 
 
+def deadline_faults(cron: dict) -> list[str]:
+    """A CronWorkflow with `concurrencyPolicy: Forbid` whose runs have no deadline: one run
+    stuck Pending blocks every later one."""
+    spec = cron["spec"]
+    if spec.get("concurrencyPolicy") == "Forbid" and not spec["workflowSpec"].get(
+        "activeDeadlineSeconds"
+    ):
+        return [f"{cron['metadata']['name']}: Forbid without activeDeadlineSeconds"]
+    return []
+
+
 def handoff_faults(workflow: dict) -> list[str]:
     """Every step that acts on what an earlier step made (CONSUMES) receives it as an input
     parameter, fed by the DAG from an output parameter of a task it depends on, which that
