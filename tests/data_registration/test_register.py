@@ -186,7 +186,24 @@ def test_an_initial_registration_can_stop_at_a_week_for_the_weekly_feed(profile)
         assert weekly.exit_code == 0, weekly.output
         weeks.append(int(weekly.output.rsplit("written: ", 1)[1]))
     assert weeks == [700, 700, 700, 500]  # weeks 49-51, and 52 whose file ends on Friday
+    # Issue 31: the file used up is a quiet Monday (exit 0), not a failed run each week.
+    before = snapshot()["item_sales"]
     nothing = register("--sales", REAL_SALES, "--latest-week-only")
-    assert nothing.exit_code == 1
-    assert "no sales of week 2022-01" in nothing.output and "nothing written" in nothing.output
+    assert nothing.exit_code == 0, nothing.output
+    assert "nothing to register: the file's sales end on 2021-12-31" in nothing.output
+    assert snapshot()["item_sales"] == before
     assert register("--sales", REAL_SALES, "--until-week", "48").exit_code == 2
+
+
+def test_a_missing_week_in_the_middle_of_the_file_fails_the_weekly_feed(profile, tmp_path):
+    """A file that holds later weeks but not the next one: a delivery is missing."""
+    assert (
+        register("--master-dir", REAL, "--sales", REAL_SALES, "--until-week", "2021-48").exit_code
+        == 0
+    )
+    sales = pd.read_csv(REAL_SALES)
+    gap = write_sales(sales[(sales["date"] < "2021-12-06") | (sales["date"] >= "2021-12-13")],
+                      tmp_path / "gap.csv")  # fmt: skip
+    result = register("--sales", gap, "--latest-week-only")
+    assert result.exit_code == 1
+    assert "no sales of week 2021-49" in result.output and "nothing written" in result.output

@@ -50,7 +50,8 @@ def register(
         bool,
         typer.Option(
             help="Register only the ISO week after the latest one already in the database "
-            "(the weekly feed); exits 1 when the file holds none of that week."
+            "(the weekly feed): nothing, exit 0, when the file ends before that week; exit 1 "
+            "when the file holds later weeks but not that one (a missing delivery)."
         ),
     ] = False,
     until_week: Annotated[
@@ -86,6 +87,12 @@ def register(
     except InvalidInput as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+    if summary.nothing_after is not None:
+        typer.echo(
+            f"nothing to register: the file's sales end on {summary.nothing_after}, before "
+            "the week after the latest registered one"
+        )
+        return
     typer.echo(
         f"master rows written: {summary.master_rows}; sales rows read: {summary.sales_rows_read}, "
         f"selected: {summary.sales_rows_selected}, written: {summary.sales_rows_written}"

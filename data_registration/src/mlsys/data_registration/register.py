@@ -34,6 +34,8 @@ class RegistrationSummary:
     sales_rows_read: int = 0
     sales_rows_selected: int = 0
     sales_rows_written: int = 0
+    # The weekly feed's file holds nothing after the latest registered week (used up).
+    nothing_after: date | None = None
 
 
 def week_start(day: date) -> date:
@@ -100,8 +102,10 @@ def register(
     """Load master data and/or daily sales idempotently; raises InvalidInput on bad input.
 
     `latest_week_only`: only the ISO week after the latest registered one (the weekly
-    feed), and InvalidInput when the file holds none of it. `until_week`: only sales up to
-    that ISO week (an initial registration that leaves later weeks to the weekly feed).
+    feed): nothing (`nothing_after` set) when the file ends before that week, InvalidInput
+    when the file holds later weeks but none of it (a delivery is missing). `until_week`:
+    only sales up to that ISO week (an initial registration that leaves later weeks to the
+    weekly feed).
     Everything happens in one transaction: a bad row anywhere leaves the database as it was.
     """
     last_day = last_day_of_week(until_week) if until_week else None
@@ -121,9 +125,12 @@ def register(
         store_ids, item_ids = master_ids(connection)
         with Progress(disable=not show_progress, transient=True) as progress:
             task = progress.add_task(f"reading {sales_path.name}", total=count_lines(sales_path))
+            latest_in_file: date | None = None
             for chunk in read_sales(sales_path, store_ids, item_ids):
                 summary.sales_rows_read += len(chunk)
                 progress.advance(task, len(chunk))
+                if not chunk.empty:
+                    latest_in_file = max(filter(None, (latest_in_file, chunk["date"].max())))
                 if week is not None:
                     chunk = chunk[
                         (chunk["date"] >= week) & (chunk["date"] < week + timedelta(days=7))
@@ -135,6 +142,11 @@ def register(
                 staging.add(chunk.assign(is_generated=generated), lines=line_numbers(chunk))
                 summary.sales_rows_selected += len(chunk)
         if week is not None and not summary.sales_rows_selected:
+            if latest_in_file is not None and latest_in_file < week:
+                # The delivered file is used up: a quiet week for the feed, not an error.
+                summary.nothing_after = latest_in_file
+                log.info("nothing to register after %s", latest_in_file)
+                return summary
             year, number, _ = week.isocalendar()
             raise InvalidInput(
                 sales_path,
