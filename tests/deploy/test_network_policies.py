@@ -56,6 +56,7 @@ NEEDED = [
     ("ingress-nginx", {}, "aianimals", app("ab-test-proxy"), 8080),  # ... in an experiment
     ("aianimals", app("ab-test-proxy"), "aianimals", app("api"), 8000),
     ("ingress-nginx", {}, "beverage-sales-forecasting", app("bi"), 8501),
+    ("monitoring", app("prometheus"), "aianimals", app("violation-classifier"), 8100),
 ]
 REFUSED = [
     ("aianimals", app("api"), "aianimals", app("rabbitmq"), 5672),  # the API uses the outbox
@@ -81,6 +82,7 @@ REFUSED = [
     ("default", {}, "data", app("postgres"), 5432),  # anything else in the cluster
     ("default", {}, "aianimals", app("redis"), 6379),
     ("default", {}, "mlflow", app("mlflow"), 5000),
+    ("default", {}, "aianimals", app("violation-classifier"), 8100),
     ("data", app("postgres"), "aianimals", app("api"), 9999),  # a port nobody serves
 ]
 
@@ -171,3 +173,20 @@ def test_every_pod_of_the_platform_is_governed_by_a_named_policy():
                 assert any(selects(p["spec"]["podSelector"], labels) for p in named), (
                     f"{namespace}/{path.name}: no policy for pods {labels}"
                 )
+
+
+def test_prometheus_may_scrape_every_pod_that_asks_to_be_scraped():
+    """A pod annotated prometheus.io/scrape admits Prometheus (namespace monitoring) on the
+    annotated port: the classifier's server did not."""
+    scraped = []
+    for namespace in NAMESPACES:
+        for path in Path(MANIFESTS / namespace).glob("*.yaml"):
+            for document in yaml.safe_load_all(path.read_text()):
+                template = (document or {}).get("spec", {}).get("template", {})
+                annotations = template.get("metadata", {}).get("annotations", {})
+                if annotations.get("prometheus.io/scrape") == "true":
+                    labels = template["metadata"]["labels"]
+                    port = int(annotations["prometheus.io/port"])
+                    scraped.append(labels["app.kubernetes.io/name"])
+                    assert flow("monitoring", app("prometheus"), namespace, labels, port), labels
+    assert {"api", "violation-classifier"} <= set(scraped)
