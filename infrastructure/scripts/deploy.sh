@@ -8,7 +8,7 @@
 # replace the committed placeholders (localhost:5000/...:latest) in a copy of what is
 # applied; `latest` is refused, and before anything is applied every image the step will
 # name must exist in REGISTRY (`docker manifest inspect`), else it stops naming the missing.
-#   usage: deploy.sh initialize|base|job|delete
+#   usage: deploy.sh initialize|base|job|delete|wait NAMESPACE KIND/NAME
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 manifests=infrastructure/manifests
@@ -112,11 +112,34 @@ initialize() {  # the namespaces
   done
 }
 
-wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's completion
+wait_for() {  # wait_for NAMESPACE KIND/NAME: a rollout, or a Job's end
   case "$2" in
-    job/*) run kubectl -n "$1" wait --for=condition=complete "$2" --timeout=1200s ;;
+    job/*) wait_for_job "$1" "$2" 1200 ;;
     *) run kubectl -n "$1" rollout status "$2" --timeout=600s ;;
   esac
+}
+
+wait_for_job() {  # wait_for_job NAMESPACE job/NAME SECONDS: Complete, or Failed at once
+  # (`kubectl wait --for=condition=complete` waits out its timeout on a Job that failed)
+  local namespace=$1 job=$2 deadline=$((SECONDS + $3)) state
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "+ kubectl -n $namespace wait $job: Complete or Failed, within $3 s"
+    return
+  fi
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    state=$(kubectl -n "$namespace" get "$job" \
+      -o jsonpath='{.status.conditions[?(@.status=="True")].type}')
+    case " $state " in
+      *" Complete "*) echo "$job: complete"; return 0 ;;
+      *" Failed "*)
+        echo "$job: failed, nothing more applied; its last lines:" >&2
+        kubectl -n "$namespace" logs "$job" --tail=30 >&2 || true
+        exit 1 ;;
+    esac
+    sleep "${POLL_SECONDS:-5}"
+  done
+  echo "$job: neither complete nor failed within $3 s" >&2
+  exit 1
 }
 
 case "${1:-}" in
@@ -170,8 +193,11 @@ case "${1:-}" in
       run kubectl delete namespace "$namespace" --ignore-not-found
     done
     ;;
+  wait)  # wait NAMESPACE KIND/NAME: what the steps above wait for, on its own
+    wait_for "$2" "$3"
+    ;;
   *)
-    echo "usage: $0 initialize|base|job|delete" >&2
+    echo "usage: $0 initialize|base|job|delete|wait" >&2
     exit 2
     ;;
 esac

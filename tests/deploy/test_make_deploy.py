@@ -186,3 +186,34 @@ def test_make_pin_argo_records_the_digest_deploy_checks(tmp_path):
     digest = hashlib.sha256(b"kind: Deployment\n").hexdigest()
     assert f"ARGO_VERSION=v3.6.5\nARGO_INSTALL_SHA256={digest}\n" in release.read_text()
     assert fetch(tmp_path, b"kind: Deployment\n", digest).returncode == 0
+
+
+def fake_kubectl(folder: Path, job_state: str) -> dict[str, str]:
+    """A kubectl that answers a Job's conditions with `job_state` and logs its calls."""
+    script = folder / "kubectl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {folder}/calls\n'
+        'case "$*" in\n'
+        f'  *" get job/"*) echo "{job_state}" ;;\n'
+        '  *" logs job/"*) echo "Traceback: the load failed" ;;\n'
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{folder}:/usr/bin:/bin", "POLL_SECONDS": "0.1"}
+
+
+def test_a_failed_job_stops_the_deploy_at_once_with_its_log(tmp_path):
+    """Issue 31: `kubectl wait --for=condition=complete` waited its whole 1200 s on a Job
+    that had already failed."""
+    deploy = ["bash", "infrastructure/scripts/deploy.sh", "wait", "aianimals",
+              "job/aianimals-initial-load"]  # fmt: skip
+    failed = subprocess.run(deploy, cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env=fake_kubectl(tmp_path, "Failed"))  # fmt: skip
+    assert failed.returncode == 1
+    assert "job/aianimals-initial-load: failed" in failed.stderr
+    assert "Traceback: the load failed" in failed.stderr
+
+    done = subprocess.run(deploy, cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env=fake_kubectl(tmp_path, "Complete"))  # fmt: skip
+    assert done.returncode == 0 and "job/aianimals-initial-load: complete" in done.stdout
