@@ -161,7 +161,7 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 # --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
 DEPLOY = DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(DEPLOY_REGISTRY) TAG=$(DEPLOY_TAG) bash infrastructure/scripts/deploy.sh
 
-.PHONY: initialize_deployment deploy_base deploy_job pin_argo port_forward delete_namespaces
+.PHONY: initialize_deployment deploy_base deploy_job pin_argo port_forward moderator delete_namespaces
 initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
 	$(DEPLOY) initialize
 deploy_base: secrets ## the namespaces, PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
@@ -170,8 +170,11 @@ deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting D
 	$(DEPLOY) job
 pin_argo: ## record the SHA-256 of Argo's release install.yaml in release.env (needs GitHub; deploy.sh refuses an unpinned or changed one)
 	bash infrastructure/scripts/pin_argo.sh $(ARGO_VERSION)
-port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000
+port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000, the review portal on :8502
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
+moderator: ## HANDLE=name: make an AIAnimals user a moderator on the cluster (register them in the app first: seeded users' passwords are random)
+	@test -n "$(HANDLE)" || { echo "HANDLE=<the user's handle name> is required" >&2; exit 2; }
+	$(if $(filter 1,$(DRY_RUN)),@echo +) kubectl -n aianimals exec deployment/outbox-relay -- python -m mlsys.batch grant-role $(HANDLE) moderator
 delete_namespaces: ## delete every namespace of the platform (and its data)
 	$(DEPLOY) delete
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Opens the consoles on localhost until Ctrl-C: BI :8501, MLflow :5001 (not :5000, where a
-# local image registry listens), Argo :2746, API :8000, the A/B test proxy :8080.
+# local image registry listens), Argo :2746, API :8000, the A/B test proxy :8080, the
+# moderators' review portal :8502.
 set -euo pipefail
 run() {
   if [ "${DRY_RUN:-0}" = 1 ]; then echo "+ $*"; else "$@" & fi
@@ -10,8 +11,9 @@ run kubectl -n mlflow port-forward service/mlflow 5001:5000
 run kubectl -n argo port-forward service/argo-server 2746:2746
 run kubectl -n aianimals port-forward service/api 8000:8000
 run kubectl -n aianimals port-forward service/ab-test-proxy 8080:8080
+run kubectl -n aianimals port-forward service/review-portal 8502:8502
 if [ "${DRY_RUN:-0}" != 1 ]; then
-  echo "BI http://localhost:8501  MLflow http://localhost:5001  Argo https://localhost:2746  API http://localhost:8000/v0/docs  A/B proxy http://localhost:8080/ab/health"
+  echo "BI http://localhost:8501  MLflow http://localhost:5001  Argo https://localhost:2746  API http://localhost:8000/v0/docs  A/B proxy http://localhost:8080/ab/health  Portal http://localhost:8502"
   echo "Argo's login: paste the output of  echo \"Bearer \$(kubectl -n argo create token argo-server)\""
   trap 'kill 0' INT TERM
   wait

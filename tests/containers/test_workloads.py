@@ -164,6 +164,19 @@ def test_detection_consumer_and_portal_run(cluster):
         assert page.status == 200
 
 
+def test_make_moderator_grants_the_role_from_the_relays_container(cluster):
+    """`make moderator HANDLE=...` execs grant-role in the outbox relay (the batch image,
+    its PostgreSQL role): the user the Android test registered becomes a moderator."""
+    relay = cluster.started[(AIANIMALS, "outbox-relay")]
+    granted = subprocess.run(
+        [docker(), "exec", relay.name, "python", "-m", "mlsys.batch", "grant-role",
+         "container_test", "moderator"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    role = psql(cluster, "aianimals", "SELECT role FROM users WHERE handle_name = 'container_test'")
+    assert role == "moderator"
+
+
 def test_every_workload_of_our_images_was_started(cluster):
     """Nothing that uses one of our images was left out of the tests above."""
     ours = {

@@ -217,3 +217,17 @@ def test_a_failed_job_stops_the_deploy_at_once_with_its_log(tmp_path):
     done = subprocess.run(deploy, cwd=ROOT, capture_output=True, text=True, timeout=30,
                           env=fake_kubectl(tmp_path, "Complete"))  # fmt: skip
     assert done.returncode == 0 and "job/aianimals-initial-load: complete" in done.stdout
+
+
+def test_the_moderators_portal_is_reachable_and_a_first_moderator_can_be_made():
+    """Issue 31: port_forward lacked the portal, and nothing said how to make the first
+    moderator where seeded passwords are random."""
+    output = subprocess.run(
+        ["bash", "infrastructure/scripts/port_forward.sh"], cwd=ROOT, capture_output=True,
+        text=True, env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"},
+    ).stdout  # fmt: skip
+    assert "port-forward service/review-portal 8502:8502" in output
+    made = make("moderator", "HANDLE=kuro")
+    assert ("+ kubectl -n aianimals exec deployment/outbox-relay -- python -m mlsys.batch "
+            "grant-role kuro moderator") in made  # fmt: skip
+    assert make("moderator", check=False).returncode == 2
