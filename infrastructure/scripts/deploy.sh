@@ -152,6 +152,10 @@ case "${1:-}" in
     initialize
     apply_kustomization data
     wait_for data statefulset/postgres
+    # The image runs create-roles.sh only on an empty volume: an existing cluster gets the
+    # databases and roles a newer version lists (and changed passwords) here. Idempotent.
+    run kubectl -n data exec statefulset/postgres -c postgres -- \
+      bash /docker-entrypoint-initdb.d/create-roles.sh
     apply_kustomization mlflow
     apply_kustomization argo
     wait_for mlflow deployment/mlflow

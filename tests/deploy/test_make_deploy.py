@@ -231,3 +231,15 @@ def test_the_moderators_portal_is_reachable_and_a_first_moderator_can_be_made():
     assert ("+ kubectl -n aianimals exec deployment/outbox-relay -- python -m mlsys.batch "
             "grant-role kuro moderator") in made  # fmt: skip
     assert make("moderator", check=False).returncode == 2
+
+
+def test_every_deploy_brings_the_databases_and_roles_up_to_date():
+    """Issue 31: create-roles.sh ran only on an empty volume, so an existing cluster never
+    got the roles a newer version added."""
+    commands = [line for line in make("deploy_base").splitlines() if line.startswith("+ ")]
+    roles = ("+ kubectl -n data exec statefulset/postgres -c postgres -- "
+             "bash /docker-entrypoint-initdb.d/create-roles.sh")  # fmt: skip
+    assert roles in commands
+    ready = commands.index("+ kubectl -n data rollout status statefulset/postgres --timeout=600s")
+    mlflow = commands.index("+ kubectl apply --server-side -k infrastructure/manifests/mlflow")
+    assert ready < commands.index(roles) < mlflow
