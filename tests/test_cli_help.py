@@ -12,6 +12,7 @@ COMMANDS = {
     "mlsys.batch": ["generate", "initial-load", "relay", "search-index", "replay-dead-letters"],
     "mlsys.search": ["features", "features-consumer", "train-ranker", "promote-ranker", "simulate"],
     "mlsys.ab_test_proxy": ["serve", "check", "report"],
+    "mlsys.pipelines": ["run"],
 }
 
 
