@@ -10,7 +10,7 @@
 # name must exist in REGISTRY (`docker manifest inspect`), else it stops naming the missing.
 #   usage: deploy.sh initialize|base|job|delete|wait NAMESPACE KIND/NAME
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 manifests=infrastructure/manifests
 registry="${REGISTRY:-localhost:5000}"
 tag="${TAG:-}"
@@ -87,11 +87,31 @@ with_images() {  # with_images FILE: the committed image placeholders -> REGISTR
     -e "s|image: localhost:5000/\(mlsys-[a-z-]*\):latest|image: ${registry}/\1:${tag}|" "$1"
 }
 
+with_api_server() {  # with_api_server FILE: the workflow steps' egress to this cluster's
+  # API server (the Service's address and its endpoints': a CNI may see either), in place
+  # of the placeholder the committed NetworkPolicy holds
+  grep -q '# API_SERVER$' "$1" || return 0
+  local addresses address peers=""
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "+ kubectl get service,endpoints kubernetes -n default  (the API server's addresses)"
+    return 0
+  fi
+  addresses="$(kubectl -n default get service kubernetes -o jsonpath='{.spec.clusterIP}') \
+    $(kubectl -n default get endpoints kubernetes -o jsonpath='{.subsets[*].addresses[*].ip}')"
+  for address in $addresses; do
+    case "$address" in *:*) peers+="        - ipBlock: {cidr: $address/128}\n" ;;
+      *) peers+="        - ipBlock: {cidr: $address/32}\n" ;; esac
+  done
+  [ -n "$peers" ] || { echo "no address of the Kubernetes API server found" >&2; exit 1; }
+  sed -i "s|^        - ipBlock: {cidr: 192.0.2.1/32}  # API_SERVER$|${peers%\\n}|" "$1"
+}
+
 apply_kustomization() {
   local copy
   copy="$(mktemp -d)/$1"
   cp -r "$manifests/$1" "$copy"
   with_images "$copy/kustomization.yaml"
+  if [ -f "$copy/network-policies.yaml" ]; then with_api_server "$copy/network-policies.yaml"; fi
   if [ -f "$copy/release.env" ]; then fetch_release "$copy"; fi
   # A Job's pod template is immutable, and it names hash-suffixed ConfigMaps and Secrets:
   # the initial Jobs (idempotent loads) are replaced, not updated, so that a changed
@@ -141,6 +161,9 @@ wait_for_job() {  # wait_for_job NAMESPACE job/NAME SECONDS: Complete, or Failed
   echo "$job: neither complete nor failed within $3 s" >&2
   exit 1
 }
+
+# Sourced (the tests), it only defines the functions above.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case "${1:-}" in
   initialize)

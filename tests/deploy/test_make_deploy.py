@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from tests.helpers.paths import ROOT
 
 # What `make build_all` would have recorded (the tests never read or write the real record).
@@ -243,3 +245,28 @@ def test_every_deploy_brings_the_databases_and_roles_up_to_date():
     ready = commands.index("+ kubectl -n data rollout status statefulset/postgres --timeout=600s")
     mlflow = commands.index("+ kubectl apply --server-side -k infrastructure/manifests/mlflow")
     assert ready < commands.index(roles) < mlflow
+
+
+def test_workflow_steps_reach_only_this_clusters_api_server(tmp_path):
+    """Issue 31: the steps could reach any address on 443 and 6443. The committed policy
+    holds a placeholder that matches nothing (closed); deploy.sh writes the addresses of
+    the cluster's API server (its Service and endpoints) in the copy it applies."""
+    policy = tmp_path / "network-policies.yaml"
+    policy.write_text(
+        (ROOT / "infrastructure/manifests/aianimals/network-policies.yaml").read_text()
+    )
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text('#!/bin/sh\ncase "$*" in\n  *service*) echo 10.96.0.1 ;;\n'
+                       '  *endpoints*) echo "172.18.0.2 172.18.0.3" ;;\nesac\n')  # fmt: skip
+    kubectl.chmod(0o755)
+    subprocess.run(
+        ["bash", "-c", f"source infrastructure/scripts/deploy.sh && with_api_server {policy}"],
+        cwd=ROOT, check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+    )  # fmt: skip
+    documents = {d["metadata"]["name"]: d for d in yaml.safe_load_all(policy.read_text()) if d}
+    egress = documents["workflow-steps"]["spec"]["egress"]
+    api_server = [rule for rule in egress if {p["port"] for p in rule["ports"]} == {443, 6443}]
+    assert [[peer["ipBlock"]["cidr"] for peer in rule["to"]] for rule in api_server] == [
+        ["10.96.0.1/32", "172.18.0.2/32", "172.18.0.3/32"]
+    ]
+    assert all("to" in rule for rule in egress)  # no rule lets a step reach anything

@@ -76,6 +76,8 @@ REFUSED = [
     ("aianimals", app("review-portal"), "aianimals", app("violation-classifier"), 8100),
     ("aianimals", app("api"), "aianimals", app("violation-classifier"), 8100),
     ("aianimals", ARGO_STEP, "aianimals", app("redis"), 6379),
+    ("aianimals", ARGO_STEP, "default", {}, 443),  # only the API server (deploy.sh's ipBlock)
+    ("beverage-sales-forecasting", ARGO_STEP, "default", {}, 6443),
     ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),
     ("beverage-sales-forecasting", app("bi"), "search-engine", app("elasticsearch"), 9200),
     ("search-engine", app("elasticsearch"), "data", app("postgres"), 5432),
