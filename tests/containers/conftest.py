@@ -50,7 +50,7 @@ class Cluster:
 
     def __init__(self, folder: Path, registry: str, tag: str):
         self.network = f"mlsys-test-{uuid.uuid4().hex[:8]}"
-        manifests = copy_with_secrets(folder)
+        self.manifests = manifests = copy_with_secrets(folder)
         self.documents = {namespace: rendered(manifests / namespace) for namespace in NAMESPACES}
         self.registry, self.tag = registry, tag
         for documents in self.documents.values():

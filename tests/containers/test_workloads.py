@@ -21,8 +21,10 @@ import pytest
 
 from infrastructure.images import docker
 from mlsys.pipelines.kubelet import workloads
+from mlsys.pipelines.run import run_workflow
 from tests.helpers.aianimals import android_app_sequence, search
 from tests.helpers.http import login
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.container
 
@@ -82,6 +84,29 @@ def test_forecasting_jobs_complete(cluster):
     registered = cluster.complete(FORECASTING, "initial-registration", JOB_SECONDS)
     days = psql(cluster, "beverage", "SELECT count(DISTINCT date) FROM item_sales")
     assert int(days) > 0, registered.logs()
+
+
+def test_the_forecasting_workflows_run_step_by_step_in_their_images(cluster, tmp_path):
+    """The shipped register-next-week and forecasting CronWorkflows, executed by the local
+    runner (mlsys.pipelines) as Argo would, each step a pod of the namespace: the week after
+    the initial registration is registered, a model trained, gated and its predictions
+    stored."""
+    weeks = "SELECT count(DISTINCT date_trunc('week', date)) FROM item_sales"
+    predicted = "SELECT count(*) FROM weekly_sales_predictions"
+    before = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
+    for name in ("register-next-week", "forecasting"):
+        lines: list[str] = []
+        phase, rows = run_workflow(
+            ROOT / "infrastructure" / "argo" / f"{name}.yaml", {}, runner="docker",
+            logs=tmp_path / name, manifests=cluster.manifests, network=cluster.network,
+            images=(cluster.registry, cluster.tag), echo=lines.append,
+        )  # fmt: skip
+        logs = "\n".join(path.read_text()[-3000:] for path in sorted((tmp_path / name).glob("*")))
+        assert phase == "Succeeded", "\n".join(lines) + "\n" + logs
+        assert all(row.peak_bytes for row in rows), rows  # the runner measured each step
+        assert all(row.peak_bytes < row.limit_bytes for row in rows), rows
+    after = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
+    assert after[0] == before[0] + 1 and after[1] > before[1], (before, after)
 
 
 def test_bi_is_ready_and_asks_for_a_login(cluster):
