@@ -177,3 +177,20 @@ def test_the_command_line_prints_the_summary_and_exits_as_the_workflow_ends(tmp_
                             cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert failed.returncode == 1
     assert "workflow.yaml: Failed" in failed.stdout
+
+
+def test_the_shipped_weekly_registration_runs_as_local_processes(tmp_path, monkeypatch):
+    """Without a container engine: register-next-week as written for the cluster, its
+    /app paths (the files the image carries) read from the repository."""
+    monkeypatch.chdir(ROOT)
+    registered = subprocess.run(
+        [sys.executable, "-m", "mlsys.data_registration", "register", "--master-dir",
+         "dataset/beverage", "--sales", "dataset/beverage/item_sale_records_202107_202112.csv",
+         "--until-week", "2021-48"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+    shipped = ROOT / "infrastructure" / "argo" / "register-next-week.yaml"
+    phase, _, _ = run(shipped, tmp_path)
+    assert phase == "Succeeded", (tmp_path / "logs" / "register-next-week.1.log").read_text()
+    log = (tmp_path / "logs" / "register-next-week.1.log").read_text()
+    assert "selected: 700, written: 700" in log  # week 49: 7 days x 10 stores x 10 items

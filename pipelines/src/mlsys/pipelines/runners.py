@@ -10,7 +10,8 @@ ProcessRunner: the same command and args as a local process, for a machine witho
 container engine: `python` is this environment's interpreter, the environment is this
 process's (the local profile's settings stand in for the namespace's objects, whose
 `envFrom` it does not read), each volume is a fresh folder that the paths in the
-arguments and output parameters are moved into. Memory is measured, not limited.
+arguments and output parameters are moved into, and /app (where the images carry the
+repository's files) is the repository. Memory is measured, not limited.
 """
 
 import io
@@ -51,9 +52,15 @@ def _outputs(template: dict, read: Callable[[str], str | None]) -> tuple[dict[st
     return values, ""
 
 
+# Where the images carry the repository's files (infrastructure/images.toml: `files`,
+# copied into /app as they lie in the repository): the process runner reads them in place.
+IMAGE_APP = "/app"
+
+
 class ProcessRunner:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, repository: Path | None = None):
         self.work = work
+        self.repository = (repository or Path.cwd()).resolve()
 
     def run(self, step: ContainerStep) -> Attempt:
         container = step.template["container"]
@@ -64,6 +71,7 @@ class ProcessRunner:
         }
         for path in mounts.values():
             path.mkdir(exist_ok=True)
+        mounts.setdefault(IMAGE_APP, self.repository)
 
         def local(text: str) -> str:
             """A path under a mount moved to its folder (an argument, or after `--x=`)."""
