@@ -139,6 +139,18 @@ def test_a_failure_another_task_handles_does_not_fail_the_dag(tmp_path):
     assert [row.step for row in rows] == ["test.train", "test.cleanup"]  # publish omitted
 
 
+def test_after_a_failure_nobody_handles_no_new_task_starts(tmp_path):
+    templates = {
+        "fail": step("raise SystemExit(1)"),
+        "ok": step("pass"),
+        "main": {"dag": {"tasks": [{"name": "first", "template": "fail"},
+                                   {"name": "independent", "template": "ok"}]}},
+    }  # fmt: skip
+    phase, rows, _ = run(workflow(tmp_path, templates), tmp_path)
+    assert phase == "Failed"
+    assert [row.step for row in rows] == ["test.first"]  # Argo's failFast
+
+
 def test_deadlines_stop_a_step_and_the_exit_handler_sees_the_outcome(tmp_path):
     journal = tmp_path / "journal"
     templates = {

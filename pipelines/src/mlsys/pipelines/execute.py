@@ -161,15 +161,17 @@ class Execution:
             name = ready[0]
             task, where = tasks[name], f"{path}.{name}"
             states = {n: node.phase for n, node in done.items()}
-            if not evaluate(expressions[name], word=partial(_state, states=states)):
+            failed = {n for n, phase in states.items() if phase in (FAILED, ERROR)} - handled
+            # Argo's failFast (a DAG's default): after a failure nobody handles, no new task
+            if failed or not evaluate(expressions[name], word=partial(_state, states=states)):
                 done[name] = Node(OMITTED)
                 continue
             done[name] = self.task(task, scope, where)
             for output, value in done[name].outputs.items():
                 scope[f"tasks.{name}.outputs.parameters.{output}"] = value
             scope[f"tasks.{name}.status"] = done[name].phase
-        failed = [n for n, node in done.items() if node.phase in (FAILED, ERROR)]
-        return Node(FAILED if set(failed) - handled else SUCCEEDED)
+        unhandled = {n for n, node in done.items() if node.phase in (FAILED, ERROR)} - handled
+        return Node(FAILED if unhandled else SUCCEEDED)
 
     def steps(self, template: dict, scope: dict[str, str], path: str) -> Node:
         for group in template["steps"]:
