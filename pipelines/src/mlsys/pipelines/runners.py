@@ -24,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,7 +146,8 @@ class DockerRunner:
         )
         start = time.monotonic()
         try:
-            started = kubelet.run(pod, self.documents, network=self.network)
+            started = kubelet.run(pod, self.documents, network=self.network,
+                                 name=f"mlsys-step-{name}-{uuid.uuid4().hex[:6]}")  # fmt: skip
         except kubelet.CreateContainerConfigError as error:
             step.log.write_text(f"CreateContainerConfigError: {error}\n")
             return Attempt(ERROR, reason=f"CreateContainerConfigError: {error}")
