@@ -18,7 +18,9 @@ FAULTS = sorted(Path(__file__).with_name("faults").glob("*.yaml"))
 def test_fault_is_caught(cluster, path):
     fault = yaml.safe_load(path.read_text())
     namespace, expect = fault["namespace"], fault["expect"]
-    documents = cluster.documents[namespace] + fault["documents"]
+    # `rendered`: what the namespace rendered when the fault was found, in place of today's
+    rendered = fault.get("rendered", cluster.documents[namespace])
+    documents = rendered + fault["documents"]
     cluster.name_built_images(fault["documents"])
     (pod,) = workloads(fault["documents"])
     if expect["reason"] == "CreateContainerConfigError":
