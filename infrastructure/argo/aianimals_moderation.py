@@ -24,11 +24,14 @@ NAMESPACE = "aianimals"
 
 def violation_retrain() -> CronWorkflow:
     """Every Sunday 03:00: retrain with the moderators' labels -> gate and promote."""
-    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly") as workflow:
+    sample = {"epochs": "30", "photos": "all"}
+    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly", sample) as workflow:
         retrain = job(
             "retrain",
             "mlsys-violation-detection",
-            ["retrain", "--images", "/app/dataset/images"],
+            ["retrain", "--images", "/app/dataset/images",
+             "--epochs", "{{workflow.parameters.epochs}}",
+             "--limit", "{{workflow.parameters.photos}}"],  # fmt: skip
             memory="3Gi",
             tracking=True,
         )

@@ -62,11 +62,14 @@ def image_index() -> CronWorkflow:
         kubectl -n aianimals patch cronworkflow image-index \\
             --type merge -p '{"spec": {"schedules": ["0 */2 * * *"]}}'
     """
-    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly") as workflow:
+    sample = {"epochs": "30", "photos": "all"}
+    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly", sample) as workflow:
         build = job(
             "build-image-index",
             "mlsys-search",
-            ["build-image-index", "--images", "/app/dataset/images"],
+            ["build-image-index", "--images", "/app/dataset/images",
+             "--epochs", "{{workflow.parameters.epochs}}",
+             "--limit", "{{workflow.parameters.photos}}"],  # fmt: skip
             memory="3Gi",
             tracking=True,
         )

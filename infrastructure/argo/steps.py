@@ -8,6 +8,7 @@ from hera.workflows import (
     Container,
     CronWorkflow,
     EmptyDirVolume,
+    Parameter,
     Resources,
     RetryStrategy,
 )
@@ -77,7 +78,11 @@ def job(
 DEADLINE_SECONDS = 3 * 3600
 
 
-def cron(name: str, namespace: str, schedule: str, entrypoint: str) -> CronWorkflow:
+def cron(
+    name: str, namespace: str, schedule: str, entrypoint: str, parameters: dict | None = None
+) -> CronWorkflow:
+    """The schedule's CronWorkflow; `parameters` (name: production value) can be overridden
+    per run (`argo submit --from cronwf/NAME -p NAME=VALUE`; the tests' small data)."""
     return CronWorkflow(
         name=name,
         namespace=namespace,
@@ -91,4 +96,5 @@ def cron(name: str, namespace: str, schedule: str, entrypoint: str) -> CronWorkf
         security_context=POD_SECURITY,
         entrypoint=entrypoint,
         active_deadline_seconds=DEADLINE_SECONDS,
+        arguments=[Parameter(name=key, value=value) for key, value in (parameters or {}).items()],
     )

@@ -8,13 +8,15 @@ What differs from the cluster, and why:
 - the backing services are the Debian stand-ins of the official images (conftest);
 - no Elasticsearch: the AIAnimals workloads search with the local engine, whose index is a
   file, so the API and the search-index consumer share one /tmp volume (AIANIMALS);
-- the classifier server serves a tiny classifier registered by the test (training one is
-  the violation-retrain workflow's, issue 31).
+- the classifier server first serves a tiny classifier registered by the test; the shipped
+  CronWorkflows then run through the local workflow runner (mlsys.pipelines), each step a
+  pod from its image, on small data through their parameters.
 """
 
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import httpx
 import pytest
@@ -86,25 +88,30 @@ def test_forecasting_jobs_complete(cluster):
     assert int(days) > 0, registered.logs()
 
 
+def run_in_images(cluster, name: str, logs: Path, parameters: dict | None = None) -> str:
+    """The shipped workflow NAME executed by the local runner (mlsys.pipelines) as Argo
+    would, each step a pod of its namespace from the image built; its steps' logs."""
+    lines: list[str] = []
+    phase, rows = run_workflow(
+        ROOT / "infrastructure" / "argo" / f"{name}.yaml", parameters or {}, runner="docker",
+        logs=logs, manifests=cluster.manifests, network=cluster.network,
+        images=(cluster.registry, cluster.tag), echo=lines.append,
+    )  # fmt: skip
+    output = "\n".join(path.read_text() for path in sorted(logs.glob("*")))
+    assert phase == "Succeeded", "\n".join(lines) + "\n" + output[-6000:]
+    assert all(row.peak_bytes for row in rows), rows  # the runner measured each step
+    assert all(row.peak_bytes < row.limit_bytes for row in rows), rows
+    return output
+
+
 def test_the_forecasting_workflows_run_step_by_step_in_their_images(cluster, tmp_path):
-    """The shipped register-next-week and forecasting CronWorkflows, executed by the local
-    runner (mlsys.pipelines) as Argo would, each step a pod of the namespace: the week after
-    the initial registration is registered, a model trained, gated and its predictions
-    stored."""
+    """The shipped register-next-week and forecasting CronWorkflows: the week after the
+    initial registration is registered, a model trained, gated and its predictions stored."""
     weeks = "SELECT count(DISTINCT date_trunc('week', date)) FROM item_sales"
     predicted = "SELECT count(*) FROM weekly_sales_predictions"
     before = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
     for name in ("register-next-week", "forecasting"):
-        lines: list[str] = []
-        phase, rows = run_workflow(
-            ROOT / "infrastructure" / "argo" / f"{name}.yaml", {}, runner="docker",
-            logs=tmp_path / name, manifests=cluster.manifests, network=cluster.network,
-            images=(cluster.registry, cluster.tag), echo=lines.append,
-        )  # fmt: skip
-        logs = "\n".join(path.read_text()[-3000:] for path in sorted((tmp_path / name).glob("*")))
-        assert phase == "Succeeded", "\n".join(lines) + "\n" + logs
-        assert all(row.peak_bytes for row in rows), rows  # the runner measured each step
-        assert all(row.peak_bytes < row.limit_bytes for row in rows), rows
+        run_in_images(cluster, name, tmp_path / name)
     after = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
     assert after[0] == before[0] + 1 and after[1] > before[1], (before, after)
 
@@ -163,15 +170,20 @@ def test_ab_test_proxy_is_ready_and_forwards_to_the_api(cluster):
         assert answer.status_code == 200, answer.text
 
 
-def test_classifier_server_is_ready_once_a_champion_exists(cluster, monkeypatch):
-    from tests.helpers.moderation import IMAGES, register_tiny_classifier
-
+def use_the_tracking_server(cluster, monkeypatch) -> None:
+    """This test process as a client of the MLflow container, as the AIAnimals steps are."""
     mlflow = cluster.started[("mlflow", "mlflow")]
     monkeypatch.setenv("MLSYS_PROFILE", "services")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{mlflow.address()}:5000")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     password = cluster.secret(AIANIMALS, "mlflow-credentials", "MLFLOW_TRACKING_PASSWORD")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+
+def test_classifier_server_is_ready_once_a_champion_exists(cluster, monkeypatch):
+    from tests.helpers.moderation import IMAGES, register_tiny_classifier
+
+    use_the_tracking_server(cluster, monkeypatch)
     register_tiny_classifier(0.5)
     started = cluster.ready(AIANIMALS, "violation-classifier")
     with http(started, 8100) as client:
@@ -187,6 +199,49 @@ def test_detection_consumer_and_portal_run(cluster):
     still_running(cluster.started[(AIANIMALS, "violation-detection")], seconds=2)
     with urllib.request.urlopen(f"http://{portal.address()}:8502/", timeout=10) as page:
         assert page.status == 200
+
+
+# Small data through the workflows' parameters (their defaults are the production run).
+AIANIMALS_WORKFLOWS = {
+    "search-ranker": ("aianimals_search_ranker", {}),
+    "similar-words": ("aianimals_similar_words", {}),
+    "image-index": ("aianimals_image_embedding", {"epochs": "1", "photos": "200"}),
+    "violation-retrain": ("aianimals_no_animal_violation", {"epochs": "1", "photos": "60"}),
+}
+
+
+@pytest.mark.parametrize("name", AIANIMALS_WORKFLOWS)
+def test_the_aianimals_workflows_register_a_version_and_gate_it(cluster, name, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    """Each AIAnimals CronWorkflow, run in its images on the loaded data, registers a new
+    version of its model, and the champion alias moves to it exactly when its gate says so
+    (the classifier's champion is the tiny one registered above; the others have none
+    until their first run promotes)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    use_the_tracking_server(cluster, monkeypatch)
+    model, parameters = AIANIMALS_WORKFLOWS[name]
+    client = MlflowClient()
+
+    def versions() -> list[int]:
+        found = client.search_model_versions(f"name = '{model}'")
+        return sorted(int(version.version) for version in found)
+
+    def champion() -> int | None:
+        try:
+            return int(client.get_model_version_by_alias(model, "champion").version)
+        except MlflowException:  # no alias yet
+            return None
+
+    before, champion_before = versions(), champion()
+    logs = run_in_images(cluster, name, tmp_path, parameters)
+    after = versions()
+    [new] = sorted(set(after) - set(before))
+    promoted = "not promoted" not in logs
+    assert champion() == (new if promoted else champion_before), logs[-3000:]
+    if champion_before is None:
+        assert promoted, logs[-3000:]  # a first version always becomes the champion
 
 
 def test_make_moderator_grants_the_role_from_the_relays_container(cluster):

@@ -183,6 +183,19 @@ def test_image_index_is_weekly_and_embeds_as_the_search_role():
     spec = yaml.safe_load((ARGO / "image-index.yaml").read_text())["spec"]
     assert spec["schedules"] == ["0 5 * * 1"] and spec["concurrencyPolicy"] == "Forbid"
     [step] = [t for t in spec["workflowSpec"]["templates"] if "container" in t]
-    assert step["container"]["args"] == ["build-image-index", "--images", "/app/dataset/images"]
+    assert step["container"]["args"][:3] == ["build-image-index", "--images", "/app/dataset/images"]
     assert {"secretRef": {"name": "postgres-search"}} in step["container"]["envFrom"]
     assert {"secretRef": {"name": "mlflow-credentials"}} in step["container"]["envFrom"]
+
+
+@pytest.mark.parametrize("name", ["image-index", "violation-retrain"])
+def test_the_photo_sample_parameters_default_to_the_production_run(name):
+    """Issue 31: the tests run these on small data through workflow parameters; a scheduled
+    run takes their defaults, which are the command's own: every photo, 30 epochs."""
+    workflow = yaml.safe_load((ARGO / f"{name}.yaml").read_text())["spec"]["workflowSpec"]
+    defaults = {p["name"]: p["value"] for p in workflow["arguments"]["parameters"]}
+    assert defaults == {"epochs": "30", "photos": "all"}
+    [step] = [t for t in workflow["templates"] if "container" in t]
+    args = step["container"]["args"]
+    assert args[args.index("--epochs") + 1] == "{{workflow.parameters.epochs}}"
+    assert args[args.index("--limit") + 1] == "{{workflow.parameters.photos}}"

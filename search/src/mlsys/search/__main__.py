@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlsys.common.cli import IdleSeconds
+from mlsys.common.cli import IdleSeconds, photo_sample
 from mlsys.common.logging import configure_logging
 
 app = typer.Typer(
@@ -259,7 +259,12 @@ def build_image_index(
     ] = 64,
     width: Annotated[int, typer.Option(min=2, help="Filters of its first block.")] = 16,
     limit: Annotated[
-        int | None, typer.Option(min=40, help="Use a stratified sample of this many photos.")
+        int | None,
+        typer.Option(
+            parser=photo_sample(minimum=40),
+            metavar="COUNT|all",
+            help="Use a stratified sample of this many photos, or all of them.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="The split's and the training's seed.")] = 0,
     promote: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mlsys.common.cli import IdleSeconds
+from mlsys.common.cli import IdleSeconds, photo_sample
 from mlsys.common.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -88,7 +88,11 @@ WidthOption = Annotated[
 SeedOption = Annotated[int, typer.Option(help="Seed of the split and of training.")]
 LimitOption = Annotated[
     int | None,
-    typer.Option(min=20, help="Use a stratified sample of this many photos (quick runs)."),
+    typer.Option(
+        parser=photo_sample(minimum=20),
+        metavar="COUNT|all",
+        help="Use a stratified sample of this many photos (quick runs), or all of them.",
+    ),
 ]
 PromoteOption = Annotated[
     bool, typer.Option(help="Give the new version the champion alias if it beats the champion.")
