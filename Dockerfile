@@ -72,7 +72,9 @@ RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
     && for path in $FILES; do cp -r --parents "$path" /app/; done \
     && if [ -n "$BYTECODE" ]; then MLFLOW_DISABLE_TELEMETRY=true /app/.venv/bin/python -P -c \
       'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' $BYTECODE; fi
-ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
+# No git in the images: MLflow's run tags would try it and print a page of warnings per run.
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true \
+    GIT_PYTHON_REFRESH=quiet
 WORKDIR /app
 USER 10001
 CMD ["start"]

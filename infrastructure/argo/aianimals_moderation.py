@@ -29,9 +29,15 @@ def violation_retrain() -> CronWorkflow:
         retrain = job(
             "retrain",
             "mlsys-violation-detection",
-            ["retrain", "--images", "/app/dataset/images",
-             "--epochs", "{{workflow.parameters.epochs}}",
-             "--limit", "{{workflow.parameters.photos}}"],  # fmt: skip
+            [
+                "retrain",
+                "--images",
+                "/app/dataset/images",
+                "--epochs",
+                "{{workflow.parameters.epochs}}",
+                "--limit",
+                "{{workflow.parameters.photos}}",
+            ],
             memory="3Gi",
             tracking=True,
         )

@@ -67,9 +67,15 @@ def image_index() -> CronWorkflow:
         build = job(
             "build-image-index",
             "mlsys-search",
-            ["build-image-index", "--images", "/app/dataset/images",
-             "--epochs", "{{workflow.parameters.epochs}}",
-             "--limit", "{{workflow.parameters.photos}}"],  # fmt: skip
+            [
+                "build-image-index",
+                "--images",
+                "/app/dataset/images",
+                "--epochs",
+                "{{workflow.parameters.epochs}}",
+                "--limit",
+                "{{workflow.parameters.photos}}",
+            ],
             memory="3Gi",
             tracking=True,
         )

@@ -14,7 +14,6 @@ IdleSeconds = Annotated[
 ]
 
 
-
 def photo_sample(minimum: int) -> Callable[[str], int | None]:
     """The parser of a `--limit` option: a stratified sample of this many photos, or `all`.
     `all` is a value, not the option's absence, so that a CronWorkflow's parameter can ask
