@@ -4,7 +4,7 @@
 differs from what these definitions compile to). `make deploy_job` applies the YAML.
 
 Schedules are weekly. For a demo, run them every 10 minutes without recompiling (the
-field is `schedules`, a list: Argo v3.6 refuses a CronWorkflow that has `schedule` too):
+field is `schedules`, a list: Argo v4 has no `schedule` field and refuses it):
 
     kubectl -n beverage-sales-forecasting patch cronworkflow register-next-week \\
         --type merge -p '{"spec": {"schedules": ["*/10 * * * *"]}}'

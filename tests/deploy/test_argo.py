@@ -1,9 +1,14 @@
 """Argo CronWorkflows: the committed YAML is what Hera compiles, every key is one Argo
 knows (Hera drops misspelled fields silently, so the YAML is checked against Hera's
-generated Argo models with unknown keys rejected), and every step runs a real CLI."""
+generated Argo models and against the vendored release's CRD schema, unknown keys
+rejected), and every step runs a real CLI."""
 
 import importlib.util
+import re
+from functools import cache
 
+import hera.workflows.models
+import jsonschema
 import pytest
 import yaml
 from hera.workflows.models import CronWorkflow
@@ -36,6 +41,60 @@ def test_every_key_is_known_to_argo(path):
     assert document["kind"] == "CronWorkflow"
     assert sorted(unknown_keys(document, CronWorkflow)) == []
     CronWorkflow.model_validate(document)
+
+
+ARGO_INSTALL = ROOT / "infrastructure" / "manifests" / "argo"
+
+
+def strict(schema):
+    """A CRD schema as the API server's strict field validation applies it: a field that
+    is not in an object's properties is refused (a structural schema would prune it)."""
+    if isinstance(schema, dict):
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):  # fmt: skip
+            schema["additionalProperties"] = False
+        if schema.pop("x-kubernetes-int-or-string", False):
+            schema.pop("type", None)
+            schema["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        for value in schema.values():
+            strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            strict(value)
+    return schema
+
+
+@cache
+def vendored_cron_workflow_schema() -> jsonschema.Draft7Validator:
+    """The CronWorkflow CRD of the Argo release deployed (manifests/argo/install.yaml)."""
+    text = (ARGO_INSTALL / "install.yaml").read_text()
+    for document in yaml.load_all(text, Loader=yaml.CSafeLoader):
+        if document and document["metadata"]["name"] == "cronworkflows.argoproj.io":
+            [version] = [v for v in document["spec"]["versions"] if v["name"] == "v1alpha1"]
+            return jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+    raise AssertionError("the vendored install has no CronWorkflow CRD")
+
+
+def test_every_workflow_fits_the_deployed_releases_crd():
+    """Issue 31: the strict checks follow the release deployed, and Hera's models are of
+    the same minor release."""
+    validator = vendored_cron_workflow_schema()
+    for path in COMMITTED:
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(
+            yaml.safe_load(path.read_text()))]  # fmt: skip
+        assert errors == [], path.name
+    document = yaml.safe_load((ARGO / "forecasting.yaml").read_text())
+    document["spec"]["workflowSpec"]["templates"][0]["container"]["imagePullPolicyy"] = "Always"
+    assert ["'imagePullPolicyy' was unexpected" in e.message
+            for e in validator.iter_errors(document)] == [True]  # fmt: skip
+    release = (ARGO_INSTALL / "release.env").read_text()
+    version = re.search(r"^ARGO_VERSION=(v(\d+\.\d+)\.\d+)$", release, flags=re.M)
+    models = re.search(r"argo-workflows/v(\d+\.\d+)\.\d+/", hera.workflows.models.__doc__ or "")
+    assert version and models and version.group(2) == models.group(1), (version, models)
+    install = (ARGO_INSTALL / "install.yaml").read_text()
+    assert install.startswith(f"# Argo Workflows {version.group(1)} (commit ")
+    images = set(re.findall(r"image: quay.io/argoproj/[\w-]+:(\S+)", install))
+    assert images == {version.group(1)}
 
 
 def test_a_misspelled_key_is_caught():

@@ -3,13 +3,17 @@ need no cluster; nothing is applied and no secret is printed or written."""
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers.paths import ROOT
+
+ARGO_RELEASE = ROOT / "infrastructure/manifests/argo/release.env"
 
 # What `make build_all` would have recorded (the tests never read or write the real record).
 BUILT = {"REGISTRY": "localhost:5000", "TAG": "0123abcd0123"}
@@ -47,10 +51,11 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
         assert f"+ kubectl apply --server-side -k infrastructure/manifests/{namespace}" in commands
     kinds = set(re.findall(r"^kind: (\w+)$", output, flags=re.MULTILINE))
     assert {"StatefulSet", "Deployment", "Job", "Role", "Secret"} <= kinds
-    assert (
-        "fetch_pinned.sh https://github.com/argoproj/argo-workflows/releases/download/v3.6.4/install.yaml"
-        in output
-    )
+    # Argo from the repository (vendored), nothing downloaded; its CRDs' schemas elided.
+    release = dict(re.findall(r"^(ARGO_\w+)=(\S+)$", ARGO_RELEASE.read_text(), flags=re.M))
+    assert f"image: quay.io/argoproj/workflow-controller:{release['ARGO_VERSION']}" in output
+    assert "name: cronworkflows.argoproj.io" in output and len(output) < 500_000
+    assert not re.search(r"https://(?!.*localhost)|curl -[a-zA-Z]*o|wget", output)
     assert sorted(ROOT.glob("infrastructure/manifests/*/secrets/*")) == before  # nothing written
 
 
@@ -137,57 +142,60 @@ def test_port_forward_keeps_mlflow_off_a_local_registrys_port():
     assert "localhost:5000" in (ROOT / "Makefile").read_text()  # REGISTRY's default
 
 
-def fetch(tmp_path, content: bytes, digest: str) -> subprocess.CompletedProcess:
-    source = tmp_path / "release-install.yaml"
-    source.write_bytes(content)
-    return subprocess.run(
-        ["bash", str(ROOT / "infrastructure/scripts/fetch_pinned.sh"), f"file://{source}",
-         digest, str(tmp_path / "install.yaml")],
-        capture_output=True, text=True,
+def argo_checkout(folder: Path, tag: str) -> Path:
+    """A git repository laid out as argo-workflows is, with one Deployment and one CRD."""
+    repo = folder / "argo-workflows"
+    manifests = {
+        "manifests/base/kustomization.yaml": "resources: [controller.yaml, crd.yaml]\n",
+        "manifests/base/controller.yaml": "apiVersion: apps/v1\nkind: Deployment\n"
+        "metadata: {name: workflow-controller}\nspec:\n  template:\n    spec:\n"
+        "      containers: [{name: c, image: 'quay.io/argoproj/workflow-controller:latest'}]\n",
+        "manifests/base/crd.yaml": "apiVersion: apiextensions.k8s.io/v1\n"
+        "kind: CustomResourceDefinition\nmetadata: {name: workflows.argoproj.io}\n",
+        "manifests/cluster-install-no-crds/kustomization.yaml": "resources: []\n",
+        "manifests/cluster-install/kustomization.yaml": "resources: [../base]\n",
+    }
+    for name, text in manifests.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "release"], check=True)
+    subprocess.run([*git, "tag", tag], check=True)
+    return repo
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="vendoring renders with kubectl")
+def test_make_vendor_argo_renders_the_release_and_records_it(tmp_path):
+    """Issue 31: Argo's install is rendered once from the release's own manifests (as its
+    Makefile renders the release asset) into the repository, its version and commit
+    recorded, instead of downloaded at deploy time."""
+    repo = argo_checkout(tmp_path, "v9.9.9")
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()  # fmt: skip
+    target = tmp_path / "argo"
+    target.mkdir()
+    vendored = subprocess.run(
+        ["bash", str(ROOT / "infrastructure/scripts/vendor_argo.sh"), str(repo), "v9.9.9"],
+        env={**os.environ, "ARGO_FOLDER": str(target)}, capture_output=True, text=True,
     )  # fmt: skip
-
-
-def test_argos_install_is_applied_only_with_its_pinned_digest(tmp_path):
-    """Issue 11, item 10: the install URL named a release asset, which can be replaced
-    upstream; deploy.sh now downloads it and applies it only if its SHA-256 is pinned."""
-    import hashlib
-
-    release = b"kind: CustomResourceDefinition\n"
-    good = fetch(tmp_path, release, hashlib.sha256(release).hexdigest())
-    assert good.returncode == 0, good.stderr
-    assert (tmp_path / "install.yaml").read_bytes() == release
-    (tmp_path / "install.yaml").unlink()
-    replaced = fetch(
-        tmp_path, release + b"# replaced upstream\n", hashlib.sha256(release).hexdigest()
+    assert vendored.returncode == 0, vendored.stderr
+    install = (target / "install.yaml").read_text()
+    assert install.startswith(f"# Argo Workflows v9.9.9 (commit {commit})")
+    assert "image: quay.io/argoproj/workflow-controller:v9.9.9" in install
+    assert "kind: CustomResourceDefinition" in install
+    assert (
+        (target / "release.env")
+        .read_text()
+        .endswith(f"ARGO_VERSION=v9.9.9\nARGO_COMMIT={commit}\n")
     )
-    assert replaced.returncode == 2 and "refusing" in replaced.stderr
-    unpinned = fetch(tmp_path, release, "")
-    assert unpinned.returncode == 2 and "make pin_argo" in unpinned.stderr
-    assert not list(tmp_path.glob("install.yaml")) and not list(tmp_path.glob(".fetch.*"))
-    kustomization = (ROOT / "infrastructure/manifests/argo/kustomization.yaml").read_text()
-    assert "https://" not in kustomization  # nothing applied unverified
-    assert "ARGO_VERSION=v3.6.4" in (ROOT / "infrastructure/manifests/argo/release.env").read_text()
-
-
-def test_make_pin_argo_records_the_digest_deploy_checks(tmp_path):
-    """From a mirror of the release assets (GitHub is not reachable here)."""
-    import hashlib
-
-    mirror = tmp_path / "releases" / "v3.6.5"
-    mirror.mkdir(parents=True)
-    (mirror / "install.yaml").write_bytes(b"kind: Deployment\n")
-    release = tmp_path / "release.env"
-    release.write_text((ROOT / "infrastructure/manifests/argo/release.env").read_text())
-    pinned = subprocess.run(
-        ["bash", str(ROOT / "infrastructure/scripts/pin_argo.sh"), "v3.6.5"],
-        env={**os.environ, "ARGO_RELEASES": f"file://{tmp_path}/releases",
-             "RELEASE_ENV": str(release)},
-        capture_output=True, text=True,
+    missing = subprocess.run(
+        ["bash", str(ROOT / "infrastructure/scripts/vendor_argo.sh"), str(repo), "v0.0.0"],
+        env={**os.environ, "ARGO_FOLDER": str(target)}, capture_output=True, text=True,
     )  # fmt: skip
-    assert pinned.returncode == 0, pinned.stderr
-    digest = hashlib.sha256(b"kind: Deployment\n").hexdigest()
-    assert f"ARGO_VERSION=v3.6.5\nARGO_INSTALL_SHA256={digest}\n" in release.read_text()
-    assert fetch(tmp_path, b"kind: Deployment\n", digest).returncode == 0
+    assert missing.returncode != 0  # an unknown tag changes nothing
+    assert (target / "install.yaml").read_text() == install
 
 
 def fake_kubectl(folder: Path, job_state: str) -> dict[str, str]:

@@ -109,7 +109,7 @@ def test_a_read_write_once_claim_of_two_replicas_and_a_job_is_caught():
     ]
 
 
-# Every CronWorkflow, and every documented patch of one, is valid for Argo v3.6.
+# Every CronWorkflow, and every documented patch of one, is valid for the Argo deployed.
 
 
 @pytest.mark.parametrize("name", sorted(CRONS))
@@ -140,7 +140,7 @@ def test_the_former_demo_patch_is_caught():
     fault = fixture("demo-patch-schedule")
     patched = wiring.merge_patch(CRONS[fault["cron_workflow"]], fault["patch"])
     assert wiring.cron_workflow_faults(patched) == [
-        "register-next-week: unknown key .spec.schedule",  # Hera's v3.6 models lack it
+        "register-next-week: unknown key .spec.schedule",  # v4 has no such field
         "register-next-week: both spec.schedule and spec.schedules",
     ]
 

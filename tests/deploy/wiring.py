@@ -215,9 +215,10 @@ def merge_patch(target: dict, patch: dict) -> dict:
 
 
 def cron_workflow_faults(cron: dict) -> list[str]:
-    """What Argo v3.6 refuses or silently ignores in a CronWorkflow: unknown keys, `schedule`
-    beside `schedules` (the controller rejects the object and never runs it), schedules that
-    are not five-field crons, and workflow parameters used but never declared."""
+    """What the Argo release deployed (v4.0) refuses or silently ignores in a CronWorkflow:
+    unknown keys, `schedule` beside `schedules` (the controller rejects the object and never
+    runs it), schedules that are not five-field crons, and workflow parameters used but
+    never declared."""
     name = cron["metadata"]["name"]
     faults = [f"{name}: unknown key {key}" for key in unknown_keys(cron, CronWorkflow)]
     spec = cron["spec"]

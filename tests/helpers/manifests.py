@@ -1,6 +1,8 @@
 """The Kubernetes manifests as the tests read them: a copy with the Secrets' env files that
 `make secrets` writes, rendered by `kubectl kustomize` where kubectl is here."""
 
+import copy
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,7 +10,6 @@ from pathlib import Path
 import yaml
 
 from mlsys.pipelines import kustomize
-from mlsys.pipelines.kustomize import render
 from tests.helpers.paths import ROOT
 
 MANIFESTS = ROOT / "infrastructure" / "manifests"
@@ -36,22 +37,26 @@ def kustomization(folder: Path) -> dict:
     return yaml.safe_load((folder / "kustomization.yaml").read_text())
 
 
-def fetched(folder: Path, resource: str) -> bool:
-    """Whether deploy.sh downloads the resource (a pinned release: argo's install.yaml)."""
-    return resource.startswith("https://") or not (folder / resource).exists()
-
-
 def local_resources(folder: Path) -> list[dict]:
     docs = []
     for resource in kustomization(folder)["resources"]:
-        if not fetched(folder, resource):
-            docs += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
+        docs += kustomize.load_all((folder / resource).read_text())
     return docs
 
 
+_RENDERED: dict[str, list[dict]] = {}
+
+
 def rendered(folder: Path) -> list[dict]:
-    """`kubectl kustomize` output where kubectl is here and nothing must be downloaded,
-    else the same kinds of objects rendered by mlsys.pipelines.kustomize (whose name suffixes
-    are not kustomize's digests, but suffixed and referred to the same way)."""
-    remote = any(fetched(folder, r) for r in kustomization(folder)["resources"])
-    return render(folder) if remote else kustomize.rendered(folder)
+    """`kubectl kustomize` output where kubectl is here, else the same kinds of objects
+    rendered by mlsys.pipelines.kustomize (whose name suffixes are not kustomize's digests,
+    but suffixed and referred to the same way). Rendered once per content of the folder
+    (Argo's vendored install takes seconds), a fresh copy each call."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    key = digest.hexdigest()
+    if key not in _RENDERED:
+        _RENDERED[key] = kustomize.rendered(folder)
+    return copy.deepcopy(_RENDERED[key])

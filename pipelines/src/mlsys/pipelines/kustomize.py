@@ -1,7 +1,8 @@
 """A kustomization rendered as `kubectl kustomize` renders it, for what the platform's use:
 local resources, the namespace, ConfigMap and Secret generators (env files, files,
 literals) with kustomize's name suffix hash unless disabled, the references to generated
-objects in pod templates rewritten to the suffixed names, and image replacements.
+objects in pod templates rewritten to the suffixed names, image replacements, and
+strategic-merge patches from files (maps merged, lists of named items merged by name).
 
 No Kubernetes binary need exist where the local runner and the tests run, and they must start each
 pod with exactly the objects its namespace renders: a pod naming `platform-config` where
@@ -28,6 +29,12 @@ CLUSTER_SCOPED = {
     "StorageClass",
 }
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+# libyaml's loader where PyYAML has it: Argo's vendored install is 11 MB of YAML.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_all(text: str) -> list[dict]:
+    return [document for document in yaml.load_all(text, Loader=LOADER) if document]
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -123,6 +130,41 @@ def replace_images(spec: dict, images: list[dict]) -> None:
                 container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
 
 
+def merged(target, patch):
+    """A strategic merge patch applied: maps merged key by key, lists of maps that all have
+    a `name` (containers, volumes, env) merged item by item, anything else replaced."""
+    if isinstance(target, dict) and isinstance(patch, dict):
+        return {
+            **target,
+            **{k: merged(target[k], v) if k in target else v for k, v in patch.items()},
+        }
+    if isinstance(target, list) and isinstance(patch, list) and named(target + patch):
+        result = list(target)
+        for item in patch:
+            names = [old["name"] for old in result]
+            if item["name"] in names:
+                index = names.index(item["name"])
+                result[index] = merged(result[index], item)
+            else:
+                result.append(item)
+        return result
+    return patch
+
+
+def named(items: list) -> bool:
+    return all(isinstance(item, dict) and "name" in item for item in items)
+
+
+def patch_target(documents: list[dict], patch: dict) -> int:
+    """The index of the object a patch names (kind, name, and namespace if it gives one)."""
+    kind, meta = patch["kind"], patch["metadata"]
+    for index, document in enumerate(documents):
+        same = document["kind"] == kind and document["metadata"]["name"] == meta["name"]
+        if same and meta.get("namespace") in (None, document["metadata"].get("namespace")):
+            return index
+    raise ValueError(f"no resource matches the patch of {kind}/{meta['name']}")
+
+
 def render(folder: Path) -> list[dict]:
     """The objects `kubectl kustomize FOLDER` prints, for the features listed above.
     A resource that is not a local file (a fetched release) is left out."""
@@ -131,7 +173,7 @@ def render(folder: Path) -> list[dict]:
     documents = []
     for resource in kustomization.get("resources", []):
         if (folder / resource).is_file():
-            documents += [d for d in yaml.safe_load_all((folder / resource).read_text()) if d]
+            documents += load_all((folder / resource).read_text())
     names: dict[tuple[str, str], str] = {}
     for key, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
         for entry in kustomization.get(key, []):
@@ -139,6 +181,12 @@ def render(folder: Path) -> list[dict]:
             names[(kind, entry["name"])] = document["metadata"]["name"]
             documents.append(document)
     documents = copy.deepcopy(documents)
+    for entry in kustomization.get("patches", []):
+        if set(entry) != {"path"}:
+            raise ValueError(f"{folder}: only patches from a file are rendered here: {entry}")
+        for patch in load_all((folder / entry["path"]).read_text()):
+            index = patch_target(documents, patch)
+            documents[index] = merged(documents[index], patch)
     for document in documents:
         if "namespace" in kustomization and document["kind"] not in CLUSTER_SCOPED:
             document["metadata"]["namespace"] = kustomization["namespace"]
@@ -159,5 +207,5 @@ def rendered(folder: Path) -> list[dict]:
         output = subprocess.run(
             ["kubectl", "kustomize", str(folder)], check=True, capture_output=True, text=True
         ).stdout
-        return [d for d in yaml.safe_load_all(output) if d]
+        return load_all(output)
     return render(folder)
