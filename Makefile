@@ -44,11 +44,10 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, train, predict) and AIAnimals (generate, load, index, train the search ranker, learn similar words, train the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, then the forecasting CronWorkflow through the local runner: validate, train, gate, predict) and AIAnimals (generate, load, index, train the search ranker, learn similar words, train the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
-	$(PY) -m mlsys.ml train
-	$(PY) -m mlsys.ml predict
+	$(PY) -m mlsys.pipelines run infrastructure/argo/forecasting.yaml --runner process --show-logs --logs $(HOME_DIR)/pipelines/forecasting
 	$(PY) -m mlsys.batch generate --output $(HOME_DIR)/aianimals --posts $(POSTS) --searches $(SEARCHES)
 	$(PY) -m mlsys.batch initial-load --generated $(HOME_DIR)/aianimals
 	$(PY) -m mlsys.batch search-index --idle-seconds 1
@@ -161,15 +160,15 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 # --- Kubernetes: DRY_RUN=1 prints every command and manifest, and needs no cluster ------
 DEPLOY = DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(DEPLOY_REGISTRY) TAG=$(DEPLOY_TAG) bash infrastructure/scripts/deploy.sh
 
-.PHONY: initialize_deployment deploy_base deploy_job pin_argo port_forward moderator delete_namespaces
+.PHONY: initialize_deployment deploy_base deploy_job vendor_argo port_forward moderator delete_namespaces
 initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
 	$(DEPLOY) initialize
 deploy_base: secrets ## the namespaces, PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
 	$(DEPLOY) base
 deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker, image index, classifier retraining)
 	$(DEPLOY) job
-pin_argo: ## record the SHA-256 of Argo's release install.yaml in release.env (needs GitHub; deploy.sh refuses an unpinned or changed one)
-	bash infrastructure/scripts/pin_argo.sh $(ARGO_VERSION)
+vendor_argo: ## render Argo's install of release ARGO_VERSION from a checkout of argo-workflows at ARGO_SOURCE into manifests/argo (review the diff, commit)
+	bash infrastructure/scripts/vendor_argo.sh $(ARGO_SOURCE) $(ARGO_VERSION)
 port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000, the review portal on :8502
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
 moderator: ## HANDLE=name: make an AIAnimals user a moderator on the cluster (register them in the app first: seeded users' passwords are random)

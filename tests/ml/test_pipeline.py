@@ -164,7 +164,7 @@ def test_validate_train_without_gate_then_promote_as_the_workflow_does(tmp_path)
         "mlsys.ml", "train", "--no-promote", "--version-file", str(version_file),
         "evaluation.weeks=2",
     )  # fmt: skip
-    assert "registered version 1" in trained.stdout and "not promoted" in trained.stdout
+    assert "registered version 1" in trained.stdout and "not judged" in trained.stdout
     assert version_file.read_text() == "1"
     # Another run registers version 2 meanwhile: the gate still judges the one it was given.
     run_cli("mlsys.ml", "train", "--no-promote", "evaluation.weeks=2")

@@ -130,7 +130,10 @@ def train(
     result = run(load_config(overrides), promote=promote)
     if version_file is not None:
         version_file.write_text(str(result.version))
-    verdict = "promoted to champion" if result.promoted else "not promoted"
+    if not promote:
+        verdict = "not judged (promote --version judges it)"
+    else:
+        verdict = "promoted to champion" if result.promoted else "not promoted"
     typer.echo(f"registered version {result.version} (backtest WAPE {result.wape:.4f}): {verdict}")
 
 

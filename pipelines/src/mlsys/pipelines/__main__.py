@@ -61,6 +61,9 @@ def run(
         Path, typer.Option(help="REGISTRY= and TAG= of the built images (make build_all).")
     ] = Path("infrastructure/images.built.env"),
     logs: Annotated[Path | None, typer.Option(help="Folder of the steps' logs.")] = None,
+    show_logs: Annotated[
+        bool, typer.Option(help="Print each step's log after it, besides writing it.")
+    ] = False,
 ) -> None:
     """Run FILE's entrypoint (and exit handler); print each step's attempts; exit 1 when the
     workflow fails, 2 when it uses what the runner does not support."""
@@ -84,6 +87,7 @@ def run(
             network=network,
             images=_built(images),
             echo=typer.echo,
+            show_logs=show_logs,
         )
     except Unsupported as error:
         typer.echo(f"refused: {error}", err=True)

@@ -96,9 +96,10 @@ class Execution:
         logs: Path,
         echo: Callable[[str], None] = print,
         limit_of: Callable[[dict], int | None] = lambda template: None,
+        show_logs: bool = False,
     ):
         self.workflow, self.runner, self.logs, self.echo = workflow, runner, logs, echo
-        self.limit_of = limit_of
+        self.limit_of, self.show_logs = limit_of, show_logs
         self.values = {f"workflow.parameters.{k}": v for k, v in parameters.items()}
         self.values |= {"workflow.name": workflow.name, "workflow.namespace": workflow.namespace}
         self.rows: list[Row] = []
@@ -242,6 +243,9 @@ class Execution:
                     self.limit_of(resolved),
                 )
             )
+            if self.show_logs and step.log.is_file():
+                for line in step.log.read_text(errors="replace").splitlines():
+                    self.echo(f"  | {line}")
             detail = f" ({attempt.reason})" if attempt.reason else ""
             self.echo(f"{path}: {attempt.phase}{detail} in {attempt.seconds:.1f} s; log {step.log}")
             if attempt.phase == SUCCEEDED:

@@ -56,28 +56,32 @@ def run_workflow(
     network: str | None = None,
     images: tuple[str, str] | None = None,
     echo: Callable[[str], None] = print,
+    show_logs: bool = False,
 ) -> tuple[str, list[Row]]:
     """The workflow's phase and one row per attempt of each step.
 
     docker: each step in its image, with the objects `manifests/<namespace>` renders, on
     `network`, `images` = (registry, tag) naming the built tag of the platform's images.
-    process: each step as a local process (runners.ProcessRunner)."""
+    process: each step as a local process (runners.ProcessRunner). `show_logs`: each
+    attempt's log echoed after it, besides its file."""
     workflow = load(path)
     values = workflow.parameters(parameters)
     logs.mkdir(parents=True, exist_ok=True)
     if runner == "process":
-        return _execute(workflow, ProcessRunner(logs), values, logs, echo)
+        return _execute(workflow, ProcessRunner(logs), values, logs, echo, show_logs)
     if manifests is None:
         raise ValueError("the docker runner needs the manifests the namespace renders")
     documents = kustomize.rendered(manifests / workflow.namespace)
     mapping = built_images([workflow.spec], *images) if images else {}
     with _network(network) as name:
         docker = DockerRunner(workflow.namespace, documents, name, mapping)
-        return _execute(workflow, docker, values, logs, echo)
+        return _execute(workflow, docker, values, logs, echo, show_logs)
 
 
-def _execute(workflow, runner: Runner, values, logs: Path, echo) -> tuple[str, list[Row]]:
-    execution = Execution(workflow, runner, values, logs, echo, limit_of=memory_limit)
+def _execute(
+    workflow, runner: Runner, values, logs: Path, echo, show_logs: bool
+) -> tuple[str, list[Row]]:
+    execution = Execution(workflow, runner, values, logs, echo, memory_limit, show_logs)
     phase = execution.run()
     return phase, execution.rows
 
