@@ -17,27 +17,18 @@ every 6 hours without recompiling:
 """
 
 from hera.workflows import DAG, CronWorkflow
-from steps import cron, job
+from steps import PHOTO_TRAINING, PHOTO_TRAINING_ARGS, cron, job
 
 NAMESPACE = "aianimals"
 
 
 def violation_retrain() -> CronWorkflow:
     """Every Sunday 03:00: retrain with the moderators' labels -> gate and promote."""
-    sample = {"epochs": "30", "photos": "all"}
-    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly", sample) as workflow:
+    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly", PHOTO_TRAINING) as workflow:
         retrain = job(
             "retrain",
             "mlsys-violation-detection",
-            [
-                "retrain",
-                "--images",
-                "/app/dataset/images",
-                "--epochs",
-                "{{workflow.parameters.epochs}}",
-                "--limit",
-                "{{workflow.parameters.photos}}",
-            ],
+            ["retrain", *PHOTO_TRAINING_ARGS],
             memory="3Gi",
             tracking=True,
         )

@@ -15,7 +15,7 @@ every 30 minutes without recompiling:
 
 from hera.workflows import DAG, CronWorkflow, Parameter
 from hera.workflows import models as m
-from steps import VERSION_FILE, cron, job
+from steps import PHOTO_TRAINING, PHOTO_TRAINING_ARGS, VERSION_FILE, cron, job
 
 NAMESPACE = "aianimals"
 
@@ -62,20 +62,11 @@ def image_index() -> CronWorkflow:
         kubectl -n aianimals patch cronworkflow image-index \\
             --type merge -p '{"spec": {"schedules": ["0 */2 * * *"]}}'
     """
-    sample = {"epochs": "30", "photos": "all"}
-    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly", sample) as workflow:
+    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly", PHOTO_TRAINING) as workflow:
         build = job(
             "build-image-index",
             "mlsys-search",
-            [
-                "build-image-index",
-                "--images",
-                "/app/dataset/images",
-                "--epochs",
-                "{{workflow.parameters.epochs}}",
-                "--limit",
-                "{{workflow.parameters.photos}}",
-            ],
+            ["build-image-index", *PHOTO_TRAINING_ARGS],
             memory="3Gi",
             tracking=True,
         )

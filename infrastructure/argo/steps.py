@@ -23,6 +23,12 @@ POD_SECURITY = m.PodSecurityContext(
 )
 RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
 VERSION_FILE = "/tmp/registered-version"  # on the step's /tmp volume, read back by Argo
+# The steps that train on the shipped photos: workflow parameters whose defaults are the
+# production run (every photo, 30 epochs); the tests pass a small sample.
+PHOTO_TRAINING = {"epochs": "30", "photos": "all"}
+PHOTO_TRAINING_ARGS = ["--images", "/app/dataset/images",
+                       "--epochs", "{{workflow.parameters.epochs}}",
+                       "--limit", "{{workflow.parameters.photos}}"]  # fmt: skip
 
 
 def job(
