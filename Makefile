@@ -15,7 +15,7 @@ CLASSIFIER_PORT ?= 8100
 PORTAL_PORT ?= 8502
 # A seeded user (password: password) the demo makes a moderator.
 MODERATOR ?= yunus_dog_love
-# e.g. "--epochs 2 --limit 300": a quicker, weaker classifier.
+# e.g. "--components 16 --limit 300": a quicker, weaker classifier.
 MODERATION_ARGS ?=
 # e.g. "--epochs 2 --limit 200": a quicker, weaker image embedding.
 IMAGE_INDEX_ARGS ?=

@@ -17,18 +17,19 @@ every 6 hours without recompiling:
 """
 
 from hera.workflows import DAG, CronWorkflow
-from steps import PHOTO_TRAINING, PHOTO_TRAINING_ARGS, cron, job
+from steps import PHOTO_SAMPLE, PHOTO_SAMPLE_ARGS, cron, job
 
 NAMESPACE = "aianimals"
 
 
 def violation_retrain() -> CronWorkflow:
     """Every Sunday 03:00: retrain with the moderators' labels -> gate and promote."""
-    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly", PHOTO_TRAINING) as workflow:
+    with cron("violation-retrain", NAMESPACE, "0 3 * * 0", "weekly", PHOTO_SAMPLE) as workflow:
         retrain = job(
             "retrain",
             "mlsys-violation-detection",
-            ["retrain", *PHOTO_TRAINING_ARGS],
+            ["retrain", *PHOTO_SAMPLE_ARGS],
+            # Measured at full size: 3.0 GB peak (docs/moderation.md), under the 4Gi limit.
             memory="3Gi",
             tracking=True,
         )

@@ -15,7 +15,7 @@ every 30 minutes without recompiling:
 
 from hera.workflows import DAG, CronWorkflow, Parameter
 from hera.workflows import models as m
-from steps import PHOTO_TRAINING, PHOTO_TRAINING_ARGS, VERSION_FILE, cron, job
+from steps import PHOTO_SAMPLE, PHOTO_SAMPLE_ARGS, VERSION_FILE, cron, job
 
 NAMESPACE = "aianimals"
 
@@ -62,11 +62,12 @@ def image_index() -> CronWorkflow:
         kubectl -n aianimals patch cronworkflow image-index \\
             --type merge -p '{"spec": {"schedules": ["0 */2 * * *"]}}'
     """
-    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly", PHOTO_TRAINING) as workflow:
+    training = {**PHOTO_SAMPLE, "epochs": "30"}  # the tests train one epoch
+    with cron("image-index", NAMESPACE, "0 5 * * 1", "weekly", training) as workflow:
         build = job(
             "build-image-index",
             "mlsys-search",
-            ["build-image-index", *PHOTO_TRAINING_ARGS],
+            ["build-image-index", *PHOTO_SAMPLE_ARGS, "--epochs", "{{workflow.parameters.epochs}}"],
             memory="3Gi",
             tracking=True,
         )

@@ -23,12 +23,10 @@ POD_SECURITY = m.PodSecurityContext(
 )
 RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
 VERSION_FILE = "/tmp/registered-version"  # on the step's /tmp volume, read back by Argo
-# The steps that train on the shipped photos: workflow parameters whose defaults are the
-# production run (every photo, 30 epochs); the tests pass a small sample.
-PHOTO_TRAINING = {"epochs": "30", "photos": "all"}
-PHOTO_TRAINING_ARGS = ["--images", "/app/dataset/images",
-                       "--epochs", "{{workflow.parameters.epochs}}",
-                       "--limit", "{{workflow.parameters.photos}}"]  # fmt: skip
+# The steps that learn from the shipped photos: a workflow parameter whose default is the
+# production run (every photo); the tests pass a small sample.
+PHOTO_SAMPLE = {"photos": "all"}
+PHOTO_SAMPLE_ARGS = ["--images", "/app/dataset/images", "--limit", "{{workflow.parameters.photos}}"]
 
 
 def job(

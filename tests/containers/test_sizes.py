@@ -20,8 +20,9 @@ SERVING_LIMIT_MB = 800
         pytest.param(
             "violation_detection",  # the classifier server and the review portal
             marks=pytest.mark.xfail(
-                reason="the classifier server runs a TensorFlow SavedModel (TensorFlow is "
-                "1.3 GB) until the moderation model is rebuilt without it (issue 34)"
+                reason="1134 MB without TensorFlow (issue 34): the review portal's Streamlit "
+                "brings pyarrow (150 MB), and AIAnimals' Sudachi dictionary (193 MB) and faiss "
+                "(66 MB) come with it though no module it runs imports them (issue 30)"
             ),
         ),
     ],

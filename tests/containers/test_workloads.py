@@ -206,7 +206,7 @@ AIANIMALS_WORKFLOWS = {
     "search-ranker": ("aianimals_search_ranker", {}),
     "similar-words": ("aianimals_similar_words", {}),
     "image-index": ("aianimals_image_embedding", {"epochs": "1", "photos": "200"}),
-    "violation-retrain": ("aianimals_no_animal_violation", {"epochs": "1", "photos": "60"}),
+    "violation-retrain": ("aianimals_no_animal_violation", {"photos": "60"}),
 }
 
 

@@ -27,7 +27,7 @@ PRODUCT_TABLES = {
 
 # The demo's classifier takes 4 to 8 minutes on 2 cores; its tests measure the same code at
 # a small, seeded size.
-QUICK_CLASSIFIER = "MODERATION_ARGS=--epochs 2 --resolution 32 --width 8 --limit 300"
+QUICK_CLASSIFIER = "MODERATION_ARGS=--components 16 --limit 300"
 QUICK_EMBEDDING = "IMAGE_INDEX_ARGS=--epochs 2 --resolution 24 --width 4 --limit 200"
 
 

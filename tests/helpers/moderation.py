@@ -1,6 +1,7 @@
 """What the moderation tests share: a tiny classifier registered as the champion."""
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -8,18 +9,29 @@ import numpy as np
 from tests.helpers.paths import ROOT
 
 IMAGES = ROOT / "dataset/images"
+# The pipeline `train` fits, at a size that fits in a second: one patch size, two
+# Gaussians over four dims, fitted on 40 of the dataset's photos.
+TINY = {"cells": (8,), "components": 2, "dims": 4}
+
+
+@cache
+def tiny_classifier():
+    from mlsys.aianimals.photos import load_photos
+    from mlsys.violation_detection.train import ClassifierParams, train_classifier
+
+    photos = load_photos(IMAGES, limit=40)
+    return train_classifier(photos.images, photos.labels, ClassifierParams(**TINY)).model
 
 
 def register_tiny_classifier(
     threshold: float | Callable[[dict[str, float]], float], photos: dict[str, Path] | None = None
 ):
-    """Register an untrained tiny classifier (in the MLflow of the environment) as the
-    champion; returns (version, scores of `photos`, threshold). `threshold` may be chosen
-    from the scores of `photos`: the tests that do so check the moderation loop, not the
+    """Register the tiny classifier (in the MLflow of the environment) as the champion;
+    returns (version, scores of `photos`, threshold). `threshold` may be chosen from the
+    scores of `photos`: the tests that do so check the moderation loop, not the
     classifier (its training has tests of its own)."""
     import mlflow
     from mlsys.aianimals.photos import decoded
-    from mlsys.common.keras_training import configure_tensorflow
     from mlsys.common.tracking import CHAMPION, configure_mlflow
     from mlsys.violation_detection.tracking import (
         EXPERIMENT,
@@ -27,11 +39,10 @@ def register_tiny_classifier(
         THRESHOLD_TAG,
         log_model,
     )
-    from mlsys.violation_detection.train import CnnParams, build_model, no_animal_scores
+    from mlsys.violation_detection.train import no_animal_scores
 
-    configure_tensorflow(2)
     configure_mlflow(EXPERIMENT)
-    model = build_model(CnnParams(resolution=16, width=2, blocks=1))
+    model = tiny_classifier()
     scores = {}
     if photos:
         values = no_animal_scores(model, np.stack([decoded(path) for path in photos.values()]))

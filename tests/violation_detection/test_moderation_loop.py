@@ -285,8 +285,8 @@ def test_a_reversal_in_the_portal_brings_the_post_back_and_becomes_a_label(loop,
     # mirrored one, in no validation or test set) and the gate compares on the same test.
     report = loop.env["MLSYS_HOME"] + "/retrain.json"
     retrained = run_cli(
-        "mlsys.violation_detection", "retrain", "--limit", "60", "--epochs", "1",
-        "--resolution", "16", "--width", "2", "--output", report, env=loop.env,
+        "mlsys.violation_detection", "retrain", "--limit", "60", "--components", "4",
+        "--output", report, env=loop.env,
     )  # fmt: skip
     assert "labels from reviews: 1 (0 no animal)" in retrained.stdout, retrained.stdout
     assert json.loads(Path(report).read_text())["reviewed_photos"] == 1

@@ -1,8 +1,8 @@
 """The no-animal classifier over HTTP: `POST /v1/predict` with one photo or a batch.
 
-The champion (its TensorFlow SavedModel export and the threshold registered with it) is
-loaded in the background at start and again whenever the champion alias names another
-version, checked every REFRESH_SECONDS; requests never wait for MLflow. Until a model is
+The champion (its fitted pipeline and the threshold registered with it) is loaded in the
+background at start and again whenever the champion alias names another version, checked
+every REFRESH_SECONDS; requests never wait for MLflow. Until a model is
 loaded, `/health/ready` and predictions answer 503. Photos are decoded here (PNG or JPEG),
 resized to the 128 x 128 the model takes, and refused with a 4xx that says why when they
 are not an image, too small or too large, or too many in one request.
@@ -76,20 +76,16 @@ class LoadedModel:
 
 
 def _load_classifier(version: int) -> LoadedModel:
-    """The version's SavedModel export, with its threshold: TensorFlow alone runs it (no
-    Keras, none of the training code), as TF Serving would."""
-    import tensorflow as tf
+    """The version's fitted pipeline, with its threshold: loaded as the gate loads it."""
+    from mlsys.violation_detection.tracking import load_version
+    from mlsys.violation_detection.train import no_animal_scores
 
-    from mlsys.violation_detection.tracking import load_saved_model
-
-    exported, threshold = load_saved_model(version)
-    serve = exported.serve
-    serve(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8))  # warm up now, not on a request
+    model, threshold = load_version(version)
+    no_animal_scores(model, np.full((1, IMAGE_SIZE, IMAGE_SIZE, 3), 255, np.uint8))  # it scores
 
     def infer(photos: np.ndarray) -> np.ndarray:
-        return serve(tf.constant(photos)).numpy().ravel()
+        return no_animal_scores(model, photos)
 
-    infer.exported = exported  # type: ignore[attr-defined]  # keeps its variables alive
     return LoadedModel(version, threshold, infer)
 
 

@@ -1,7 +1,12 @@
 """What every classifier run leaves in MLflow: parameters, the data fingerprint and split,
-the per-epoch curve, the report (test, validation, baseline), ROC and precision-recall
-curves, the model registered as MODEL_NAME with its threshold as a version tag, and the
-champion gate on the fixed test set."""
+the report (test, fresh test, validation, baseline), ROC and precision-recall curves, the
+fitted pipeline registered as MODEL_NAME with its threshold as a version tag, and the
+champion gate on the fixed test set.
+
+The model is logged in MLflow's scikit-learn flavour, serialized by skops (which loads
+only the types it is told to trust, never arbitrary pickled code). The fitted pipeline
+holds every setting it was fitted with, so the gate and the server score an old champion
+as it scored when it was trained (`load_version` is both their loader)."""
 
 import json
 import tempfile
@@ -10,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsys.common.keras_training import SAVED_MODEL, keras_requirements, log_saved_model
 from mlsys.common.tracking import (
     CHAMPION,
     configure_mlflow,
@@ -24,6 +28,10 @@ EXPERIMENT = "aianimals_violation_detection"
 # The gate: ROC AUC on the fixed test set, the champion scored on the same photos now.
 GATE_METRIC = "test.roc_auc"
 THRESHOLD_TAG = "threshold"  # on each model version: the threshold chosen with it
+# The report's scored parts, logged as metrics PART.roc_auc, PART.precision, ...
+REPORTED = ("test", "fresh_test", "validation", "baseline", "baseline_fresh_test")
+# What the pipeline holds besides scikit-learn and numpy: its own encoder.
+TRUSTED_TYPES = ["mlsys.violation_detection.train.FisherVectorEncoder"]
 
 
 def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, extra: dict):
@@ -33,19 +41,16 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
     configure_mlflow(EXPERIMENT)
     with mlflow.start_run() as run:
         mlflow.log_params(
-            {**{f"cnn.{k}": v for k, v in asdict(params).items()}, **extra, "data": fingerprint}
+            {**{f"model.{k}": v for k, v in asdict(params).items()}, **extra, "data": fingerprint}
         )
         mlflow.set_tags({"data": fingerprint})
         metrics = [
             (f"{part}.{key}", value, 0)
-            for part in ("test", "validation", "baseline")
+            for part in REPORTED
+            if part in report
             for key, value in report[part].items()
         ]
-        metrics += [
-            (f"epoch.{key}", value, epoch)
-            for epoch, record in enumerate(trained.history)
-            for key, value in record.items()
-        ]
+        metrics.append(("train_seconds", trained.seconds, 0))
         log_metrics_batch(run.info.run_id, metrics)
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in (("report.json", report), ("curves.json", curves)):
@@ -61,54 +66,35 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
 
 
 def log_model(model):
-    """Register the model in the active run, twice over: the Keras model (what training
-    and the gate load) and its TensorFlow SavedModel export (`serve`: uint8 photos ->
-    probabilities), which the server loads without Keras or the model's Python code."""
-    import mlflow
-
-    log_saved_model(model)
-    return mlflow.keras.log_model(
-        model, name="model", registered_model_name=MODEL_NAME, pip_requirements=keras_requirements()
-    )
-
-
-def load_saved_model(version: int):
-    """The SavedModel of a version and its threshold, from the version's run."""
-    import tensorflow as tf
+    """Register the fitted pipeline in the active run (scikit-learn flavour, skops)."""
+    from importlib.metadata import version
 
     import mlflow
 
-    found = mlflow.MlflowClient().get_model_version(MODEL_NAME, str(version))
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=found.run_id, artifact_path=SAVED_MODEL, dst_path=tmp
-            )
-        except Exception as error:
-            raise LookupError(
-                f"{MODEL_NAME}/{version} has no SavedModel export: train a new version"
-            ) from error
-        return tf.saved_model.load(path), float(found.tags[THRESHOLD_TAG])
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        registered_model_name=MODEL_NAME,
+        serialization_format="skops",
+        skops_trusted_types=TRUSTED_TYPES,
+        pip_requirements=[f"scikit-learn=={version('scikit-learn')}",
+                          f"mlsys-violation-detection=={version('mlsys-violation-detection')}"],
+    )  # fmt: skip
 
 
 def load_version(version: int | str):
-    """The Keras model and threshold of a version (a number, or `@champion`)."""
+    """The fitted pipeline and threshold of a version (a number, or `@champion`): what
+    the gate re-scores and what the server serves."""
     import mlflow
-    from mlsys.violation_detection.train import model_layers
 
-    model_layers()  # the model's own layers, registered before it is loaded
-    uri = (
-        f"models:/{MODEL_NAME}@{CHAMPION}"
-        if version == "@champion"
-        else f"models:/{MODEL_NAME}/{version}"
-    )
     client = mlflow.MlflowClient()
     found = (
         client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
         if version == "@champion"
         else client.get_model_version(MODEL_NAME, str(version))
     )
-    return mlflow.keras.load_model(uri), float(found.tags[THRESHOLD_TAG])
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{found.version}")
+    return model, float(found.tags[THRESHOLD_TAG])
 
 
 def gate(
