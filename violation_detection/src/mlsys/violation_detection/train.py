@@ -80,13 +80,13 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
 
     def _batches(self, images: np.ndarray):
         for start in range(0, len(images), self.batch_size):
-            yield start, self.descriptors(images[start : start + self.batch_size])
+            yield self.descriptors(images[start : start + self.batch_size])
 
     def fit(self, images: np.ndarray, y=None):
         rng = np.random.default_rng(self.random_state)
         per_photo = -(-self.sample // len(images))  # descriptors drawn from each photo
         drawn: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in self.cells]
-        for _, batch in self._batches(images):
+        for batch in self._batches(images):
             for found, descriptors in zip(drawn, batch, strict=True):
                 keys = np.where(descriptors.max(-1) > 0, rng.random(descriptors.shape[:2]), 2)
                 chosen = np.argsort(keys, axis=1)[:, :per_photo]
