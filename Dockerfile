@@ -18,6 +18,8 @@ FROM ${UV_IMAGE} AS uv
 FROM ${PYTHON_IMAGE}
 # The workspace member to install, e.g. mlsys-api; FILES: paths copied into /app with it.
 ARG PACKAGE
+# Its optional dependency groups to install with it, e.g. "classifier" (space-separated).
+ARG EXTRAS=""
 ARG FILES=""
 # The process the container runs unless Kubernetes or compose name another.
 ARG COMMAND
@@ -57,8 +59,9 @@ RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
     --mount=type=bind,source=uv.lock,target=/src/uv.lock \
     if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
     bytecode=--compile-bytecode; if [ -n "$BYTECODE" ]; then bytecode=--no-compile-bytecode; fi; \
+    set --; for extra in $EXTRAS; do set -- "$@" --extra "$extra"; done; \
     test -n "$PACKAGE" \
-    && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE" "$bytecode" \
+    && uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE" "$@" "$bytecode" \
     && find /app/.venv/lib/python3*/site-packages -mindepth 2 -type d -name tests -prune \
       -exec rm -rf {} +
 # Then the member and the workspace packages it depends on, and its files.
@@ -68,7 +71,8 @@ RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
     --mount=type=bind,target=/src,readwrite \
     if [ -f /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
     bytecode=--compile-bytecode; if [ -n "$BYTECODE" ]; then bytecode=--no-compile-bytecode; fi; \
-    uv sync --frozen --no-dev --no-editable --package "$PACKAGE" "$bytecode" \
+    set --; for extra in $EXTRAS; do set -- "$@" --extra "$extra"; done; \
+    uv sync --frozen --no-dev --no-editable --package "$PACKAGE" "$@" "$bytecode" \
     && for path in $FILES; do cp -r --parents "$path" /app/; done \
     && if [ -n "$BYTECODE" ]; then MLFLOW_DISABLE_TELEMETRY=true /app/.venv/bin/python -P -c \
       'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' $BYTECODE; fi

@@ -79,6 +79,8 @@ def build_command(name: str, registry: str, version: str, bases: str = "official
             "WRITABLE": " ".join(image.get("writable", [])),
             "BYTECODE": " ".join(image.get("bytecode", [])),
         }
+        if image.get("extras"):
+            arguments["EXTRAS"] = " ".join(image["extras"])
         if bases == "debian":
             arguments |= DEBIAN_BASES
         for key, value in arguments.items():

@@ -17,14 +17,8 @@ SERVING_LIMIT_MB = 800
         "api",
         "ab_test_proxy",
         "bi",
-        pytest.param(
-            "violation_detection",  # the classifier server and the review portal
-            marks=pytest.mark.xfail(
-                reason="1134 MB without TensorFlow (issue 34): the review portal's Streamlit "
-                "brings pyarrow (150 MB), and AIAnimals' Sudachi dictionary (193 MB) and faiss "
-                "(66 MB) come with it though no module it runs imports them (issue 30)"
-            ),
-        ),
+        "violation_detection",  # the classifier server
+        "review_portal",
     ],
 )
 def test_serving_image_is_under_800_mb(name):

@@ -43,11 +43,13 @@ def dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def resolved_packages(package: str) -> set[str]:
-    """What `uv sync --frozen --no-dev --package PACKAGE` installs in an image."""
+def resolved_packages(image: dict) -> set[str]:
+    """What `uv sync --frozen --no-dev --package PACKAGE [--extra EXTRA]…` installs in an
+    image of images.toml."""
     options = ["--frozen", "--no-dev", "--no-hashes", "--no-header", "--no-annotate"]
+    extras = [option for extra in image.get("extras", []) for option in ("--extra", extra)]
     result = subprocess.run(
-        [str(UV), "export", "--package", package, *options],
+        [str(UV), "export", "--package", image["package"], *extras, *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -174,23 +176,32 @@ AIANIMALS_ONLY = {"sudachipy", "sudachidict-core", "pika", "redis", "hiredis", "
 
 @pytest.mark.parametrize("name", FORECASTING)
 def test_forecasting_images_install_nothing_of_aianimals(name):
-    installed = resolved_packages(COMPONENT_IMAGES[name]["package"])
+    installed = resolved_packages(COMPONENT_IMAGES[name])
     assert "mlsys-common" in installed and "mlsys-beverage" in installed
     assert not installed & (AIANIMALS_ONLY | {"mlsys-aianimals", "elasticsearch"})
 
 
 @pytest.mark.parametrize("name", ["api", "batch", "search"])
 def test_aianimals_images_install_nothing_of_forecasting(name):
-    installed = resolved_packages(COMPONENT_IMAGES[name]["package"])
+    installed = resolved_packages(COMPONENT_IMAGES[name])
     assert installed >= AIANIMALS_ONLY
     # (LightGBM is the search ranker's too: the API serves it, the search jobs train it.)
     assert not installed & {"mlsys-beverage", "mlsys-ml", "hydra-core", "streamlit"}
     assert ("lightgbm" in installed) == (name != "batch")
 
 
+def test_the_classifier_and_the_portal_each_carry_only_their_own_stack():
+    classifier = resolved_packages(COMPONENT_IMAGES["violation_detection"])
+    portal = resolved_packages(COMPONENT_IMAGES["review_portal"])
+    assert {"scikit-learn", "scipy", "mlflow-skinny", "uvicorn"} <= classifier
+    assert not classifier & {"streamlit", "pyarrow", "sudachipy", "faiss-cpu"}
+    assert {"streamlit", "pandas", "sqlalchemy"} <= portal
+    assert not portal & {"scikit-learn", "scipy", "skops", "sudachipy", "faiss-cpu"}
+
+
 def test_images_with_lightgbm_have_its_openmp_runtime():
     for name, entry in COMPONENT_IMAGES.items():
-        if "lightgbm" in resolved_packages(entry["package"]):
+        if "lightgbm" in resolved_packages(entry):
             assert "libgomp1" in entry.get("apt", []), name
 
 
