@@ -1,5 +1,5 @@
 """Every image that serves requests stays under 800 MB as built here (`BASES=debian`): what
-its component does not import is not in it. The others are reported in the README."""
+its component does not import is not in it. The others are reported in docs/deployment.md."""
 
 import pytest
 
