@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import mlflow
-from mlsys.common.tracking import configure_mlflow
+from mlsys.common.tracking import CHAMPION_VERSION, configure_mlflow, model_uri
 
 
 def test_local_experiments_keep_artifacts_under_the_home(local_home, tmp_path, monkeypatch):
@@ -90,3 +90,8 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
     assert (watch.loaded, watch.problem) == (None, "no champion model is registered")
     watch.refresh()
     assert changes == ["model 1", "model 2", None]  # none served any more: once
+
+
+def test_models_are_addressed_by_version_number_or_alias_one_way():
+    assert model_uri("ranker", 3) == model_uri("ranker", "3") == "models:/ranker/3"
+    assert model_uri("ranker", CHAMPION_VERSION) == "models:/ranker@champion"

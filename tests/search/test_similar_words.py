@@ -11,6 +11,7 @@ import pytest
 from mlsys.aianimals.japanese import phrase_words
 from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
 from mlsys.batch.generate import BREED_NICKNAMES, CATEGORY_NICKNAMES, CATEGORY_WORDS
+from mlsys.common.tracking import CHAMPION_VERSION
 from tests.helpers.aianimals import search, wait_until
 from tests.helpers.cli import local_env, run_cli
 from tests.helpers.http import login, serving_api
@@ -102,7 +103,7 @@ def test_the_gate_keeps_the_champion_when_the_new_version_is_no_better(words_hom
     )
     from mlsys.aianimals.similar_words_model import load_similar_words
 
-    assert load_similar_words("@champion").table == {
+    assert load_similar_words(CHAMPION_VERSION).table == {
         w: [tuple(s) for s in found] for w, found in report["similar_words"].items()
     }
 

@@ -5,6 +5,7 @@ holds every setting it was fitted with."""
 import numpy as np
 
 from mlsys.aianimals.photos import load_photos
+from mlsys.common.tracking import CHAMPION_VERSION
 from tests.helpers.moderation import IMAGES, register_tiny_classifier
 
 
@@ -21,7 +22,7 @@ def test_an_old_champion_scores_as_it_did_after_the_codes_constants_change(tmp_p
 
     photos = load_photos(IMAGES, limit=50, seed=1)
     register_tiny_classifier(0.5)
-    saved, _ = load_version("@champion")
+    saved, _ = load_version(CHAMPION_VERSION)
     before = train.no_animal_scores(saved, photos.images)
     blocks = saved[0]._blocks(photos.images[:4])
 

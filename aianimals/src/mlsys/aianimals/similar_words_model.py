@@ -7,7 +7,7 @@ from mlflow.pyfunc import PythonModel
 
 from mlsys.aianimals.search import SimilarWord
 from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME, SimilarWords
-from mlsys.common.tracking import CHAMPION
+from mlsys.common.tracking import model_uri
 
 TABLE_ARTIFACT = "similar_words"  # the artifact key, and the file's stem in the model
 
@@ -23,8 +23,6 @@ class SimilarWordsModel(PythonModel):
 
 
 def load_similar_words(version: int | str) -> SimilarWords:
-    """The table of a registered version (a number, or `@champion`)."""
-    uri = f"models:/{SIMILAR_WORDS_MODEL_NAME}" + (
-        f"@{CHAMPION}" if version == "@champion" else f"/{version}"
-    )
+    """The table of a registered version (a number, or `CHAMPION_VERSION`)."""
+    uri = model_uri(SIMILAR_WORDS_MODEL_NAME, version)
     return mlflow.pyfunc.load_model(uri).unwrap_python_model().words

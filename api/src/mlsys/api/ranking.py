@@ -19,7 +19,7 @@ from mlsys.aianimals.ranking import (
 from mlsys.aianimals.search import SearchHit
 from mlsys.aianimals.tables import PostActivity
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import ChampionWatch
+from mlsys.common.tracking import ChampionWatch, model_uri
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0  # how soon a moved champion alias is served
@@ -39,7 +39,7 @@ class LoadedModel:
 def _load_ranker(version: int) -> LoadedModel:
     import mlflow
 
-    booster = mlflow.lightgbm.load_model(f"models:/{RANKER_MODEL_NAME}/{version}")
+    booster = mlflow.lightgbm.load_model(model_uri(RANKER_MODEL_NAME, version))
     return LoadedModel(version, booster)
 
 

@@ -18,8 +18,17 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 log = get_logger(__name__)
-# The alias serving loads (`models:/NAME@champion`) and the gate moves.
+# The alias serving loads and the gate moves, and how a model's loaders are asked for it
+# (a version is a number or this).
 CHAMPION = "champion"
+CHAMPION_VERSION = f"@{CHAMPION}"
+
+
+def model_uri(name: str, version: int | str) -> str:
+    """The one way a registered model is addressed: `models:/NAME/3` for a version number,
+    `models:/NAME@ALIAS` for an alias written `@ALIAS` (`CHAMPION_VERSION`)."""
+    version = str(version)
+    return f"models:/{name}{version}" if version.startswith("@") else f"models:/{name}/{version}"
 
 
 def configure_tracking() -> str:

@@ -8,7 +8,7 @@ from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import WeeklySalesPrediction
 from mlsys.common.bulk import bulk_upsert
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION, run_of
+from mlsys.common.tracking import CHAMPION, model_uri, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import week_label
 from mlsys.ml.data import load_inputs, store_ids
@@ -37,7 +37,7 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
     name = configure().registered_model_name
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias(name, alias)
-    booster = mlflow.lightgbm.load_model(f"models:/{name}@{alias}")
+    booster = mlflow.lightgbm.load_model(model_uri(name, f"@{alias}"))
     run_id = run_of(version)
     cfg = load_run_config(run_id)
 

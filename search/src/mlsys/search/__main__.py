@@ -299,7 +299,7 @@ def build_image_index(
     )
     from mlsys.aianimals.photos import fingerprint, load_photos, split
     from mlsys.aianimals.storage import photo_store
-    from mlsys.common.tracking import current_champion, promote_if_better
+    from mlsys.common.tracking import CHAMPION_VERSION, current_champion, promote_if_better
     from mlsys.search.image_embedding import (
         EmbeddingParams,
         embed,
@@ -376,7 +376,7 @@ def build_image_index(
     candidate = precision["subcategory"]
     reference = None
     if current_champion(IMAGE_EMBEDDING_MODEL_NAME, EMBEDDING_GATE_METRIC) is not None:
-        champion_vectors = embed(load_embedding_model("@champion"), photos.images[test])
+        champion_vectors = embed(load_embedding_model(CHAMPION_VERSION), photos.images[test])
         reference = neighbour_precision(champion_vectors, kinds)["subcategory"]
         typer.echo(f"the champion on the same test photos: subcategory {reference:.3f}")
     if reference is not None and candidate <= reference:
@@ -436,7 +436,7 @@ def similar_words(
 
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
-    from mlsys.common.tracking import current_champion, promote_if_better
+    from mlsys.common.tracking import CHAMPION_VERSION, current_champion, promote_if_better
     from mlsys.search.similar_words import (
         ExpansionEvaluator,
         NotEnoughSearches,
@@ -508,7 +508,7 @@ def similar_words(
         if current_champion(SIMILAR_WORDS_MODEL_NAME, WORDS_GATE_METRIC) is not None:
             from mlsys.aianimals.similar_words_model import load_similar_words
 
-            champion = {"champion": load_similar_words("@champion")}
+            champion = {"champion": load_similar_words(CHAMPION_VERSION)}
             reference = evaluate_logged(data, evaluator, champion)["champion"]["recall"]
             typer.echo(f"the champion on the same searches: {reference:.3f}")
     finally:

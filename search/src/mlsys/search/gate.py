@@ -4,7 +4,7 @@ test split), both scored now, on the same data."""
 
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION, current_champion, promote_if_better
+from mlsys.common.tracking import CHAMPION_VERSION, current_champion, model_uri, promote_if_better
 from mlsys.search.dataset import RankingData
 from mlsys.search.evaluate import evaluate_logged
 from mlsys.search.tracking import GATE_METRIC
@@ -21,12 +21,14 @@ def _scored(data: RankingData, uri: str) -> float:
 
 def gate(data: RankingData, version: int) -> bool:
     """Promote `version` if it beats the champion; True when it is the champion now."""
-    candidate = _scored(data, f"models:/{RANKER_MODEL_NAME}/{version}")
+    candidate = _scored(data, model_uri(RANKER_MODEL_NAME, version))
     champion = current_champion(RANKER_MODEL_NAME, GATE_METRIC)
     if champion is not None and champion.version == version:
         return True
     champion_metric = (
-        _scored(data, f"models:/{RANKER_MODEL_NAME}@{CHAMPION}") if champion is not None else None
+        _scored(data, model_uri(RANKER_MODEL_NAME, CHAMPION_VERSION))
+        if champion is not None
+        else None
     )
     return promote_if_better(
         RANKER_MODEL_NAME,

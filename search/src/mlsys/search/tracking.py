@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 
 from mlsys.aianimals.ranking import FEATURE_SET_VERSION, FEATURES, RANKER_EXPERIMENT
-from mlsys.common.tracking import CHAMPION, configure_mlflow, log_metrics_batch
+from mlsys.common.tracking import configure_mlflow, log_metrics_batch, model_uri
 from mlsys.search.train import RankerParams, Trained
 
 # The gate's metric: NDCG@10 of the served model (the ranker or the regressor, whichever
@@ -138,14 +138,11 @@ def log_embedding_run(*, trained, params, report: dict, fingerprint: str) -> tup
 
 
 def load_embedding_model(version: int | str):
-    """The Keras embedding of a version (a number, or `@champion`)."""
+    """The Keras embedding of a version (a number, or `CHAMPION_VERSION`)."""
     import mlflow
     from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME
 
-    return mlflow.keras.load_model(
-        f"models:/{IMAGE_EMBEDDING_MODEL_NAME}"
-        + (f"@{CHAMPION}" if version == "@champion" else f"/{version}")
-    )
+    return mlflow.keras.load_model(model_uri(IMAGE_EMBEDDING_MODEL_NAME, version))
 
 
 # The similar words' gate: the share of the latest logged searches' selected posts their

@@ -17,9 +17,11 @@ import numpy as np
 
 from mlsys.common.tracking import (
     CHAMPION,
+    CHAMPION_VERSION,
     configure_mlflow,
     current_champion,
     log_metrics_batch,
+    model_uri,
     promote_if_better,
 )
 
@@ -83,17 +85,17 @@ def log_model(model):
 
 
 def load_version(version: int | str):
-    """The fitted pipeline and threshold of a version (a number, or `@champion`): what
-    the gate re-scores and what the server serves."""
+    """The fitted pipeline and threshold of a version (a number, or `CHAMPION_VERSION`):
+    what the gate re-scores and what the server serves."""
     import mlflow
 
     client = mlflow.MlflowClient()
     found = (
         client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-        if version == "@champion"
+        if version == CHAMPION_VERSION
         else client.get_model_version(MODEL_NAME, str(version))
     )
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{found.version}")
+    model = mlflow.sklearn.load_model(model_uri(MODEL_NAME, found.version))
     return model, float(found.tags[THRESHOLD_TAG])
 
 
@@ -108,7 +110,7 @@ def gate(
     champion = current_champion(MODEL_NAME, GATE_METRIC)
     champion_auc = None
     if champion is not None:
-        model, _ = load_version("@champion")
+        model, _ = load_version(CHAMPION_VERSION)
         champion_auc = roc_auc(test_labels, no_animal_scores(model, test_images))
     promoted = promote_if_better(
         MODEL_NAME, version, GATE_METRIC, candidate_auc, champion_auc, higher_is_better=True
