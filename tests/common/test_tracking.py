@@ -95,3 +95,44 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
 def test_models_are_addressed_by_version_number_or_alias_one_way():
     assert model_uri("ranker", 3) == model_uri("ranker", "3") == "models:/ranker/3"
     assert model_uri("ranker", CHAMPION_VERSION) == "models:/ranker@champion"
+
+
+def test_the_champion_gate_scores_the_champion_on_the_candidates_data_and_records_why(
+    local_home,
+):
+    """The one gate: the first version must beat the floor when there is one; a later one
+    the champion as `score_champion` scores it now (not the figure logged with it); the
+    champion judged again is left alone; every verdict is on the candidate version's tags."""
+    from mlsys.common.tracking import champion_gate, current_champion
+
+    configure_mlflow("an_experiment")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("gated")
+    for _ in range(4):
+        with mlflow.start_run() as run:
+            mlflow.log_metric("test.auc", 0.5)
+        client.create_model_version("gated", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    scored: list[int] = []
+
+    def rescore(champion) -> float:
+        scored.append(champion.version)
+        return {1: 0.80, 2: 0.90}[champion.version]
+
+    def gate(version: int, candidate: float, floor: float | None = None):
+        return champion_gate("gated", version, "test.auc", candidate, rescore,
+                             higher_is_better=True, floor=floor)  # fmt: skip
+
+    assert not gate(1, 0.70, floor=0.75).beats  # below the baseline: no champion yet
+    assert current_champion("gated", "test.auc") is None
+    assert gate(1, 0.80, floor=0.75).beats and scored == []
+    first = gate(2, 0.85)  # the champion (1) scores 0.80 now, though it logged 0.5
+    assert (first.beats, first.reference, first.champion_version) == (True, 0.80, 1)
+    kept = gate(3, 0.85)  # version 2, the champion now, scores 0.90 on this data
+    assert (kept.beats, kept.reference, kept.champion_version) == (False, 0.90, 2)
+    assert gate(2, 0.85).already_champion and scored == [1, 2]  # not scored against itself
+    assert current_champion("gated", "test.auc").version == 2
+    tags = client.get_model_version("gated", "3").tags
+    assert tags["gate.verdict"] == "not promoted" and tags["gate.metric"] == "test.auc"
+    assert (tags["gate.candidate"], tags["gate.reference"], tags["gate.champion_version"]) == (
+        "0.85", "0.9", "2")  # fmt: skip
+    assert client.get_model_version("gated", "2").tags["gate.verdict"] == "promoted"  # kept

@@ -134,42 +134,115 @@ def current_champion(model_name: str, metric_key: str) -> Champion | None:
     return Champion(version=int(version.version), run_id=run_id, metric=metric)
 
 
-def promote_if_better(
+@dataclass(frozen=True)
+class Verdict:
+    """The champion gate's judgement of a candidate version, and why."""
+
+    model_name: str
+    version: int
+    metric_key: str
+    candidate: float
+    # What it had to beat: the champion scored now on the candidate's own evaluation data,
+    # or, with no champion yet, the floor (a baseline); None: nothing to beat.
+    reference: float | None
+    champion_version: int | None
+    higher_is_better: bool
+    already_champion: bool = False
+
+    @property
+    def beats(self) -> bool:
+        if self.already_champion:
+            return False
+        if self.reference is None:
+            return True
+        if self.higher_is_better:
+            return self.candidate > self.reference
+        return self.candidate < self.reference
+
+    def describe(self) -> str:
+        if self.already_champion:
+            return f"version {self.version} is the champion already"
+        if self.reference is None:
+            against = "nothing to beat"
+        elif self.champion_version is None:
+            against = f"the baseline's {self.reference:.5f}"
+        else:
+            against = f"champion version {self.champion_version}: {self.reference:.5f}"
+        figure = f"{self.metric_key}={self.candidate:.5f}"
+        verdict = "promoted" if self.beats else "not promoted"
+        return f"version {self.version} ({figure}; {against}): {verdict}"
+
+
+def judge(
     model_name: str,
     version: int,
     metric_key: str,
-    candidate_metric: float,
-    champion_metric: float | None = None,
+    candidate: float,
+    score_champion: Callable[[Champion], float],
+    *,
     higher_is_better: bool = False,
-) -> bool:
-    """Give `version` the champion alias only if it beats the champion (lower is better:
-    an error; with `higher_is_better`, e.g. NDCG, higher).
+    floor: float | None = None,
+) -> Verdict:
+    """The one champion gate's comparison: the champion (unless it is the candidate)
+    scored by `score_champion` on the data the candidate was scored on; without a
+    champion, `floor` (a baseline the first version must beat) when given. Lower is better
+    (an error) unless `higher_is_better` (NDCG, AUC, recall)."""
+    champion = current_champion(model_name, metric_key)
+    if champion is not None and champion.version == version:
+        return Verdict(model_name, version, metric_key, candidate, None, version,
+                       higher_is_better, already_champion=True)  # fmt: skip
+    reference = score_champion(champion) if champion is not None else floor
+    return Verdict(
+        model_name,
+        version,
+        metric_key,
+        candidate,
+        reference,
+        champion.version if champion is not None else None,
+        higher_is_better,
+    )
 
-    `champion_metric` is the champion scored on the candidate's evaluation data; without
-    it the metric logged with the champion's run is used.
-    """
+
+def apply_verdict(verdict: Verdict) -> bool:
+    """Give the candidate the champion alias if it beat what it had to, and record the
+    verdict and its figures as the candidate version's tags (`gate.*`; a champion judged
+    again keeps the tags that made it one). True when it was promoted."""
     from mlflow import MlflowClient
 
-    champion = current_champion(model_name, metric_key)
-    if champion is not None:
-        reference = champion_metric if champion_metric is not None else champion.metric
-        if reference is not None:
-            beaten = (
-                candidate_metric > reference if higher_is_better else candidate_metric < reference
-            )
-            if not beaten:
-                log.info(
-                    "version %s (%s=%.5f) does not beat champion version %s (%.5f): not promoted",
-                    version,
-                    metric_key,
-                    candidate_metric,
-                    champion.version,
-                    reference,
-                )
-                return False
-    MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
-    log.info("version %s (%s=%.5f) is the new champion", version, metric_key, candidate_metric)
-    return True
+    log.info("%s", verdict.describe())
+    if verdict.already_champion:
+        return False
+    client = MlflowClient()
+    tags = {
+        "gate.verdict": "promoted" if verdict.beats else "not promoted",
+        "gate.metric": verdict.metric_key,
+        "gate.candidate": f"{verdict.candidate:.6g}",
+        "gate.reference": "" if verdict.reference is None else f"{verdict.reference:.6g}",
+        "gate.champion_version": str(verdict.champion_version or ""),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(verdict.model_name, str(verdict.version), key, value)
+    if verdict.beats:
+        client.set_registered_model_alias(verdict.model_name, CHAMPION, str(verdict.version))
+    return verdict.beats
+
+
+def champion_gate(
+    model_name: str,
+    version: int,
+    metric_key: str,
+    candidate: float,
+    score_champion: Callable[[Champion], float],
+    *,
+    higher_is_better: bool = False,
+    floor: float | None = None,
+) -> Verdict:
+    """Judge the candidate against the champion on the same data and promote it if it
+    wins (`judge`, then `apply_verdict`); every model's gate."""
+    verdict = judge(model_name, version, metric_key, candidate, score_champion,
+                    higher_is_better=higher_is_better, floor=floor)  # fmt: skip
+    apply_verdict(verdict)
+    return verdict
 
 
 Loaded = TypeVar("Loaded")

@@ -6,9 +6,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mlsys.beverage.database import get_engine
-from mlsys.beverage.tracking import CHAMPION_SAME_WEEKS_METRIC, GATE_METRIC, forecasting_settings
+from mlsys.beverage.tracking import CHAMPION_SAME_WEEKS_METRIC, GATE_METRIC
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import current_champion, promote_if_better, run_of
+from mlsys.common.tracking import Champion, champion_gate, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import backtest, iso_week, store_forecasts, week_label
 from mlsys.ml.data import fingerprint, load_inputs
@@ -27,11 +27,10 @@ class TrainingResult:
     promoted: bool
 
 
-def champion_wape_on(weeks: list[pd.Timestamp], history: SalesHistory, prices) -> float | None:
+def champion_wape_on(
+    weeks: list[pd.Timestamp], history: SalesHistory, prices, champion: Champion
+) -> float:
     """The champion's config backtested on the same weeks as the candidate (a fair gate)."""
-    champion = current_champion(forecasting_settings().registered_model_name, GATE_METRIC)
-    if champion is None:
-        return None
     champion_cfg = load_run_config(champion.run_id)
     frame = weekly_frame(history, prices, champion_cfg.features)
     scores, _, _ = backtest(frame, weeks, champion_cfg, show_progress=False)
@@ -86,19 +85,12 @@ def gate(version: int | None = None) -> TrainingResult:
     first, last = (iso_week(w) for w in run.data.tags["evaluation_weeks"].split(".."))
     weeks = list(pd.date_range(first, last, freq="7D"))
     cfg = load_run_config(run_id)
-    champion = current_champion(name, GATE_METRIC)
-    champion_wape = None
-    if champion is not None and champion.version != version:
+
+    def champion_wape(champion: Champion) -> float:
         history, prices = load_inputs(get_engine(), cfg.data.include_generated, before=last + WEEK)
-        champion_wape = champion_wape_on(weeks, history, prices)
-        if champion_wape is not None:
-            client.log_metric(run_id, CHAMPION_SAME_WEEKS_METRIC, champion_wape)
-    promoted = promote_if_better(name, version, GATE_METRIC, wape, champion_metric=champion_wape)
-    log.info(
-        "gate version=%s wape=%.4f champion_wape=%s promoted=%s",
-        version,
-        wape,
-        champion_wape,
-        promoted,
-    )
-    return TrainingResult(run_id, version, wape, champion_wape, promoted)
+        scored = champion_wape_on(weeks, history, prices, champion)
+        client.log_metric(run_id, CHAMPION_SAME_WEEKS_METRIC, scored)
+        return scored
+
+    verdict = champion_gate(name, version, GATE_METRIC, wape, champion_wape)
+    return TrainingResult(run_id, version, wape, verdict.reference, verdict.beats)

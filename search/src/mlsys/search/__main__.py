@@ -299,7 +299,7 @@ def build_image_index(
     )
     from mlsys.aianimals.photos import fingerprint, load_photos, split
     from mlsys.aianimals.storage import photo_store
-    from mlsys.common.tracking import CHAMPION_VERSION, current_champion, promote_if_better
+    from mlsys.common.tracking import CHAMPION_VERSION, apply_verdict, judge
     from mlsys.search.image_embedding import (
         EmbeddingParams,
         embed,
@@ -372,14 +372,25 @@ def build_image_index(
         output.write_text(json.dumps(report, indent=2))
     if not promote:
         return
-    # The gate: the champion scored now on the same test photos.
-    candidate = precision["subcategory"]
-    reference = None
-    if current_champion(IMAGE_EMBEDDING_MODEL_NAME, EMBEDDING_GATE_METRIC) is not None:
+
+    # The gate: the champion scored now on the same test photos. The alias moves only once
+    # every post is embedded by the new version, so the gate judges first and promotes after.
+    def champion_precision(_) -> float:
         champion_vectors = embed(load_embedding_model(CHAMPION_VERSION), photos.images[test])
         reference = neighbour_precision(champion_vectors, kinds)["subcategory"]
         typer.echo(f"the champion on the same test photos: subcategory {reference:.3f}")
-    if reference is not None and candidate <= reference:
+        return reference
+
+    verdict = judge(
+        IMAGE_EMBEDDING_MODEL_NAME,
+        version,
+        EMBEDDING_GATE_METRIC,
+        precision["subcategory"],
+        champion_precision,
+        higher_is_better=True,
+    )
+    if not verdict.beats:
+        apply_verdict(verdict)  # records why
         typer.echo(f"version {version}: not promoted (the champion stays)")
         return
     loaded = LoadedEmbedding(version, trained.model)
@@ -391,8 +402,7 @@ def build_image_index(
     # Every post first, so the API finds the whole index when the alias moves; then the
     # posts made meanwhile, which the consumer embedded with the champion before.
     stats = embed_all_posts(engine, store, loaded, posts_progress)
-    promote_if_better(IMAGE_EMBEDDING_MODEL_NAME, version, EMBEDDING_GATE_METRIC, candidate,
-                      reference, higher_is_better=True)  # fmt: skip
+    apply_verdict(verdict)
     late = embed_all_posts(engine, store, loaded)
     typer.echo(
         f"version {version}: champion; posts embedded: {stats.embedded + late.embedded}"
@@ -436,7 +446,7 @@ def similar_words(
 
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
-    from mlsys.common.tracking import CHAMPION_VERSION, current_champion, promote_if_better
+    from mlsys.common.tracking import CHAMPION_VERSION, champion_gate
     from mlsys.search.similar_words import (
         ExpansionEvaluator,
         NotEnoughSearches,
@@ -501,23 +511,26 @@ def similar_words(
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
         if not promote:
             return
+
         # The gate: the champion scored now on the same searches; the first version must
         # beat searching without similar words.
-        candidate = logged["expanded"]["recall"]
-        reference = logged["typed"]["recall"]
-        if current_champion(SIMILAR_WORDS_MODEL_NAME, WORDS_GATE_METRIC) is not None:
+        def champion_recall(_) -> float:
             from mlsys.aianimals.similar_words_model import load_similar_words
 
             champion = {"champion": load_similar_words(CHAMPION_VERSION)}
             reference = evaluate_logged(data, evaluator, champion)["champion"]["recall"]
             typer.echo(f"the champion on the same searches: {reference:.3f}")
+            return reference
+
+        verdict = champion_gate(SIMILAR_WORDS_MODEL_NAME, version, WORDS_GATE_METRIC,
+                                logged["expanded"]["recall"], champion_recall,
+                                higher_is_better=True, floor=logged["typed"]["recall"])  # fmt: skip
     finally:
         evaluator.close()
-    if candidate <= reference:
-        typer.echo(f"version {version}: not promoted ({candidate:.3f} <= {reference:.3f})")
+    if not verdict.beats:
+        typer.echo(f"version {version}: not promoted ({verdict.candidate:.3f} <= "
+                   f"{verdict.reference:.3f})")  # fmt: skip
         return
-    promote_if_better(SIMILAR_WORDS_MODEL_NAME, version, WORDS_GATE_METRIC, candidate,
-                      reference, higher_is_better=True)  # fmt: skip
     typer.echo(f"version {version}: champion")
 
 

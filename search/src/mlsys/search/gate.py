@@ -4,7 +4,7 @@ test split), both scored now, on the same data."""
 
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION_VERSION, current_champion, model_uri, promote_if_better
+from mlsys.common.tracking import CHAMPION_VERSION, champion_gate, model_uri
 from mlsys.search.dataset import RankingData
 from mlsys.search.evaluate import evaluate_logged
 from mlsys.search.tracking import GATE_METRIC
@@ -21,20 +21,12 @@ def _scored(data: RankingData, uri: str) -> float:
 
 def gate(data: RankingData, version: int) -> bool:
     """Promote `version` if it beats the champion; True when it is the champion now."""
-    candidate = _scored(data, model_uri(RANKER_MODEL_NAME, version))
-    champion = current_champion(RANKER_MODEL_NAME, GATE_METRIC)
-    if champion is not None and champion.version == version:
-        return True
-    champion_metric = (
-        _scored(data, model_uri(RANKER_MODEL_NAME, CHAMPION_VERSION))
-        if champion is not None
-        else None
-    )
-    return promote_if_better(
+    verdict = champion_gate(
         RANKER_MODEL_NAME,
         version,
         GATE_METRIC,
-        candidate,
-        champion_metric=champion_metric,
+        _scored(data, model_uri(RANKER_MODEL_NAME, version)),
+        lambda _: _scored(data, model_uri(RANKER_MODEL_NAME, CHAMPION_VERSION)),
         higher_is_better=True,
     )
+    return verdict.already_champion or verdict.beats

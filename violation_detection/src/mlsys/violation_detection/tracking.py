@@ -18,11 +18,10 @@ import numpy as np
 from mlsys.common.tracking import (
     CHAMPION,
     CHAMPION_VERSION,
+    champion_gate,
     configure_mlflow,
-    current_champion,
     log_metrics_batch,
     model_uri,
-    promote_if_better,
 )
 
 MODEL_NAME = "aianimals_no_animal_violation"
@@ -107,12 +106,10 @@ def gate(
     from mlsys.violation_detection.evaluate import roc_auc
     from mlsys.violation_detection.train import no_animal_scores
 
-    champion = current_champion(MODEL_NAME, GATE_METRIC)
-    champion_auc = None
-    if champion is not None:
-        model, _ = load_version(CHAMPION_VERSION)
-        champion_auc = roc_auc(test_labels, no_animal_scores(model, test_images))
-    promoted = promote_if_better(
-        MODEL_NAME, version, GATE_METRIC, candidate_auc, champion_auc, higher_is_better=True
-    )
-    return promoted, champion_auc
+    def champion_auc(_) -> float:
+        model, _threshold = load_version(CHAMPION_VERSION)
+        return roc_auc(test_labels, no_animal_scores(model, test_images))
+
+    verdict = champion_gate(MODEL_NAME, version, GATE_METRIC, candidate_auc, champion_auc,
+                            higher_is_better=True)  # fmt: skip
+    return verdict.beats, verdict.reference
