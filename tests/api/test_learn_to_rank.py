@@ -22,9 +22,9 @@ def ranked_api(ranked_home, local_home):
         yield client
 
 
-def ranking_count(api, outcome: str) -> float:
+def ranking_count(api, outcome: str, reason: str = "") -> float:
     for line in api.get("/metrics").text.splitlines():
-        if line.startswith(f'search_learn_to_rank_total{{outcome="{outcome}"}}'):
+        if line.startswith(f'search_learn_to_rank_total{{outcome="{outcome}",reason="{reason}"}}'):
             return float(line.split()[-1])
     return 0.0
 
@@ -42,7 +42,7 @@ def test_without_a_champion_the_search_answers_in_score_order_and_says_so(api):
     assert response.headers["cache-control"] == "no-store"
     scored = search(api, token, {"phrases": ["ねこ"], "sort_by": "score"}, limit=20)
     assert [r["id"] for r in response.json()["results"]] == [r["id"] for r in scored["results"]]
-    assert ranking_count(api, "fallback") >= 1
+    assert ranking_count(api, "fallback", "no_model") >= 1
 
 
 def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_api):
@@ -67,6 +67,28 @@ def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_
     assert [r["id"] for r in first.json()["results"]] == whole[:20]
     assert first.json()["hits"] == liked["hits"]
     assert ranking_count(api, "reranked") >= 1
+
+
+def test_without_the_features_table_the_search_falls_back_and_counts_why(ranked_home,
+                                                                         local_home):  # fmt: skip
+    """The features' database failing is a named fallback: score order, the header says
+    why, the counter counts it under its own reason."""
+    import sqlite3
+
+    shutil.copytree(ranked_home, local_home)
+    with serving_api() as (api, _):
+        token = login(api)
+        wait_until(lambda: api.post("/v0/animal/search", json=CATS, headers=token)
+                   .headers["x-ranking"].startswith("learn_to_rank"))  # fmt: skip
+        with sqlite3.connect(local_home / "aianimals.db") as db:
+            db.execute("DROP TABLE post_activity")
+        response = api.post("/v0/animal/search", json={**CATS, "phrases": ["いぬ"]},
+                            headers=token)  # fmt: skip
+        assert response.status_code == 200
+        assert response.headers["x-ranking"] == (
+            "score; fallback=the ranking features are unavailable"
+        )
+        assert ranking_count(api, "fallback", "features_unavailable") == 1
 
 
 def test_a_moved_champion_alias_is_served_without_a_restart(ranked_home, local_home, monkeypatch):

@@ -24,9 +24,11 @@ SEARCH_CACHE = Counter(
 
 RANKING = Counter(
     "search_learn_to_rank_total",
-    "learn_to_rank searches by outcome: reranked by the champion, or fallback (score order: "
-    "no champion, MLflow unreachable, features unavailable)",
-    ["outcome"],
+    "learn_to_rank searches by outcome: reranked by the champion, or fallback to score "
+    "order, with its reason: no_model (none registered, loading, or not loadable), "
+    "features_unavailable (the post_activity database), prediction_failed (the model "
+    "refused the features)",
+    ["outcome", "reason"],
 )
 
 

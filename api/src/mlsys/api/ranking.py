@@ -76,6 +76,10 @@ class ActivityCache:
         return np.array([self._rows[i][1] for i in ids]).reshape(len(ids), len(ACTIVITY))
 
 
+class PredictionFailed(Exception):
+    """The ranker refused the features (a model trained on another feature set)."""
+
+
 @dataclass
 class Ranking:
     """What learn_to_rank needs, built once per process (app.state.ranking)."""
@@ -111,5 +115,10 @@ def rerank(
     columns["filtered"] = np.full(len(hits), float(filtered))
     # One thread: 100 rows are too few to share, and OpenMP teams of concurrent requests
     # would spin against each other on the API's cores.
-    scores = model.booster.predict(feature_matrix(columns), num_threads=1)  # type: ignore[attr-defined]
+    from lightgbm.basic import LightGBMError  # imported with the model already
+
+    try:
+        scores = model.booster.predict(feature_matrix(columns), num_threads=1)  # type: ignore[attr-defined]
+    except (LightGBMError, ValueError) as error:
+        raise PredictionFailed(repr(error)) from error
     return [hits[i] for i in np.argsort(-scores, kind="stable")]

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from mlsys.aianimals import storage
 from mlsys.aianimals.indexing import documents_query, to_document
@@ -27,7 +28,7 @@ from mlsys.api.deps import (
     SimilarWordsDep,
 )
 from mlsys.api.guards import MAX_PHOTO_BYTES
-from mlsys.api.ranking import rerank
+from mlsys.api.ranking import PredictionFailed, rerank
 from mlsys.api.schemas import (
     AnimalPublic,
     HexId,
@@ -253,14 +254,18 @@ async def search(
 
 def _learned_order(index, ranking, query: SearchQuery) -> tuple[bytes, str]:
     """The fields of a learn_to_rank answer and the X-Ranking header that says how it was
-    ordered: `learn_to_rank; model=NAME/VERSION` or `score; fallback=REASON`."""
+    ordered: `learn_to_rank; model=NAME/VERSION` or `score; fallback=REASON`. Only the
+    failures named here fall back (each counted by reason); any other error is a bug and
+    answers 500."""
+
+    def score_order(reason: str, why: str) -> tuple[bytes, str]:
+        metrics.RANKING.labels("fallback", reason).inc()
+        fallback = query.model_copy(update={"sort_by": SortBy.score})
+        return _search_fields(index.search(fallback), query.offset), f"score; fallback={why}"
+
     model = ranking.ranker.loaded
     if model is None:
-        metrics.RANKING.labels("fallback").inc()
-        fallback = query.model_copy(update={"sort_by": SortBy.score})
-        return _search_fields(index.search(fallback), query.offset), (
-            f"score; fallback={ranking.ranker.problem}"
-        )
+        return score_order("no_model", ranking.ranker.problem)
     window = max(RERANK_CANDIDATES, query.offset + query.limit)
     candidates = index.search(query.model_copy(update={"limit": window, "offset": 0}))
     try:
@@ -271,14 +276,13 @@ def _learned_order(index, ranking, query: SearchQuery) -> tuple[bytes, str]:
             model,
             ranking.activity,
         )
-    except Exception as error:  # the features' database, a model that will not predict
-        log.warning("reranking failed error=%r: score order", error)
-        metrics.RANKING.labels("fallback").inc()
-        fallback = query.model_copy(update={"sort_by": SortBy.score})
-        return _search_fields(index.search(fallback), query.offset), (
-            "score; fallback=the ranking features are unavailable"
-        )
-    metrics.RANKING.labels("reranked").inc()
+    except SQLAlchemyError as error:
+        log.warning("the ranking features are unavailable error=%r: score order", error)
+        return score_order("features_unavailable", "the ranking features are unavailable")
+    except PredictionFailed as error:
+        log.warning("the ranker refused the features error=%s: score order", error)
+        return score_order("prediction_failed", "the ranker could not score the posts")
+    metrics.RANKING.labels("reranked", "").inc()
     ordered = head + candidates.results[RERANK_CANDIDATES:]
     page = SearchResult(
         hits=candidates.hits, results=ordered[query.offset : query.offset + query.limit]
