@@ -8,6 +8,7 @@ import typer
 
 from mlsys.common.cli import IdleSeconds, photo_sample
 from mlsys.common.logging import configure_logging, get_logger
+from mlsys.violation_detection.experiment import TrainingOptions
 
 log = get_logger(__name__)
 app = typer.Typer(
@@ -100,12 +101,12 @@ def train(
     images: ImagesOption = DEFAULT_IMAGES,
     fresh_images: FreshImagesOption = DEFAULT_FRESH_IMAGES,
     output: OutputOption = None,
-    target_precision: TargetPrecisionOption = 0.95,
-    confidence: ConfidenceOption = 0.9,
-    components: ComponentsOption = 128,
-    seed: SeedOption = 0,
-    limit: LimitOption = None,
-    promote: PromoteOption = True,
+    target_precision: TargetPrecisionOption = TrainingOptions.target_precision,
+    confidence: ConfidenceOption = TrainingOptions.confidence,
+    components: ComponentsOption = TrainingOptions.components,
+    seed: SeedOption = TrainingOptions.seed,
+    limit: LimitOption = TrainingOptions.limit,
+    promote: PromoteOption = TrainingOptions.promote,
 ) -> None:
     """Train and evaluate the classifier (a logistic regression on Fisher vectors of dense
     SIFT descriptors of the photo cropped to its drawing) on a stratified train /
@@ -114,10 +115,9 @@ def train(
     validation is used for), the test set scored once, for the report, as is the baseline
     (gradient boosting on colour and gradient histograms)."""
     configure_logging()
-    _train(
-        images, fresh_images, output, target_precision, confidence, components, seed, limit,
-        promote,
-    )  # fmt: skip
+    options = TrainingOptions(images, fresh_images, target_precision, confidence, components,
+                              seed, limit, promote)  # fmt: skip
+    _train(options, output)
 
 
 @app.command()
@@ -125,12 +125,12 @@ def retrain(
     images: ImagesOption = DEFAULT_IMAGES,
     fresh_images: FreshImagesOption = DEFAULT_FRESH_IMAGES,
     output: OutputOption = None,
-    target_precision: TargetPrecisionOption = 0.95,
-    confidence: ConfidenceOption = 0.9,
-    components: ComponentsOption = 128,
-    seed: SeedOption = 0,
-    limit: LimitOption = None,
-    promote: PromoteOption = True,
+    target_precision: TargetPrecisionOption = TrainingOptions.target_precision,
+    confidence: ConfidenceOption = TrainingOptions.confidence,
+    components: ComponentsOption = TrainingOptions.components,
+    seed: SeedOption = TrainingOptions.seed,
+    limit: LimitOption = TrainingOptions.limit,
+    promote: PromoteOption = TrainingOptions.promote,
 ) -> None:
     """Train as `train` does, with the moderators' decisions added to the training photos
     (approved: no animal; reversed: an animal). They never enter validation or test, and
@@ -147,108 +147,34 @@ def retrain(
     upgrade_or_wait(engine)
     reviewed = reviewed_photos(labels(engine), photo_store())
     typer.echo(f"labels from reviews: {len(reviewed)} ({int(reviewed.labels.sum())} no animal)")
-    _train(
-        images, fresh_images, output, target_precision, confidence, components, seed, limit,
-        promote, reviewed=reviewed,
-    )  # fmt: skip
+    options = TrainingOptions(images, fresh_images, target_precision, confidence, components,
+                              seed, limit, promote)  # fmt: skip
+    _train(options, output, reviewed=reviewed)
 
 
-def _train(
-    images, fresh_images, output, target_precision, confidence, components, seed, limit,
-    promote, reviewed=None,
-) -> None:  # fmt: skip
-    import numpy as np
+def _train(options: TrainingOptions, output: Path | None, reviewed=None) -> None:
+    """Run the stage and print what it found."""
+    from mlsys.violation_detection.experiment import train_and_register
 
-    from mlsys.aianimals.photos import fingerprint, load_photos, split
-    from mlsys.violation_detection.baseline import baseline_scores, train_baseline
-    from mlsys.violation_detection.dataset import not_in
-    from mlsys.violation_detection.evaluate import curves, summary, threshold_for_precision
-    from mlsys.violation_detection.tracking import gate, log_run
-    from mlsys.violation_detection.train import (
-        ClassifierParams,
-        no_animal_scores,
-        train_classifier,
-    )
-
-    photos = load_photos(images, limit=limit, seed=seed)
-    fresh = load_photos(fresh_images)  # read now: a bad folder fails before training
-    parts = split(photos.labels, seed)
-    x, y = photos.images, photos.labels
-    train_x, train_y = x[parts.train], y[parts.train]
-    valid_x, valid_y = x[parts.validation], y[parts.validation]
-    test_x, test_y = x[parts.test], y[parts.test]
-    added = 0
-    if reviewed is not None and len(reviewed):
-        unseen = not_in(reviewed, np.concatenate([valid_x, test_x, fresh.images]))
-        added = int(unseen.sum())
-        if added < len(reviewed):
-            typer.echo(
-                f"left out {len(reviewed) - added} reviewed photos of the test sets or validation"
-            )
-        train_x = np.concatenate([train_x, reviewed.images[unseen]])
-        train_y = np.concatenate([train_y, reviewed.labels[unseen]])
-    log.info(
-        "photos=%d (no animal %.1f%%) train=%d (reviewed %d) validation=%d test=%d",
-        len(photos), 100 * y.mean(), len(train_y), added, len(valid_y), len(test_y),
-    )  # fmt: skip
-    params = ClassifierParams(components=components, seed=seed)
-    trained = train_classifier(train_x, train_y, params)
-    valid_scores = no_animal_scores(trained.model, valid_x)
-    threshold = threshold_for_precision(valid_y, valid_scores, target_precision, confidence)
-    test_scores = no_animal_scores(trained.model, test_x)  # the one look at the test set
-    baseline = train_baseline(train_x, train_y, seed)
-    baseline_threshold = threshold_for_precision(
-        valid_y, baseline_scores(baseline, valid_x), target_precision, confidence
-    )
-    tested = summary(test_y, test_scores, threshold)
-    # Last, the fresh test set: its one look, when nothing is left to decide.
-    fresh_scores = no_animal_scores(trained.model, fresh.images)
-    fresh_baseline = baseline_scores(baseline, fresh.images)
-    report = {
-        "test": tested,
-        "fresh_test": summary(fresh.labels, fresh_scores, threshold),
-        "validation": summary(valid_y, valid_scores, threshold),
-        "baseline": summary(test_y, baseline_scores(baseline, test_x), baseline_threshold),
-        "baseline_fresh_test": summary(fresh.labels, fresh_baseline, baseline_threshold),
-        "target_precision": target_precision,
-        "confidence": confidence,
-        "train_seconds": round(trained.seconds, 1),
-        "reviewed_photos": added,
-    }
+    outcome = train_and_register(options, reviewed)
+    if outcome.reviewed_left_out:
+        typer.echo(
+            f"left out {outcome.reviewed_left_out} reviewed photos of the test sets or validation"
+        )
+    report = outcome.report
     print_report(report)
-    typer.echo(f"trained in {trained.seconds:.0f} s")
-    extra = {"target_precision": target_precision, "confidence": confidence,
-             "photos": len(photos), "train": len(train_y), "validation": len(valid_y),
-             "test": len(test_y), "fresh_test": len(fresh), "fresh_data": fingerprint(fresh),
-             "limit": limit, "reviewed": added}  # fmt: skip
-    data = (
-        fingerprint(photos)
-        if reviewed is None
-        else f"{fingerprint(photos)}+{fingerprint(reviewed)}"
-    )
-    _, version = log_run(
-        trained=trained,
-        params=params,
-        report=report,
-        curves={
-            "test": curves(test_y, test_scores),
-            "validation": curves(valid_y, valid_scores),
-            "fresh_test": curves(fresh.labels, fresh_scores),
-        },
-        fingerprint=data,
-        extra=extra,
-    )
-    typer.echo(f"registered version {version} (threshold {threshold:.4f})")
-    if promote:
-        promoted, champion_auc = gate(version, tested["roc_auc"], test_x, test_y)
+    typer.echo(f"trained in {outcome.seconds:.0f} s")
+    version = outcome.version
+    typer.echo(f"registered version {version} (threshold {outcome.threshold:.4f})")
+    if options.promote:
         against = (
             "no champion yet"
-            if champion_auc is None
-            else f"champion's test ROC AUC {champion_auc:.4f} on the same photos"
+            if outcome.champion_auc is None
+            else f"champion's test ROC AUC {outcome.champion_auc:.4f} on the same photos"
         )
         typer.echo(
-            f"version {version}: test ROC AUC {tested['roc_auc']:.4f}, {against}: "
-            + ("promoted to champion" if promoted else "not promoted")
+            f"version {version}: test ROC AUC {report['test']['roc_auc']:.4f}, {against}: "
+            + ("promoted to champion" if outcome.promoted else "not promoted")
         )
     if output is not None:
         output.write_text(json.dumps(report, indent=2))
