@@ -33,8 +33,8 @@ def test_build_image_index_reports_recall_and_precision_beside_chance(tmp_path, 
     import mlflow
     from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME
     from mlsys.aianimals.photos import IMAGE_SIZE
-    from mlsys.common.keras_training import SAVED_MODEL
     from mlsys.common.tracking import configure_tracking
+    from mlsys.search.keras_training import SAVED_MODEL
     from mlsys.search.tracking import load_embedding_model
 
     monkeypatch.setenv("MLSYS_HOME", str(tmp_path / "home"))

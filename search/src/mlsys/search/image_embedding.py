@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlsys.aianimals.photos import IMAGE_SIZE
-from mlsys.common.keras_training import best_epoch_keeper, configure_tensorflow
+from mlsys.search.keras_training import best_epoch_keeper, configure_tensorflow
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def log_embedding_run(*, trained, params, report: dict, fingerprint: str) -> tup
     """Log one image-embedding run and register its model; returns (run_id, version)."""
     import mlflow
     from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME, IMAGE_SIMILARITY_EXPERIMENT
-    from mlsys.common.keras_training import keras_requirements, log_saved_model
+    from mlsys.search.keras_training import keras_requirements, log_saved_model
 
     configure_mlflow(IMAGE_SIMILARITY_EXPERIMENT)
     with mlflow.start_run() as run:

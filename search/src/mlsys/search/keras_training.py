@@ -1,7 +1,7 @@
-"""What every component that trains a Keras model needs: TensorFlow's threads set before
-its first op (on a 2-core machine its default pools oversubscribe the cores), the
-weights of the epoch that scored best on validation, and what loading the logged model
-requires."""
+"""What training a Keras model needs (here, in the member that declares TensorFlow):
+TensorFlow's threads set before its first op (on a 2-core machine its default pools
+oversubscribe the cores), the weights of the epoch that scored best on validation, and
+what loading the logged model requires."""
 
 from collections.abc import Callable
 
