@@ -108,6 +108,10 @@ def test_a_moved_champion_alias_is_served_without_a_restart(ranked_home, local_h
         run_cli("mlsys.search", "train-ranker", "--no-promote", "--seed", "5",
                 env=local_env(local_home))  # fmt: skip
         assert served().endswith(f"{RANKER_MODEL_NAME}/1")  # registered, not promoted
+        # The CronWorkflow's gate step runs alone, in a process of its own.
+        gated = run_cli("mlsys.search", "promote-ranker", "--version", "1",
+                        env=local_env(local_home)).stdout  # fmt: skip
+        assert "version 1: champion" in gated
         configure_tracking()
         mlflow.MlflowClient().set_registered_model_alias(RANKER_MODEL_NAME, CHAMPION, "2")
         wait_until(lambda: served().endswith(f"{RANKER_MODEL_NAME}/2"), timeout=30)

@@ -4,7 +4,7 @@ test split), both scored now, on the same data."""
 
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION_VERSION, champion_gate, model_uri
+from mlsys.common.tracking import CHAMPION_VERSION, champion_gate, configure_tracking, model_uri
 from mlsys.search.dataset import RankingData
 from mlsys.search.evaluate import evaluate_logged
 from mlsys.search.tracking import GATE_METRIC
@@ -21,6 +21,7 @@ def _scored(data: RankingData, uri: str) -> float:
 
 def gate(data: RankingData, version: int) -> bool:
     """Promote `version` if it beats the champion; True when it is the champion now."""
+    configure_tracking()  # the gate alone (promote-ranker) loads before anything else would
     verdict = champion_gate(
         RANKER_MODEL_NAME,
         version,
