@@ -159,7 +159,7 @@ def test_search_index_consumer_indexes_every_loaded_post(aianimals_loaded):
 
     index = LocalSearchIndex(aianimals_loaded / "search.sqlite")
     assert index.count() == AIANIMALS_POSTS
-    from mlsys.batch.generate import CATEGORY_NICKNAMES
+    from mlsys.aianimals.users import CATEGORY_NICKNAMES
 
     every_cat = index.search(SearchQuery(animal_category_name_en="cat", limit=AIANIMALS_POSTS))
     # A cat post says 猫, ねこ or ネコ, or a nickname (にゃんこ: what similar words are for);

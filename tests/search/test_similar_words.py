@@ -10,7 +10,7 @@ import pytest
 
 from mlsys.aianimals.japanese import phrase_words
 from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
-from mlsys.batch.generate import BREED_NICKNAMES, CATEGORY_NICKNAMES, CATEGORY_WORDS
+from mlsys.aianimals.users import BREED_NICKNAMES, CATEGORY_NICKNAMES, CATEGORY_WORDS
 from mlsys.common.tracking import CHAMPION_VERSION
 from tests.helpers.aianimals import search, wait_until
 from tests.helpers.cli import local_env, run_cli

@@ -10,10 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mlsys.aianimals.indexing import post_ids
 from mlsys.aianimals.messages import Message
-from mlsys.aianimals.ranking import FEATURE_SET_VERSION
+from mlsys.aianimals.ranking import FEATURE_SET_VERSION, LOGGED_ACTIVITY
 from mlsys.aianimals.tables import Animal, Like, PostActivity
-
-LOGGED = ("impressions", "examinations", "selects", "see_longs", "logged_likes")
 
 
 def refresh_activity(engine: Engine, messages: list[Message]) -> None:
@@ -48,7 +46,7 @@ def refresh_activity(engine: Engine, messages: list[Message]) -> None:
                 "feature_set_version": FEATURE_SET_VERSION,
                 "likes": float(likes.get(animal_id, 0)),
                 "owner_posts": float(owned.get(owner, 0)),
-                **dict.fromkeys(LOGGED, 0.0),
+                **dict.fromkeys(LOGGED_ACTIVITY, 0.0),
                 "updated_at": now,
             }
             for animal_id, owner in posts

@@ -11,7 +11,6 @@ activity. Nothing the click model hides (a post's quality) is a feature.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,7 +21,8 @@ RERANK_CANDIDATES = 100  # the engine's most liked matches that learn_to_rank re
 RESULTS_SHOWN = 20  # what one page of the app shows, the positions propensities cover
 
 # Per-post activity from the access logs and the owner: the online features.
-ACTIVITY = ("impressions", "examinations", "selects", "see_longs", "logged_likes", "owner_posts")
+LOGGED_ACTIVITY = ("impressions", "examinations", "selects", "see_longs", "logged_likes")
+ACTIVITY = (*LOGGED_ACTIVITY, "owner_posts")
 FEATURES = (
     "log_likes",
     "likes_per_day",
@@ -47,18 +47,6 @@ PRIOR_EXAMINATIONS = 5.0
 PRIOR_RATES = {"select_rate": 0.08, "see_long_rate": 0.04, "like_rate": 0.012}
 # Graded relevance of a logged result: the strongest thing the user did with it.
 ACTION_GRADE = {"impression": 0, "select": 1, "see_long": 2, "like": 3}
-
-
-@dataclass(frozen=True)
-class PostActivity:
-    """A post's online features (counts up to now)."""
-
-    impressions: float = 0.0
-    examinations: float = 0.0
-    selects: float = 0.0
-    see_longs: float = 0.0
-    logged_likes: float = 0.0
-    owner_posts: float = 0.0
 
 
 def feature_matrix(columns: Mapping[str, np.ndarray]) -> np.ndarray:

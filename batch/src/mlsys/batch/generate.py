@@ -3,19 +3,17 @@
 The original posts, likes and logs are not available, so they are generated with the
 same shape. Every post has a hidden quality. Day by day, posts appear; the app's feed
 shows them by popularity and freshness (rich get richer: more likes, more exposure), and
-searches show them in the order the user chose; a user examines rank k with probability
-1/(k+1)^0.8 and clicks an examined result with a probability that grows with its quality.
-Likes come from what was shown, so a like count measures exposure and age as much as
+searches show them in the order the user chose; what users write, search and click is the
+platform's model of its users (`mlsys.aianimals.users`), which the online simulator uses
+too. Likes come from what was shown, so a like count measures exposure and age as much as
 quality: a biased signal that a ranking model trained on impressions and clicks can
 correct. The hidden quality is written beside the data (`hidden_quality.csv`) to evaluate
 such a model, never to train it.
 
-People write the same animal in ways the Japanese normalisation does not fold (it does
-fold 猫, ねこ and ネコ, or 子猫, 仔猫 and こねこ): a cat is also にゃんこ, a dog ワンコ, a
-Pomeranian ポメ. Posts and searches use such nicknames, drawn from a stream of their own so
-that everything else is what it was, and `synonym_queries.json` lists the queries that
-only a learned similar word can answer fully, with what they mean (a category or a
-breed): the held-out set that evaluates query expansion.
+Posts and searches use nicknames (にゃんこ for 猫, ポメ for ポメラニアン), and
+`synonym_queries.json` lists the queries that only a learned similar word can answer
+fully, with what they mean (a category or a breed): the held-out set that evaluates query
+expansion.
 """
 
 import json
@@ -26,6 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlsys.aianimals.ranking import RESULTS_SHOWN
+from mlsys.aianimals.users import (
+    ADJECTIVES,
+    BREED_NICKNAMES,
+    CATEGORY_NICKNAMES,
+    CATEGORY_WORDS,
+    Nicknames,
+    act,
+    breed_nicknames,
+    choice,
+    nicknamed,
+    query_kind,
+    relevance,
+)
 from mlsys.batch.dataset import MasterData, read_image_manifest
 
 GENERATOR_VERSION = 3
@@ -33,8 +45,6 @@ FIRST_POST = datetime(2021, 6, 1, tzinfo=UTC)
 LAST_POST = datetime(2021, 12, 31, tzinfo=UTC)
 SEARCHES_FROM = FIRST_POST + timedelta(days=14)  # the app is used while posts appear
 SEARCHES_UNTIL = LAST_POST + timedelta(days=31)
-RESULTS_SHOWN = 20
-EXAMINATION_DECAY = 0.8
 FEED_VIEWS_PER_POST = 0.5  # daily feed impressions: this many times the posts of the run
 # (a steady audience: the first posts, with fewer rivals, get the most views)
 FEED_RICH_GET_RICHER = 0.8  # exposure ~ (likes + 1) ** this
@@ -45,20 +55,6 @@ PET_NAMES = [
     "ムギ", "きなこ", "あずき", "こむぎ", "さくら", "小太郎", "大福", "もち", "ルナ", "ミルク",
     "クッキー", "はっちゃん", "ゴン", "シロ", "クロ", "トラ", "ミケ", "ベル", "リン", "まる",
 ]  # fmt: skip
-# The same animal written three ways, as users do: searching any one must find them all.
-CATEGORY_WORDS = {"cat": ["猫", "ねこ", "ネコ"], "dog": ["犬", "いぬ", "イヌ"], "other": ["動物"]}
-# Nicknames: written instead of the category word or the breed's name in NICKNAME_SHARE of
-# the posts and searches that could use one.
-CATEGORY_NICKNAMES = {"cat": ["にゃんこ", "ニャンコ"], "dog": ["ワンコ", "わんこ"]}
-BREED_NICKNAMES = {
-    "pomeranian": "ポメ",
-    "yorkshire_terrier": "ヨーキー",
-    "siamese": "サイアミーズ",
-    "miniature_pinscher": "ミニピン",
-    "american_pit_bull_terrier": "ピットブル",
-}
-NICKNAME_SHARE = 0.25
-ADJECTIVES = ["かわいい", "元気な", "眠そうな", "ふわふわの", "おとなしい", "やんちゃな", "小さな"]
 ACTIVITIES = [
     "お昼寝中です", "散歩が大好きです", "おもちゃで遊んでいます", "ごはんを待っています",
     "日向ぼっこしています", "こちらを見ています", "お風呂が苦手です", "毎日元気に走り回っています",
@@ -73,27 +69,6 @@ class GeneratedActivity:
     access_logs: pd.DataFrame
     hidden_quality: pd.DataFrame
     synonym_queries: list[dict] = field(default_factory=list)  # what the files' reader lacks
-
-
-def _choice(rng: np.random.Generator, options: list[str], size: int) -> np.ndarray:
-    return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
-
-
-def _nicknamed(words: np.ndarray, nicknames: list[list[str] | None], variation) -> np.ndarray:
-    """Each word, or in NICKNAME_SHARE of the cases one of its nicknames where it has any."""
-    chosen = words.copy()
-    draws = variation.random(len(words))
-    picks = variation.integers(0, 2**31, len(words))
-    for i, options in enumerate(nicknames):
-        if options and draws[i] < NICKNAME_SHARE:
-            chosen[i] = options[picks[i] % len(options)]
-    return chosen
-
-
-def breed_nicknames(subcategories: pd.DataFrame) -> dict[int, list[str]]:
-    """Breed id -> its nicknames."""
-    by_name = subcategories.set_index("name_en")["id"]
-    return {int(by_name[name]): [nick] for name, nick in BREED_NICKNAMES.items()}
 
 
 def synonym_queries(master: MasterData) -> list[dict]:
@@ -133,15 +108,15 @@ def generate_animals(
         )
     breed_ja = subcategories.set_index("id").loc[subcategory_id, "name_ja"].to_numpy()
     category_en = categories.loc[category_id, "name_en"].to_numpy()
-    word = np.array([_choice(rng, CATEGORY_WORDS[c], 1)[0] for c in category_en], dtype=object)
-    nicknames = breed_nicknames(subcategories)
-    breed_ja = _nicknamed(breed_ja, [nicknames.get(int(i)) for i in subcategory_id], variation)
-    word = _nicknamed(word, [CATEGORY_NICKNAMES.get(c) for c in category_en], variation)
-    adjective = _choice(rng, ADJECTIVES, posts)
-    name = _choice(rng, PET_NAMES, posts)
+    word = np.array([choice(rng, CATEGORY_WORDS[c], 1)[0] for c in category_en], dtype=object)
+    nicknames = breed_nicknames(subcategories.set_index("name_en")["id"])
+    breed_ja = nicknamed(breed_ja, [nicknames.get(int(i)) for i in subcategory_id], variation)
+    word = nicknamed(word, [CATEGORY_NICKNAMES.get(c) for c in category_en], variation)
+    adjective = choice(rng, ADJECTIVES, posts)
+    name = choice(rng, PET_NAMES, posts)
     description = (
         adjective + breed_ja + "の" + word + "の" + name + "です。"
-        + _choice(rng, PLACES, posts) + _choice(rng, ACTIVITIES, posts)
+        + choice(rng, PLACES, posts) + choice(rng, ACTIVITIES, posts)
     )  # fmt: skip
     no_animal = rng.random(posts) < 0.03  # a few posts without an animal: for moderation
     animal_files = images.loc[images["label"] == "animal", "file"].to_numpy()
@@ -217,7 +192,7 @@ def simulate_activity(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Likes and search sessions, day by day: (likes, access_logs)."""
     breed_ja = master.subcategories.set_index("id")["name_ja"]
-    nicknames = breed_nicknames(master.subcategories)
+    nicknames = breed_nicknames(master.subcategories.set_index("name_en")["id"])
     category_en = master.categories.set_index("id")["name_en"]
     users = master.users["id"].to_numpy()
     ids = animals["id"].to_numpy()
@@ -252,7 +227,7 @@ def simulate_activity(
             visible = int(np.searchsorted(created, int(when.timestamp()), side="right"))
             session = _search_session(
                 rng, visible, category, subcategory, adjective, breed_ja, category_en,
-                likes.counts, quality, _Nicknames(nicknames, variation),
+                likes.counts, quality, Nicknames(nicknames, variation),
             )  # fmt: skip
             if session is not None:
                 phrases, filters, sort_by, shown, actions = session
@@ -280,31 +255,13 @@ def simulate_activity(
     return likes.frame(animals, users), logs
 
 
-@dataclass
-class _Nicknames:
-    """What users type instead of a breed's name or a category word, NICKNAME_SHARE of
-    the time."""
-
-    breeds: dict[int, list[str]]
-    variation: np.random.Generator
-
-    def breed(self, breed: int, name: str) -> str:
-        return self.maybe(name, self.breeds.get(breed))
-
-    def category(self, category_en: str, word: str) -> str:
-        return self.maybe(word, CATEGORY_NICKNAMES.get(category_en))
-
-    def maybe(self, word: str, options: list[str] | None) -> str:
-        return str(_nicknamed(np.array([word], dtype=object), [options], self.variation)[0])
-
-
 def _search_session(
     rng, visible, category, subcategory, adjective, breed_ja, category_en, like_counts, quality,
-    nicknames: _Nicknames,
+    nicknames: Nicknames,
 ):  # fmt: skip
     """One search: (phrases, (category filter, breed filter), sort_by, shown, actions), or
     None when nothing posted yet matches."""
-    kind = rng.choice(["breed", "category", "adjective"], p=[0.5, 0.3, 0.2])
+    kind = query_kind(rng)
     pick = rng.integers(0, len(category))
     category_filter = subcategory_filter = None
     if kind == "breed":
@@ -314,7 +271,7 @@ def _search_session(
     elif kind == "category":
         match = category == category[pick]
         name_en = category_en[category[pick]]
-        phrases = [nicknames.category(name_en, str(_choice(rng, CATEGORY_WORDS[name_en], 1)[0]))]
+        phrases = [nicknames.category(name_en, str(choice(rng, CATEGORY_WORDS[name_en], 1)[0]))]
         category_filter = int(category[pick]) if rng.random() < 0.3 else None
     else:
         match = (adjective == adjective[pick]) & (category == category[pick])
@@ -331,18 +288,7 @@ def _search_session(
     else:  # lexical scores barely differ on short texts: close to a shuffle
         order = rng.permutation(candidates)
     shown = order[:RESULTS_SHOWN]
-    # Hidden relevance: the post's quality; an exact breed match counts more.
-    relevance = quality[shown] * (1.0 if kind == "breed" else 0.8)
-    examined = rng.random(len(shown)) < 1 / (np.arange(1, len(shown) + 1) ** EXAMINATION_DECAY)
-    selected = examined & (rng.random(len(shown)) < 0.05 + 0.8 * relevance)
-    seen_long = selected & (rng.random(len(shown)) < 0.2 + 0.7 * relevance)
-    liked = seen_long & (rng.random(len(shown)) < 0.6 * relevance)
-    actions = {
-        "impression": np.ones(len(shown), dtype=bool),
-        "select": selected,
-        "see_long": seen_long,
-        "like": liked,
-    }
+    actions = act(rng, relevance(quality[shown], kind))
     return phrases, (category_filter, subcategory_filter), sort_by, shown, actions
 
 

@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from mlsys.aianimals.ranking import FEATURE_SET_VERSION
+from mlsys.aianimals.ranking import ACTIVITY, FEATURE_SET_VERSION
 from mlsys.aianimals.tables import PostActivity
 from mlsys.common.bulk import bulk_upsert
 from mlsys.search.dataset import RankingData
 
-COLUMNS = ("likes", "impressions", "examinations", "selects", "see_longs", "logged_likes",
-           "owner_posts")  # fmt: skip
+COLUMNS = ("likes", *ACTIVITY)  # the rows of post_activity
 
 
 def current_activity(data: RankingData, now: datetime) -> pd.DataFrame:
