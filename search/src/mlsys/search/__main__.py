@@ -1,7 +1,6 @@
 """Command line of the AIAnimals search-ranking jobs."""
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -142,55 +141,28 @@ def train_ranker(
     import pandas as pd
 
     from mlsys.aianimals.ranking import RANKER_MODEL_NAME
-    from mlsys.search.evaluate import TermIndex, evaluate_hidden, evaluate_logged, gap_closed
-    from mlsys.search.gate import gate
-    from mlsys.search.tracking import log_ranker_run
-    from mlsys.search.train import RankerParams, train
+    from mlsys.search.train import RankerParams
+    from mlsys.search.train_ranker import train_ranker as run
 
     configure_logging()
-    data = _logged_data()
-    params = RankerParams(num_boost_round=num_boost_round, seed=seed)
-    trained = train(data, params)
-    rankers = {"ranker": trained.ranker.predict, "regressor": trained.regressor.predict}
-    terms = TermIndex(data.posts["name"].tolist(), data.posts["description"].tolist())
-    # The model served is chosen on the validation searches; the test searches only report.
-    chosen = max(rankers, key=lambda name: max(trained.validation[name].values()))
-    report: dict = {"logged_clicks": evaluate_logged(data, rankers, terms), "chosen": chosen}
     quality_path = hidden_quality or Path(".mlsys/aianimals/hidden_quality.csv")
-    if quality_path.exists():
-        quality = pd.read_csv(quality_path).set_index("animal_id")["quality"]
-        report["hidden_quality"] = evaluate_hidden(data, rankers, terms, quality)
-        report["gap_closed"] = round(
-            gap_closed(
-                report["hidden_quality"][chosen]["ndcg@10"],
-                report["hidden_quality"]["likes"]["ndcg@10"],
-            ),
-            4,
-        )
-    elif hidden_quality is not None:
+    if hidden_quality is not None and not hidden_quality.exists():
         typer.echo(f"error: {hidden_quality} does not exist", err=True)
         raise typer.Exit(2)
-    keys = ("hidden_quality", "logged_clicks", "gap_closed", "chosen")
-    report = {key: report[key] for key in keys if key in report}
-    print_report(report)
-    _, version = log_ranker_run(
-        trained=trained,
-        chosen=chosen,
-        params=params,
-        report=report,
-        propensities=data.propensities,
-        fingerprint=data.fingerprint,
-        registered_model_name=RANKER_MODEL_NAME,
+    quality = (
+        pd.read_csv(quality_path).set_index("animal_id")["quality"]
+        if quality_path.exists()
+        else None
     )
-    assert version is not None  # registered just above
-    if promote:
-        gate(data, version)
+    params = RankerParams(num_boost_round=num_boost_round, seed=seed)
+    outcome = run(_logged_data(), params, quality, promote)
+    print_report(outcome.report)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+        output.write_text(json.dumps(outcome.report, indent=2))
     if version_file:
-        version_file.write_text(str(version))
-    typer.echo(f"registered {RANKER_MODEL_NAME} version {version}")
+        version_file.write_text(str(outcome.version))
+    typer.echo(f"registered {RANKER_MODEL_NAME} version {outcome.version}")
 
 
 @app.command("promote-ranker")
@@ -284,129 +256,48 @@ def build_image_index(
     The report (JSON with --output): the index's recall@10 against exact search over every
     photo, and for the test photos (never trained on) how often their 10 nearest test
     photos share their label (animal / no animal) and their subcategory, beside chance."""
-    import logging
-
-    import numpy as np
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.image_index import (
-        IMAGE_EMBEDDING_MODEL_NAME,
-        ImageIndex,
-        chance,
-        exact_neighbours,
-        index_neighbours,
-        recall_at,
-    )
-    from mlsys.aianimals.photos import fingerprint, load_photos, split
-    from mlsys.aianimals.storage import photo_store
-    from mlsys.common.tracking import CHAMPION_VERSION, apply_verdict, judge
-    from mlsys.search.image_embedding import (
-        EmbeddingParams,
-        embed,
-        neighbour_precision,
-        train_embedding,
-    )
-    from mlsys.search.post_embeddings import LoadedEmbedding, embed_all_posts
-    from mlsys.search.tracking import (
-        EMBEDDING_GATE_METRIC,
-        load_embedding_model,
-        log_embedding_run,
+    from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME
+    from mlsys.search.build_image_index import (
+        ImageIndexOptions,
+        ImageIndexOutcome,
+        build_image_index,
     )
 
     configure_logging()
-    log = logging.getLogger(__name__)
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    photos = load_photos(images, limit=limit, seed=seed)
-    parts = split(photos.labels, seed)
-    subcategories = np.array(photos.subcategories)
-    labels = np.where(photos.labels == 1, "no_animal", "animal")
-    params = EmbeddingParams(resolution=resolution, width=width, epochs=epochs, seed=seed)
+    options = ImageIndexOptions(images, epochs, resolution, width, limit, seed, promote)
 
-    def progress(epoch: int, record: dict) -> None:
-        log.info(
-            "epoch %d/%d loss=%.4f val_accuracy=%.4f",
-            epoch + 1, epochs, record.get("loss", float("nan")), record["val_accuracy"],
-        )  # fmt: skip
+    def registered(outcome: ImageIndexOutcome) -> None:
+        report, chance = outcome.report, outcome.report["chance"]
+        test = report["photos"]["test"]
+        typer.echo(
+            f"recall@10 (index vs exact, {report['photos']['indexed']} photos) "
+            f"{report['recall@10']:.4f}\n"
+            f"precision@10 on the {test} test photos: label "
+            f"{report['precision@10_label']:.3f} (chance {chance['label']:.3f}), "
+            f"subcategory {report['precision@10_subcategory']:.3f} "
+            f"(chance {chance['subcategory']:.3f})\n"
+            f"trained in {report['train_seconds']:.0f} s; best epoch {report['best_epoch']} "
+            f"of {epochs}\n"
+            f"registered {IMAGE_EMBEDDING_MODEL_NAME} version {outcome.version}"
+        )
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(report, indent=2))
 
-    trained = train_embedding(
-        photos.images[parts.train], list(subcategories[parts.train]),
-        photos.images[parts.validation], list(subcategories[parts.validation]),
-        params, progress,
-    )  # fmt: skip
-    vectors = embed(trained.model, photos.images)
-    started = time.monotonic()
-    index = ImageIndex.build(photos.files, vectors)
-    build_seconds = time.monotonic() - started
-    test = parts.test
-    kinds = {"label": labels[test], "subcategory": subcategories[test]}
-    precision = neighbour_precision(vectors[test], kinds)
-    coincidence = {name: chance(values) for name, values in kinds.items()}
-    report = {
-        "recall@10": recall_at(index_neighbours(index, 10), exact_neighbours(vectors, 10)),
-        "precision@10_label": precision["label"],
-        "precision@10_subcategory": precision["subcategory"],
-        "chance": coincidence,
-        "photos": {"indexed": len(index), "train": len(parts.train),
-                   "validation": len(parts.validation), "test": len(test)},
-        "subcategories": len(trained.classes),
-        "dimension": params.dimension,
-        "best_epoch": trained.best_epoch + 1,
-        "train_seconds": round(trained.seconds, 1),
-        "build_seconds": round(build_seconds, 3),
-    }  # fmt: skip
-    typer.echo(
-        f"recall@10 (index vs exact, {len(index)} photos) {report['recall@10']:.4f}\n"
-        f"precision@10 on the {len(test)} test photos: label "
-        f"{report['precision@10_label']:.3f} (chance {coincidence['label']:.3f}), "
-        f"subcategory {report['precision@10_subcategory']:.3f} "
-        f"(chance {coincidence['subcategory']:.3f})\n"
-        f"trained in {trained.seconds:.0f} s; best epoch {report['best_epoch']} of {epochs}"
-    )
-    _, version = log_embedding_run(
-        trained=trained, params=params, report=report, fingerprint=fingerprint(photos)
-    )
-    typer.echo(f"registered {IMAGE_EMBEDDING_MODEL_NAME} version {version}")
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+    outcome = build_image_index(options, registered)
     if not promote:
         return
-
-    # The gate: the champion scored now on the same test photos. The alias moves only once
-    # every post is embedded by the new version, so the gate judges first and promotes after.
-    def champion_precision(_) -> float:
-        champion_vectors = embed(load_embedding_model(CHAMPION_VERSION), photos.images[test])
-        reference = neighbour_precision(champion_vectors, kinds)["subcategory"]
-        typer.echo(f"the champion on the same test photos: subcategory {reference:.3f}")
-        return reference
-
-    verdict = judge(
-        IMAGE_EMBEDDING_MODEL_NAME,
-        version,
-        EMBEDDING_GATE_METRIC,
-        precision["subcategory"],
-        champion_precision,
-        higher_is_better=True,
-    )
-    if not verdict.beats:
-        apply_verdict(verdict)  # records why
-        typer.echo(f"version {version}: not promoted (the champion stays)")
+    if outcome.champion_precision is not None:
+        typer.echo(
+            f"the champion on the same test photos: subcategory {outcome.champion_precision:.3f}"
+        )
+    if not outcome.promoted:
+        typer.echo(f"version {outcome.version}: not promoted (the champion stays)")
         return
-    loaded = LoadedEmbedding(version, trained.model)
-    store = photo_store()
-
-    def posts_progress(done: int, total: int) -> None:
-        log.info("posts embedded %d/%d", done, total)
-
-    # Every post first, so the API finds the whole index when the alias moves; then the
-    # posts made meanwhile, which the consumer embedded with the champion before.
-    stats = embed_all_posts(engine, store, loaded, posts_progress)
-    apply_verdict(verdict)
-    late = embed_all_posts(engine, store, loaded)
+    skipped = outcome.posts_skipped
     typer.echo(
-        f"version {version}: champion; posts embedded: {stats.embedded + late.embedded}"
-        + (f", {stats.skipped + late.skipped} without a readable photo" if stats.skipped else "")
+        f"version {outcome.version}: champion; posts embedded: {outcome.posts_embedded}"
+        + (f", {skipped} without a readable photo" if skipped else "")
     )
 
 
@@ -442,96 +333,51 @@ def similar_words(
     before it. The report (JSON with --output): on the local search engine, with and
     without the similar words, the share of the test searches' selected posts found, and
     for the held-out synonym queries their recall and precision@10 against what they mean."""
-    import logging
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
-    from mlsys.common.tracking import CHAMPION_VERSION, champion_gate
-    from mlsys.search.similar_words import (
-        ExpansionEvaluator,
-        NotEnoughSearches,
-        WordParams,
-        evaluate_logged,
-        evaluate_synonym_queries,
-        read_word_data,
-        train_words,
-    )
-    from mlsys.search.tracking import WORDS_GATE_METRIC, log_words_run
+    from mlsys.search.learn_similar_words import SimilarWordsOptions, learn_similar_words
+    from mlsys.search.similar_words import NotEnoughSearches
 
     configure_logging()
-    log = logging.getLogger(__name__)
-    queries_path = synonym_queries or Path(".mlsys/aianimals/synonym_queries.json")
     if synonym_queries is not None and not synonym_queries.exists():
         typer.echo(f"error: {synonym_queries} does not exist", err=True)
         raise typer.Exit(2)
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    params = WordParams(min_similarity=min_similarity, top_k=top_k)
+    queries = synonym_queries or Path(".mlsys/aianimals/synonym_queries.json")
+    options = SimilarWordsOptions(queries, min_similarity, top_k, promote)
     try:
-        data = read_word_data(engine, params.test_share)
+        outcome = learn_similar_words(options)
     except NotEnoughSearches as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    started = time.monotonic()
-    words, learned = train_words(data, params, log.info)
-    seconds = time.monotonic() - started
-    evaluator = ExpansionEvaluator(data.documents)
-    try:
-        models = {"typed": None, "expanded": words}
-        report: dict = {"logged": evaluate_logged(data, evaluator, models)}
-        if queries_path.exists():
-            held_out = json.loads(queries_path.read_text())
-            report["synonym_queries"] = evaluate_synonym_queries(
-                held_out, data.documents, evaluator, models
-            )
-        report.update(learned=learned, learn_seconds=round(seconds, 2),
-                      similar_words=words.table)  # fmt: skip
-        logged = report["logged"]
+    report = outcome.report
+    learned, logged = report["learned"], report["logged"]
+    typer.echo(
+        f"learned similar words for {learned['words_with_similar']} of "
+        f"{learned['vocabulary']} words in {report['learn_seconds']:.1f} s\n"
+        f"the latest {logged['typed']['searches']} searches' selected posts found: "
+        f"{logged['typed']['recall']:.3f} as typed, {logged['expanded']['recall']:.3f} "
+        "with similar words"
+    )
+    if "synonym_queries" in report:
+        held = report["synonym_queries"]
         typer.echo(
-            f"learned similar words for {learned['words_with_similar']} of "
-            f"{learned['vocabulary']} words in {seconds:.1f} s\n"
-            f"the latest {logged['typed']['searches']} searches' selected posts found: "
-            f"{logged['typed']['recall']:.3f} as typed, {logged['expanded']['recall']:.3f} "
-            "with similar words"
+            f"{held['queries']} held-out synonym queries: recall "
+            f"{held['typed']['recall']:.3f} -> {held['expanded']['recall']:.3f}, "
+            f"precision@10 {held['typed']['precision@10']:.3f} -> "
+            f"{held['expanded']['precision@10']:.3f}"
         )
-        if "synonym_queries" in report:
-            held = report["synonym_queries"]
-            typer.echo(
-                f"{held['queries']} held-out synonym queries: recall "
-                f"{held['typed']['recall']:.3f} -> {held['expanded']['recall']:.3f}, "
-                f"precision@10 {held['typed']['precision@10']:.3f} -> "
-                f"{held['expanded']['precision@10']:.3f}"
-            )
-        _, version = log_words_run(
-            words=words, params=params, report=report, fingerprint=data.fingerprint
-        )
-        typer.echo(f"registered {SIMILAR_WORDS_MODEL_NAME} version {version}")
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-        if not promote:
-            return
-
-        # The gate: the champion scored now on the same searches; the first version must
-        # beat searching without similar words.
-        def champion_recall(_) -> float:
-            from mlsys.aianimals.similar_words_model import load_similar_words
-
-            champion = {"champion": load_similar_words(CHAMPION_VERSION)}
-            reference = evaluate_logged(data, evaluator, champion)["champion"]["recall"]
-            typer.echo(f"the champion on the same searches: {reference:.3f}")
-            return reference
-
-        verdict = champion_gate(SIMILAR_WORDS_MODEL_NAME, version, WORDS_GATE_METRIC,
-                                logged["expanded"]["recall"], champion_recall,
-                                higher_is_better=True, floor=logged["typed"]["recall"])  # fmt: skip
-    finally:
-        evaluator.close()
-    if not verdict.beats:
-        typer.echo(f"version {version}: not promoted ({verdict.candidate:.3f} <= "
-                   f"{verdict.reference:.3f})")  # fmt: skip
+    typer.echo(f"registered {SIMILAR_WORDS_MODEL_NAME} version {outcome.version}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if not promote:
         return
-    typer.echo(f"version {version}: champion")
+    if outcome.champion_recall is not None:
+        typer.echo(f"the champion on the same searches: {outcome.champion_recall:.3f}")
+    if not outcome.promoted:
+        typer.echo(f"version {outcome.version}: not promoted ({outcome.candidate:.3f} <= "
+                   f"{outcome.reference:.3f})")  # fmt: skip
+        return
+    typer.echo(f"version {outcome.version}: champion")
 
 
 @app.command("image-index-consumer")
