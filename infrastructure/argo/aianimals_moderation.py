@@ -29,8 +29,7 @@ def violation_retrain() -> CronWorkflow:
             "retrain",
             "mlsys-violation-detection",
             ["retrain", *PHOTO_SAMPLE_ARGS],
-            # Measured at full size: 3.0 GB peak (docs/moderation.md), under the 4Gi limit.
-            memory="3Gi",
+            peak_mib=3030,
             tracking=True,
         )
         with DAG(name="weekly"):

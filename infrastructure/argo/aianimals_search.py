@@ -23,12 +23,12 @@ NAMESPACE = "aianimals"
 def search_ranker() -> CronWorkflow:
     """Every Monday 04:00: features -> train ranker and regressor -> gate and promote."""
     with cron("search-ranker", NAMESPACE, "0 4 * * 1", "rank") as workflow:
-        features = job("features", "mlsys-search", ["features"], memory="1Gi")
+        features = job("features", "mlsys-search", ["features"], peak_mib=1849)
         train = job(
             "train-ranker",
             "mlsys-search",
             ["train-ranker", "--no-promote", "--version-file", VERSION_FILE],
-            memory="3Gi",
+            peak_mib=1924,
             tracking=True,
             outputs=[Parameter(name="version", value_from=m.ValueFrom(path=VERSION_FILE))],
         )
@@ -37,7 +37,7 @@ def search_ranker() -> CronWorkflow:
             "promotion-gate",
             "mlsys-search",
             ["promote-ranker", "--version", "{{inputs.parameters.version}}"],
-            memory="1Gi",
+            peak_mib=1921,
             tracking=True,
             inputs=[Parameter(name="version")],
         )
@@ -68,7 +68,7 @@ def image_index() -> CronWorkflow:
             "build-image-index",
             "mlsys-search",
             ["build-image-index", *PHOTO_SAMPLE_ARGS, "--epochs", "{{workflow.parameters.epochs}}"],
-            memory="3Gi",
+            peak_mib=1409,
             tracking=True,
         )
         with DAG(name="weekly"):
@@ -91,7 +91,9 @@ def similar_words() -> CronWorkflow:
             --type merge -p '{"spec": {"schedules": ["*/30 * * * *"]}}'
     """
     with cron("similar-words", NAMESPACE, "30 4 * * 1", "weekly") as workflow:
-        learn = job("similar-words", "mlsys-search", ["similar-words"], memory="2Gi", tracking=True)
+        learn = job(
+            "similar-words", "mlsys-search", ["similar-words"], peak_mib=1638, tracking=True
+        )
         with DAG(name="weekly"):
             learn()
     return workflow

@@ -27,7 +27,7 @@ def register_next_week() -> CronWorkflow:
             "register",
             "--sales", "/app/dataset/beverage/item_sale_records_202107_202112.csv",
             "--latest-week-only",
-        ])  # fmt: skip
+        ], peak_mib=208)  # fmt: skip
     return workflow
 
 
@@ -36,13 +36,13 @@ def forecasting() -> CronWorkflow:
     with cron("forecasting", NAMESPACE, "0 3 * * 1", "forecast") as workflow:
         # Bad data fails it on purpose: a retry would only fail again.
         validate = job(
-            "validate-data", "mlsys-ml", ["validate"], memory="512Mi", retry=None, tracking=True
+            "validate-data", "mlsys-ml", ["validate"], peak_mib=281, retry=None, tracking=True
         )
         train = job(
             "backtest-train",
             "mlsys-ml",
             ["train", "--no-promote", "--version-file", VERSION_FILE],
-            memory="2Gi",
+            peak_mib=371,
             tracking=True,
             outputs=[Parameter(name="version", value_from=m.ValueFrom(path=VERSION_FILE))],
         )
@@ -51,11 +51,11 @@ def forecasting() -> CronWorkflow:
             "promotion-gate",
             "mlsys-ml",
             ["promote", "--version", "{{inputs.parameters.version}}"],
-            memory="2Gi",
+            peak_mib=328,
             tracking=True,
             inputs=[Parameter(name="version")],
         )
-        predict = job("predict", "mlsys-ml", ["predict"], memory="2Gi", tracking=True)
+        predict = job("predict", "mlsys-ml", ["predict"], peak_mib=347, tracking=True)
         with DAG(name="forecast"):
             validated, trained = validate(), train()
             validated >> trained

@@ -2,6 +2,7 @@
 a read-only image with scratch volumes, the namespace's ConfigMap and the PostgreSQL role
 of the step's own component, retries, and the schedule's policies."""
 
+import math
 import os
 
 from hera.workflows import (
@@ -29,16 +30,32 @@ PHOTO_SAMPLE = {"photos": "all"}
 PHOTO_SAMPLE_ARGS = ["--images", "/app/dataset/images", "--limit", "{{workflow.parameters.photos}}"]
 
 
+# A step's memory limit: its measured peak (the runner's `peak MiB`, on the production-size
+# data) times this, and never under MIN_LIMIT_MIB (an interpreter with its imports). The
+# margin covers what a peak measured as resident memory leaves out (a cgroup also counts
+# the page cache it cannot drop) and the data's growth until the next measurement.
+MEMORY_MARGIN = 1.5
+MIN_LIMIT_MIB = 512
+
+
+def memory(peak_mib: int) -> Resources:
+    """Requests what the step was measured to use; limited to that with the margin, in
+    steps of 256 MiB."""
+    limit = max(MIN_LIMIT_MIB, math.ceil(peak_mib * MEMORY_MARGIN / 256) * 256)
+    return Resources(cpu_request="500m", memory_request=f"{peak_mib}Mi", memory_limit=f"{limit}Mi")
+
+
 def job(
     name: str,
     image: str,
     args: list[str],
-    memory: str = "1Gi",
+    peak_mib: int,
     retry: RetryStrategy | None = RETRY,
     tracking: bool = False,
     **io,
 ) -> Container:
-    """A step running `python -m mlsys.<component> ARGS` in the component's image; with
+    """A step running `python -m mlsys.<component> ARGS` in the component's image, its
+    memory set from `peak_mib` (measured at production size, docs/deployment.md); with
     `tracking`, the tracking server's user too (steps that log runs or register models)."""
     component = image.removeprefix("mlsys-").replace("-", "_")
     # The namespace's ConfigMap, the PostgreSQL role of this component alone, and the
@@ -60,7 +77,7 @@ def job(
         command=["python", "-m", f"mlsys.{component}"],
         args=args,
         env_from=env_from,
-        resources=Resources(cpu_request="500m", memory_request=memory, memory_limit="4Gi"),
+        resources=memory(peak_mib),
         retry_strategy=retry,
         security_context=m.SecurityContext(
             allow_privilege_escalation=False,

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hera.workflows.models import CronWorkflow
 
+from mlsys.pipelines.kubelet import quantity
 from tests.deploy.wiring import unknown_keys
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import ROOT
@@ -178,6 +179,12 @@ def test_each_step_runs_a_real_command_with_retries_and_resources(template, name
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/home/mlsys"}
     assert all(scratch.values())
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    # The request is the step's measured peak (docs/deployment.md); the limit leaves a
+    # margin above it, never the one limit for every step that starved retraining.
+    peak, limit = (
+        quantity(container["resources"][kind]["memory"]) for kind in ("requests", "limits")
+    )
+    assert limit >= max(1.5 * peak, 512 * 2**20)
     refs = {(s.get("configMapRef") or s.get("secretRef"))["name"] for s in container["envFrom"]}
     module = container["command"][-1]
     # The namespace's ConfigMap and the PostgreSQL role of the step's own component alone
