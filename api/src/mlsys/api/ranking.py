@@ -88,18 +88,12 @@ class Ranking:
     activity: ActivityCache
 
 
-def rerank(
-    hits: list[SearchHit],
-    phrases: list[str],
-    filtered: bool,
-    model: LoadedModel,
-    activity: ActivityCache,
-) -> list[SearchHit]:
-    """The hits in the model's order (stable: ties keep the engine's order)."""
-    if not hits:
-        return hits
-    counts = activity.get([hit.id for hit in hits])
-    now = datetime.now(UTC).timestamp()
+def serving_columns(
+    hits: list[SearchHit], phrases: list[str], filtered: bool, counts: np.ndarray, now: float
+) -> dict[str, np.ndarray]:
+    """The raw columns of the hits' feature rows as the API scores them at `now` (epoch
+    seconds): the online features from post_activity (`counts`, ACTIVITY's order), the
+    like count the engine holds (fresher than any job's), the post and the query."""
     columns = {name: counts[:, i] for i, name in enumerate(ACTIVITY)}
     columns["likes"] = np.array([hit.like for hit in hits], dtype=float)  # the freshest count
     columns["age_days"] = np.array([(now - hit.created_at.timestamp()) / 86400 for hit in hits])
@@ -113,6 +107,21 @@ def rerank(
         )
     )
     columns["filtered"] = np.full(len(hits), float(filtered))
+    return columns
+
+
+def rerank(
+    hits: list[SearchHit],
+    phrases: list[str],
+    filtered: bool,
+    model: LoadedModel,
+    activity: ActivityCache,
+) -> list[SearchHit]:
+    """The hits in the model's order (stable: ties keep the engine's order)."""
+    if not hits:
+        return hits
+    counts = activity.get([hit.id for hit in hits])
+    columns = serving_columns(hits, phrases, filtered, counts, datetime.now(UTC).timestamp())
     # One thread: 100 rows are too few to share, and OpenMP teams of concurrent requests
     # would spin against each other on the API's cores.
     from lightgbm.basic import LightGBMError  # imported with the model already
