@@ -1,7 +1,8 @@
 """Keeping the posts' online ranking features (post_activity) current between runs of
 `python -m mlsys.search features`: the ranking-features consumer gives a new post its row
-and refreshes the like count of a liked or unliked post and its owner's post count. The
-access-log counts are the features job's: a row's are kept as they are."""
+and refreshes its owner's post count. The access-log counts are the features job's: a
+row's are kept as they are. (A post's like count is not here: the API takes the search
+engine's, which the indexer keeps current.)"""
 
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mlsys.aianimals.indexing import post_ids
 from mlsys.aianimals.messages import Message
 from mlsys.aianimals.ranking import FEATURE_SET_VERSION, LOGGED_ACTIVITY
-from mlsys.aianimals.tables import Animal, Like, PostActivity
+from mlsys.aianimals.tables import Animal, PostActivity
 
 
 def refresh_activity(engine: Engine, messages: list[Message]) -> None:
@@ -24,13 +25,6 @@ def refresh_activity(engine: Engine, messages: list[Message]) -> None:
         ).all()
         if not posts:
             return
-        likes = dict(
-            connection.execute(
-                select(Like.animal_id, func.count())
-                .where(Like.animal_id.in_(ids))
-                .group_by(Like.animal_id)
-            ).all()
-        )
         owners = {owner for _, owner in posts}
         owned = dict(
             connection.execute(
@@ -44,7 +38,6 @@ def refresh_activity(engine: Engine, messages: list[Message]) -> None:
             {
                 "animal_id": animal_id,
                 "feature_set_version": FEATURE_SET_VERSION,
-                "likes": float(likes.get(animal_id, 0)),
                 "owner_posts": float(owned.get(owner, 0)),
                 **dict.fromkeys(LOGGED_ACTIVITY, 0.0),
                 "updated_at": now,
@@ -57,7 +50,6 @@ def refresh_activity(engine: Engine, messages: list[Message]) -> None:
             statement.on_conflict_do_update(
                 index_elements=[PostActivity.animal_id],
                 set_={
-                    "likes": statement.excluded.likes,
                     "owner_posts": statement.excluded.owner_posts,
                     "updated_at": statement.excluded.updated_at,
                 },

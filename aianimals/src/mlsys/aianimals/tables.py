@@ -116,13 +116,13 @@ class Photo(Base):
 class PostActivity(Base):
     """The online ranking features of a post (mlsys.aianimals.ranking.ACTIVITY), counts up
     to `updated_at`: written by `python -m mlsys.search features` (from the access logs)
-    and by the ranking-features consumer (new posts, likes); read by the API's
-    learn_to_rank. `feature_set_version` names the definition they follow."""
+    and by the ranking-features consumer (new posts, their owners' post counts); read by
+    the API's learn_to_rank, which takes a post's like count from the search engine's hit
+    (fresher). `feature_set_version` names the definition they follow."""
 
     __tablename__ = "post_activity"
     animal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     feature_set_version: Mapped[int] = mapped_column(Integer)
-    likes: Mapped[float] = mapped_column(Float)
     impressions: Mapped[float] = mapped_column(Float)
     examinations: Mapped[float] = mapped_column(Float)
     selects: Mapped[float] = mapped_column(Float)

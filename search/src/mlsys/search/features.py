@@ -1,6 +1,6 @@
-"""The online features: every post's activity as of now (`ranking.ACTIVITY` and its like
-count), computed from the access logs with the same code as the training features, and
-written to the post_activity table that the API's learn_to_rank reads."""
+"""The online features: every post's activity as of now (`ranking.ACTIVITY`), computed
+from the access logs with the same code as the training features, and written to the
+post_activity table that the API's learn_to_rank reads."""
 
 from datetime import UTC, datetime
 
@@ -13,8 +13,6 @@ from mlsys.aianimals.tables import PostActivity
 from mlsys.common.bulk import bulk_upsert
 from mlsys.search.dataset import RankingData
 
-COLUMNS = ("likes", *ACTIVITY)  # the rows of post_activity
-
 
 def current_activity(data: RankingData, now: datetime) -> pd.DataFrame:
     post = np.arange(len(data.posts))
@@ -24,7 +22,7 @@ def current_activity(data: RankingData, now: datetime) -> pd.DataFrame:
         {
             "animal_id": data.posts["id"].to_numpy(),
             "feature_set_version": FEATURE_SET_VERSION,
-            **{name: counts[name] for name in COLUMNS},
+            **{name: counts[name] for name in ACTIVITY},
             "updated_at": pd.Timestamp(now),
         }
     )
