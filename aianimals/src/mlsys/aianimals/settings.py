@@ -1,11 +1,12 @@
 """Settings of AIAnimals' own behaviour (the backing services' are in mlsys.common)."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlsys.common.settings import require_secret
+from mlsys.common.settings import platform_settings, require_secret
 
 
 class SearchSettings(BaseSettings):
@@ -45,3 +46,10 @@ def auth_settings() -> AuthSettings:
     if not settings.secret_key.get_secret_value():
         settings.secret_key = SecretStr("development-only-key-never-used-in-production")
     return settings
+
+
+def generated_dir() -> Path:
+    """Where `python -m mlsys.batch generate` writes by default, and where the search jobs
+    look for what it keeps beside the data (the hidden quality, the held-out synonym
+    queries): the local home's aianimals/ (MLSYS_HOME), never the working directory's."""
+    return platform_settings().home / "aianimals"

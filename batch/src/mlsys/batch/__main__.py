@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.aianimals.settings import generated_dir
 from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging
 
@@ -18,12 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-GENERATED = Path(".mlsys/aianimals")
-
 
 @app.command()
 def generate(
-    output: Annotated[Path, typer.Option(help="Folder to write the CSV files into.")] = GENERATED,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write the CSV files into. Default: MLSYS_HOME/aianimals."),
+    ] = None,
     posts: Annotated[int, typer.Option(min=1, help="Animal posts to generate.")] = 10_000,
     searches: Annotated[
         int, typer.Option(min=0, help="Search sessions in the access logs (20 results each).")
@@ -46,6 +48,7 @@ def generate(
 
     master = read_master_data(dataset_dir / "aianimals")
     activity = run(master, dataset_dir / "images", posts, searches, seed)
+    output = output or generated_dir()
     write(activity, output, {"posts": posts, "searches": searches, "seed": seed})
     typer.echo(
         f"wrote {len(activity.animals)} posts, {len(activity.likes)} likes, "
@@ -70,7 +73,10 @@ def migrate() -> None:
 
 @app.command("initial-load")
 def initial_load(
-    generated: Annotated[Path, typer.Option(help="Folder written by `generate`.")] = GENERATED,
+    generated: Annotated[
+        Path | None,
+        typer.Option(help="Folder written by `generate`. Default: MLSYS_HOME/aianimals."),
+    ] = None,
     dataset_dir: Annotated[
         Path, typer.Option(help="The dataset folder with aianimals/ and images/.")
     ] = Path("dataset"),
@@ -86,7 +92,8 @@ def initial_load(
     configure_logging()
     try:
         master = read_master_data(dataset_dir / "aianimals")
-        summary = run(get_engine(), master, read_generated(generated), dataset_dir / "images")
+        activity = read_generated(generated or generated_dir())
+        summary = run(get_engine(), master, activity, dataset_dir / "images")
     except InvalidDataset as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.aianimals.settings import generated_dir
 from mlsys.common.cli import IdleSeconds, photo_sample
 from mlsys.common.logging import configure_logging
 
@@ -69,7 +70,7 @@ def features_consumer(
     idle_seconds: IdleSeconds = None,
 ) -> None:
     """Consume the ranking-features queue (RabbitMQ, or the outbox in the local profile):
-    a new post gets its online features, a liked or unliked post its new like count."""
+    a new post gets its online features and its owner's post count is refreshed."""
     import signal
     import threading
     from functools import partial
@@ -116,7 +117,7 @@ def train_ranker(
         Path | None,
         typer.Option(
             help="The generator's hidden_quality.csv: evaluation only, never a feature or a "
-            "label. Default: .mlsys/aianimals/hidden_quality.csv where it exists."
+            "label. Default: MLSYS_HOME/aianimals/hidden_quality.csv where it exists."
         ),
     ] = None,
     promote: Annotated[
@@ -145,7 +146,7 @@ def train_ranker(
     from mlsys.search.train_ranker import train_ranker as run
 
     configure_logging()
-    quality_path = hidden_quality or Path(".mlsys/aianimals/hidden_quality.csv")
+    quality_path = hidden_quality or generated_dir() / "hidden_quality.csv"
     if hidden_quality is not None and not hidden_quality.exists():
         typer.echo(f"error: {hidden_quality} does not exist", err=True)
         raise typer.Exit(2)
@@ -186,8 +187,12 @@ def simulate(
         str, typer.Option(help="Where the app's requests go: the A/B test proxy, or the API.")
     ] = "http://127.0.0.1:8080",
     hidden_quality: Annotated[
-        Path, typer.Option(help="The generator's hidden_quality.csv: the click model's truth.")
-    ] = Path(".mlsys/aianimals/hidden_quality.csv"),
+        Path | None,
+        typer.Option(
+            help="The generator's hidden_quality.csv: the click model's truth. Default: "
+            "MLSYS_HOME/aianimals/hidden_quality.csv."
+        ),
+    ] = None,
     searches: Annotated[int, typer.Option(min=1, help="Search sessions to play.")] = 2000,
     users: Annotated[int, typer.Option(min=1, help="Distinct users who search.")] = 500,
     concurrency: Annotated[int, typer.Option(min=1, help="Sessions at once.")] = 8,
@@ -208,7 +213,8 @@ def simulate(
 
     configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    quality = pd.read_csv(hidden_quality).set_index("animal_id")["quality"]
+    quality_path = hidden_quality or generated_dir() / "hidden_quality.csv"
+    quality = pd.read_csv(quality_path).set_index("animal_id")["quality"]
     players = SimulatedUsers(api, quality, dataset_dir, users, seed)
     stats = players.run(searches, concurrency)
     typer.echo(
@@ -308,7 +314,8 @@ def similar_words(
         Path | None,
         typer.Option(
             help="The generator's synonym_queries.json: held-out queries with what they mean, "
-            "for the report only. Default: .mlsys/aianimals/synonym_queries.json where it exists."
+            "for the report only. Default: MLSYS_HOME/aianimals/synonym_queries.json where it "
+            "exists."
         ),
     ] = None,
     min_similarity: Annotated[
@@ -341,7 +348,7 @@ def similar_words(
     if synonym_queries is not None and not synonym_queries.exists():
         typer.echo(f"error: {synonym_queries} does not exist", err=True)
         raise typer.Exit(2)
-    queries = synonym_queries or Path(".mlsys/aianimals/synonym_queries.json")
+    queries = synonym_queries or generated_dir() / "synonym_queries.json"
     options = SimilarWordsOptions(queries, min_similarity, top_k, promote)
     try:
         outcome = learn_similar_words(options)
