@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import random
-import re
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -24,11 +23,11 @@ from prometheus_client import (
 )
 
 from mlsys.ab_test_proxy.config import Experiment, Mode, Variant
+from mlsys.aianimals.answers import search_id_of
 
 SEARCH = "/v0/animal/search"
 ACCESS_LOG = "/v0/access_log"
 REMEMBERED_SEARCHES = 100_000  # search_id -> variant, for the access logs that follow
-_SEARCH_ID = re.compile(rb'^\{"search_id":"([0-9a-f]{32})"')
 # Hop-by-hop headers, and those httpx sets itself, are not forwarded.
 _DROPPED = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
             "te", "upgrade", "proxy-authorization", "proxy-connection"}  # fmt: skip
@@ -188,9 +187,9 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
         with SECONDS.labels(variant.name).time():
             answer = await forward(client, request, variant.upstream or experiment.upstream, body)
         REQUESTS.labels(variant.name, str(answer.status_code)).inc()
-        found = _SEARCH_ID.match(answer.body)
-        if found:
-            searches.remember(found.group(1).decode(), variant.name)
+        search_id = search_id_of(answer.body)
+        if search_id is not None:
+            searches.remember(search_id, variant.name)
         answer.headers["X-AB-Experiment"] = experiment.name
         answer.headers["X-AB-Variant"] = variant.name
         return answer

@@ -22,17 +22,17 @@ from uuid import uuid4
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from mlsys.aianimals.answers import SEARCH_ID_LENGTH, SEARCH_ID_PREFIX
 from mlsys.api import metrics
 from mlsys.api.security import signed_claims
 
-_ID_PREFIX = b'{"search_id":"'
-_ID_END = len(_ID_PREFIX) + 32 + len(b'",')  # a uuid4 hex is 32 characters
+_ID_END = len(SEARCH_ID_PREFIX) + SEARCH_ID_LENGTH + len(b'",')
 
 
 def search_response(rest: bytes) -> Response:
     """A JSON answer: a new search_id, then `rest`, the serialized fields after it (which
     starts after the opening brace, e.g. b'"hits":3,...}')."""
-    body = _ID_PREFIX + uuid4().hex.encode() + b'",' + rest
+    body = SEARCH_ID_PREFIX + uuid4().hex.encode() + b'",' + rest
     return Response(body, media_type="application/json")
 
 
