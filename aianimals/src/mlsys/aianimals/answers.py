@@ -9,7 +9,7 @@ SEARCH_ID_LENGTH = 32
 _SEARCH_ID = re.compile(re.escape(SEARCH_ID_PREFIX) + rb"([0-9a-f]{%d})" % SEARCH_ID_LENGTH)
 
 
-def search_id_of(body: bytes) -> str | None:
+def search_id_of(body: bytes | memoryview) -> str | None:
     """The id a search answer starts with; None for any other body."""
     found = _SEARCH_ID.match(body)
     return found.group(1).decode() if found else None
