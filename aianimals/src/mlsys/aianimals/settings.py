@@ -48,6 +48,11 @@ def auth_settings() -> AuthSettings:
     return settings
 
 
+# What `generate` keeps beside the data, for evaluation only (never loaded, never trained on)
+HIDDEN_QUALITY_FILE = "hidden_quality.csv"  # each post's hidden quality: the click model's truth
+SYNONYM_QUERIES_FILE = "synonym_queries.json"  # held-out queries with what they mean
+
+
 def generated_dir() -> Path:
     """Where `python -m mlsys.batch generate` writes by default, and where the search jobs
     look for what it keeps beside the data (the hidden quality, the held-out synonym

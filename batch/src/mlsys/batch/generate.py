@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlsys.aianimals.ranking import RESULTS_SHOWN
+from mlsys.aianimals.settings import HIDDEN_QUALITY_FILE, SYNONYM_QUERIES_FILE
 from mlsys.aianimals.users import (
     ADJECTIVES,
     BREED_NICKNAMES,
@@ -312,8 +313,8 @@ def write(activity: GeneratedActivity, directory: Path, provenance: dict) -> Non
     activity.likes.to_csv(directory / "likes.csv", index=False)
     logs = activity.access_logs.assign(phrases=activity.access_logs["phrases"].map(json.dumps))
     logs.to_csv(directory / "access_logs.csv", index=False)
-    activity.hidden_quality.to_csv(directory / "hidden_quality.csv", index=False)
-    (directory / "synonym_queries.json").write_text(
+    activity.hidden_quality.to_csv(directory / HIDDEN_QUALITY_FILE, index=False)
+    (directory / SYNONYM_QUERIES_FILE).write_text(
         json.dumps(activity.synonym_queries, ensure_ascii=False, indent=1)
     )
     (directory / "provenance.json").write_text(

@@ -1,6 +1,8 @@
 """Command-line options that several components' commands share, written once."""
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,3 +33,9 @@ def photo_sample(minimum: int) -> Callable[[str], int | None]:
         return count
 
     return parse
+
+
+def write_report(path: Path, report: dict) -> None:
+    """A command's report as JSON at `--output` (its folder made if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -1,11 +1,11 @@
 """Command line of the demand-forecasting job. Extra arguments are Hydra overrides."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mlsys.common.cli import write_report
 from mlsys.common.logging import configure_logging
 from mlsys.common.tracking import CHAMPION
 
@@ -88,8 +88,7 @@ def backtest(
     store_forecasts(engine, run_id, forecasts)
     print_scores(scores)
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(scores, indent=2))
+        write_report(output, scores)
         typer.echo(f"wrote {output}")
 
 

@@ -1,13 +1,12 @@
 """Command line of the AIAnimals search-ranking jobs."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mlsys.aianimals.settings import generated_dir
-from mlsys.common.cli import IdleSeconds, photo_sample
+from mlsys.aianimals.settings import HIDDEN_QUALITY_FILE, SYNONYM_QUERIES_FILE, generated_dir
+from mlsys.common.cli import IdleSeconds, photo_sample, write_report
 from mlsys.common.logging import configure_logging
 
 app = typer.Typer(
@@ -146,7 +145,7 @@ def train_ranker(
     from mlsys.search.train_ranker import train_ranker as run
 
     configure_logging()
-    quality_path = hidden_quality or generated_dir() / "hidden_quality.csv"
+    quality_path = hidden_quality or generated_dir() / HIDDEN_QUALITY_FILE
     if hidden_quality is not None and not hidden_quality.exists():
         typer.echo(f"error: {hidden_quality} does not exist", err=True)
         raise typer.Exit(2)
@@ -159,8 +158,7 @@ def train_ranker(
     outcome = run(_logged_data(), params, quality, promote)
     print_report(outcome.report)
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(outcome.report, indent=2))
+        write_report(output, outcome.report)
     if version_file:
         version_file.write_text(str(outcome.version))
     typer.echo(f"registered {RANKER_MODEL_NAME} version {outcome.version}")
@@ -213,7 +211,7 @@ def simulate(
 
     configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    quality_path = hidden_quality or generated_dir() / "hidden_quality.csv"
+    quality_path = hidden_quality or generated_dir() / HIDDEN_QUALITY_FILE
     quality = pd.read_csv(quality_path).set_index("animal_id")["quality"]
     players = SimulatedUsers(api, quality, dataset_dir, users, seed)
     stats = players.run(searches, concurrency)
@@ -287,8 +285,7 @@ def build_image_index(
             f"registered {IMAGE_EMBEDDING_MODEL_NAME} version {outcome.version}"
         )
         if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(report, indent=2))
+            write_report(output, report)
 
     outcome = build_image_index(options, registered)
     if not promote:
@@ -348,7 +345,7 @@ def similar_words(
     if synonym_queries is not None and not synonym_queries.exists():
         typer.echo(f"error: {synonym_queries} does not exist", err=True)
         raise typer.Exit(2)
-    queries = synonym_queries or generated_dir() / "synonym_queries.json"
+    queries = synonym_queries or generated_dir() / SYNONYM_QUERIES_FILE
     options = SimilarWordsOptions(queries, min_similarity, top_k, promote)
     try:
         outcome = learn_similar_words(options)
@@ -374,15 +371,16 @@ def similar_words(
         )
     typer.echo(f"registered {SIMILAR_WORDS_MODEL_NAME} version {outcome.version}")
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        write_report(output, report)
     if not promote:
         return
     if outcome.champion_recall is not None:
         typer.echo(f"the champion on the same searches: {outcome.champion_recall:.3f}")
-    if not outcome.promoted:
-        typer.echo(f"version {outcome.version}: not promoted ({outcome.candidate:.3f} <= "
-                   f"{outcome.reference:.3f})")  # fmt: skip
+    verdict = outcome.verdict
+    assert verdict is not None  # judged: promote was asked
+    if not verdict.beats:
+        typer.echo(f"version {outcome.version}: not promoted ({verdict.candidate:.3f} <= "
+                   f"{verdict.reference:.3f})")  # fmt: skip
         return
     typer.echo(f"version {outcome.version}: champion")
 

@@ -9,6 +9,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlsys.common.tracking import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +30,7 @@ class SimilarWordsOutcome:
     report: dict
     version: int
     champion_recall: float | None = None  # the champion on the same searches
-    promoted: bool = False
-    candidate: float | None = None  # what the gate compared
-    reference: float | None = None
+    verdict: "Verdict | None" = None  # the gate's, when promotion was asked
 
 
 def learn_similar_words(options: SimilarWordsOptions) -> SimilarWordsOutcome:
@@ -87,6 +89,5 @@ def learn_similar_words(options: SimilarWordsOptions) -> SimilarWordsOutcome:
                                 higher_is_better=True, floor=logged["typed"]["recall"])  # fmt: skip
     finally:
         evaluator.close()
-    outcome.promoted = verdict.beats
-    outcome.candidate, outcome.reference = verdict.candidate, verdict.reference
+    outcome.verdict = verdict
     return outcome
