@@ -19,9 +19,10 @@ SEARCHES = 40
 
 
 def test_simulated_users_through_the_proxy_make_a_report(
-    ranked_home, aianimals_generated, local_home, tmp_path
+    ranked_home, aianimals_generated, local_home, tmp_path, monkeypatch
 ):
     shutil.copytree(ranked_home, local_home)
+    monkeypatch.setenv("AUTH_TRUSTED_PROXIES", "127.0.0.1")  # the labels are the proxy's word
     with serving_api() as (_, api):
         experiment = {
             "name": "small", "mode": "user", "upstream": api.url,

@@ -295,3 +295,52 @@ def test_new_posts_reach_the_online_features_through_rabbitmq(api, monkeypatch):
     dead = channel.queue_declare("ranking-features.dead", passive=True).method.message_count
     assert dead == 1
     channel.connection.close()
+
+
+def _handle_with_an_i(not_this: str = "dog_leigh") -> str:
+    from sqlalchemy import select
+
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.tables import User
+
+    with get_engine().connect() as connection:
+        handles = connection.scalars(select(User.handle_name).order_by(User.handle_name)).all()
+    return next(h for h in handles if "i" in h and h != not_this)
+
+
+def test_the_throttle_holds_when_the_cache_evicts_everything(api):
+    """Issue 32, item 2: 1,200 cached searches evicted the counts from Redis (allkeys-lru);
+    they are in the database now, where nothing evicts them."""
+    import redis
+
+    from mlsys.common.settings import redis_settings
+
+    handle = _handle_with_an_i()
+    failures = [
+        api.post("/v0/user/login", json={"handle_name": handle, "password": "x"}).status_code
+        for _ in range(5)
+    ]
+    assert failures == [401] * 5
+    client = redis.Redis()
+    keys = list(client.scan_iter(f"{redis_settings().key_prefix}*"))
+    assert keys and client.delete(*keys)  # what an eviction of everything leaves
+    locked = api.post("/v0/user/login", json={"handle_name": handle, "password": "password"})
+    assert locked.status_code == 429
+
+
+def test_a_spelling_postgresql_folds_to_a_handle_counts_as_that_account(api):
+    """Issue 32, item 11: PostgreSQL's lower('İ') is 'i', Python's is 'i̇': `dog_leİgh`
+    logs in as `dog_leigh`, and so must count as `dog_leigh`."""
+    from sqlalchemy import text
+
+    from mlsys.aianimals.database import get_engine
+
+    handle = _handle_with_an_i(not_this=_handle_with_an_i())
+    spelled = handle.replace("i", "İ", 1)
+    with get_engine().connect() as connection:
+        assert connection.scalar(text("SELECT lower(:a) = lower(:b)"), {"a": spelled, "b": handle})
+    for name in [handle] * 4 + [spelled]:
+        answer = api.post("/v0/user/login", json={"handle_name": name, "password": "x"})
+        assert answer.status_code == 401
+    locked = api.post("/v0/user/login", json={"handle_name": handle, "password": "password"})
+    assert locked.status_code == 429

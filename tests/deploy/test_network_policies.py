@@ -57,6 +57,8 @@ NEEDED = [
     ("aianimals", app("ab-test-proxy"), "aianimals", app("api"), 8000),
     ("ingress-nginx", {}, "beverage-sales-forecasting", app("bi"), 8501),
     ("monitoring", app("prometheus"), "aianimals", app("violation-classifier"), 8100),
+    ("monitoring", app("prometheus"), "aianimals", app("api"), 8000),
+    ("monitoring", app("prometheus"), "aianimals", app("ab-test-proxy"), 8080),
 ]
 REFUSED = [
     ("aianimals", app("api"), "aianimals", app("rabbitmq"), 5672),  # the API uses the outbox
@@ -86,6 +88,12 @@ REFUSED = [
     ("default", {}, "mlflow", app("mlflow"), 5000),
     ("default", {}, "aianimals", app("violation-classifier"), 8100),
     ("data", app("postgres"), "aianimals", app("api"), 9999),  # a port nobody serves
+    # The API and the proxy believe X-Forwarded-For from the pod network: only the ingress
+    # controller, the proxy (to the API) and Prometheus may connect (issue 32, item 1).
+    ("default", {}, "aianimals", app("api"), 8000),
+    ("aianimals", app("search-index"), "aianimals", app("api"), 8000),
+    ("default", {}, "aianimals", app("ab-test-proxy"), 8080),
+    ("aianimals", app("api"), "aianimals", app("ab-test-proxy"), 8080),
 ]
 
 

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from mlsys.common.serving import UVICORN_OPTIONS
 from tests.helpers.services import free_port
 
 
@@ -45,7 +46,7 @@ class ApiServer:
             app = create_app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, port=self.port, log_level="warning")
+        config = uvicorn.Config(app, port=self.port, log_level="warning", **UVICORN_OPTIONS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

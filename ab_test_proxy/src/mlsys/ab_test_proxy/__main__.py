@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from mlsys.common.logging import configure_logging
+from mlsys.common.serving import UVICORN_OPTIONS, networks
 
 app = typer.Typer(
     help="AIAnimals A/B test proxy: put it between the app and the API to split searches "
@@ -44,6 +45,14 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    trusted_proxies: Annotated[
+        str,
+        typer.Option(
+            help="Proxies in front of this one (an ingress controller) whose "
+            "X-Forwarded-For is passed on: addresses or networks, comma separated. "
+            "Empty: this proxy is the edge, and the client is who connects.",
+        ),
+    ] = "",
 ) -> None:
     """Serve the proxy (the configuration is checked first: a bad one exits 2 naming the
     key). /ab/health, /ab/metrics (searches and latency per variant), /ab/docs."""
@@ -54,8 +63,14 @@ def serve(
     experiment = _experiment(config)
     if upstream:
         experiment = experiment.model_validate({**experiment.model_dump(), "upstream": upstream})
+    try:
+        trusted = networks(trusted_proxies)
+    except ValueError as error:
+        typer.echo(f"error: --trusted-proxies: {error}", err=True)
+        raise typer.Exit(2) from error
     configure_logging()
-    uvicorn.run(create_app(experiment), host=host, port=port, log_config=None)
+    app_ = create_app(experiment, trusted=trusted)
+    uvicorn.run(app_, host=host, port=port, log_config=None, **UVICORN_OPTIONS)
 
 
 @app.command()

@@ -2,7 +2,13 @@
 (random by weight, sticky by user, or by animal), answered by that variant (its order, its
 API) and labelled with it (`X-AB-Variant`); the access logs the app sends back about that
 search are labelled too (`model_name` = experiment:variant), so that the report can
-compare the variants on what users did. Everything else passes through unchanged."""
+compare the variants on what users did. Everything else passes through unchanged.
+
+The proxy is where the app's requests enter. It tells the API who called: X-Forwarded-For
+is the address that connected to it, after what a trusted ingress in front of it said
+(a client's own is dropped; the API believes the header from trusted proxies alone). It
+refuses what the variant could be read from differently than the API reads it (two
+tokens, a path with dot segments), and bounds the bodies it reads."""
 
 import base64
 import hashlib
@@ -13,7 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +31,8 @@ from prometheus_client import (
 
 from mlsys.ab_test_proxy.config import Experiment, Mode, Variant
 from mlsys.aianimals.answers import search_id_of
+from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
+from mlsys.common.serving import Networks, within
 
 SEARCH = "/v0/animal/search"
 ACCESS_LOG = "/v0/access_log"
@@ -31,6 +40,10 @@ REMEMBERED_SEARCHES = 100_000  # search_id -> variant, for the access logs that 
 # Hop-by-hop headers, and those httpx sets itself, are not forwarded.
 _DROPPED = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
             "te", "upgrade", "proxy-authorization", "proxy-connection"}  # fmt: skip
+# Who called is the proxy's to say, never the client's.
+_FORWARDING = {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+               "x-real-ip"}  # fmt: skip
+CREDENTIALS = ("token", "authorization")
 
 # The proxy's own registry: only its metrics on /ab/metrics.
 METRICS = CollectorRegistry()
@@ -79,9 +92,34 @@ def _json_object(body: bytes) -> dict | None:
     """The request's JSON object, or None (the API answers what is not one)."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         return None
     return payload if isinstance(payload, dict) else None
+
+
+def _canonical(path: str) -> bool:
+    """Whether a path has no dot segments and no empty ones (but a trailing slash): the
+    only spelling under which the proxy routes a request as the API does."""
+    segments = path.split("/")[1:]
+    return all(s not in ("", ".", "..") for s in segments[:-1]) and segments[-1:] not in (
+        ["."],
+        [".."],
+    )
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, refused with 413 past the largest the API takes (by its
+    Content-Length, and while it streams in, for a body without one)."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD_BYTES):
+        raise HTTPException(413, f"the request body is over {MAX_UPLOAD_BYTES} bytes")
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the request body is over {MAX_UPLOAD_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Assigner:
@@ -126,7 +164,13 @@ class SearchVariants:
         return self._variants.get(search_id)
 
 
-def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | None = None):
+def create_app(
+    experiment: Experiment,
+    transport: httpx.AsyncBaseTransport | None = None,
+    trusted: Networks = (),
+):
+    """The proxy; `trusted`: the proxies in front of it whose X-Forwarded-For it passes on
+    (an ingress controller), else it is the edge and says who connected."""
     assigner, searches = Assigner(experiment), SearchVariants()
     variants = {v.name: v for v in experiment.variants}
 
@@ -155,17 +199,39 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
 
     async def forward(client: httpx.AsyncClient, request: Request, upstream: str,
                       body: bytes) -> Response:  # fmt: skip
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
-        answer = await client.request(
-            request.method,
-            upstream.rstrip("/") + request.url.path,
-            params=request.query_params,
-            headers=headers,
-            content=body,
-        )
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in _DROPPED and k.lower() not in _FORWARDING}  # fmt: skip
+        peer = request.client.host if request.client else None
+        # Who called: the peer; behind a trusted ingress, what it says first.
+        chain = [*request.headers.getlist("x-forwarded-for")] if within(peer, trusted) else []
+        if peer:
+            headers["x-forwarded-for"] = ", ".join([*chain, peer])
+        try:
+            answer = await client.request(
+                request.method,
+                upstream.rstrip("/") + request.url.path,
+                params=request.query_params,
+                headers=headers,
+                content=body,
+            )
+        except httpx.TimeoutException:
+            return JSONResponse({"detail": "the API did not answer in time"}, 504)
+        except httpx.TransportError:
+            return JSONResponse({"detail": "the API is unavailable, try again"}, 502)
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED
                 and k.lower() != "content-encoding"}  # fmt: skip
         return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+    @app.middleware("http")
+    async def refuse_ambiguous(request: Request, call_next):
+        """A request the variant could be read from differently than the API reads it."""
+        if any(len(request.headers.getlist(name)) > 1 for name in CREDENTIALS):
+            return JSONResponse(
+                {"detail": "send one credential: one token or Authorization header"}, 400
+            )
+        if not _canonical(request.url.path):
+            return JSONResponse({"detail": "a path without empty or dot segments"}, 400)
+        return await call_next(request)
 
     @app.get("/ab/health")
     async def health() -> dict:
@@ -178,7 +244,7 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
 
     @app.post(SEARCH)
     async def search(request: Request, client: Client) -> Response:
-        body = await request.body()
+        body = await _body(request)
         payload = _json_object(body)
         animal_id = payload.get("animal_id") if payload else None
         variant = assigner.assign(user_of(request.headers), animal_id)
@@ -196,20 +262,21 @@ def create_app(experiment: Experiment, transport: httpx.AsyncBaseTransport | Non
 
     @app.post(ACCESS_LOG)
     async def access_log(request: Request, client: Client) -> Response:
-        body = await request.body()
+        body = await _body(request)
         payload = _json_object(body)
         search_id = payload.get("search_id") if payload else None
         variant = searches.variant_of(search_id) if isinstance(search_id, str) else None
-        if payload is not None and variant is not None:
-            body = json.dumps(
-                {**payload, "model_name": experiment.label(variants[variant])}
-            ).encode()
-            LABELLED.labels(variant).inc()
+        if payload is not None:  # the label is the proxy's alone: a client's is dropped
+            labelled = {k: v for k, v in payload.items() if k != "model_name"}
+            if variant is not None:
+                labelled["model_name"] = experiment.label(variants[variant])
+                LABELLED.labels(variant).inc()
+            body = json.dumps(labelled).encode()
         return await forward(client, request, experiment.upstream, body)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                    include_in_schema=False)  # fmt: skip
     async def everything_else(request: Request, client: Client) -> Response:
-        return await forward(client, request, experiment.upstream, await request.body())
+        return await forward(client, request, experiment.upstream, await _body(request))
 
     return app

@@ -28,6 +28,7 @@ SCHEMA = migrate.Schema(
             "photos": "SELECT, INSERT",
             "post_activity": "SELECT",  # learn_to_rank's online features
             "post_embeddings": "SELECT",  # the similar-image index
+            "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the login throttle
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
         # search-index consumer (reads posts) and the local broker's offsets and dead

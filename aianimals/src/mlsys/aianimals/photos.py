@@ -15,6 +15,8 @@ from PIL import Image
 IMAGE_SIZE = 128  # what the dataset holds, what the model and the server take
 NO_ANIMAL = 1  # the label of the no-animal classifier's positive class: the violation
 MAX_PHOTO_BYTES = 5 * 1024 * 1024  # as the API's upload limit
+# The largest request body anyone passes on: a photo and the form fields around it.
+MAX_UPLOAD_BYTES = MAX_PHOTO_BYTES + 64 * 1024
 MIN_SIDE, MAX_PIXELS = 32, 40_000_000  # smaller is no photo to judge; larger, a bomb
 
 

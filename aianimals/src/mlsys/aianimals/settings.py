@@ -1,11 +1,12 @@
 """Settings of AIAnimals' own behaviour (the backing services' are in mlsys.common)."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mlsys.common.serving import Networks, networks
 from mlsys.common.settings import platform_settings, require_secret
 
 
@@ -31,9 +32,18 @@ class AuthSettings(BaseSettings):
     login_failures_per_account: int = 5
     login_failures_per_client: int = 50
     login_window_seconds: int = 900
+    # The proxies whose X-Forwarded-For the API believes (addresses or networks, comma
+    # separated): the A/B test proxy and the ingress controller in a deployment. Empty:
+    # nobody's; every client is then the address it connects from.
+    trusted_proxies: Annotated[Networks, NoDecode] = ()
     # How long a replica trusts what it read of a user's status and token version: a
     # token revoked on another replica stops working there within this time.
     user_cache_seconds: float = 5.0
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return networks(value) if isinstance(value, str) else value
 
 
 def search_settings() -> SearchSettings:

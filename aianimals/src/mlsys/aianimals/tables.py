@@ -272,3 +272,13 @@ class DeadLetter(Base):
     payload: Mapped[dict] = mapped_column(Json)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
+
+
+class LoginFailure(Base):
+    """Failed logins in the current window, per account or per client address. In the
+    database, not the cache: nothing evicts them to make room for cached searches."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_ends: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

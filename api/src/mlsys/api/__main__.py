@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from mlsys.common.logging import configure_logging
+from mlsys.common.serving import UVICORN_OPTIONS
 
 app = typer.Typer(
     help="The AIAnimals API (FastAPI, /v0). Local profile by default: SQLite, in-process "
@@ -36,6 +37,7 @@ def serve(
         workers=workers,
         access_log=False,
         log_config=None,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -31,7 +31,7 @@ from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.similar import SimilarImages
 from mlsys.api.similar_words import champion_similar_words
-from mlsys.api.throttle import login_throttle
+from mlsys.api.throttle import LoginThrottle
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI):
     app.state.users = ActiveUsers(app.state.engine, app.state.auth.user_cache_seconds)
     app.state.schema_at_head = False
     app.state.cache = get_cache()
-    app.state.login_throttle = login_throttle(app.state.auth)
+    app.state.login_throttle = LoginThrottle(app.state.engine, app.state.auth)
     app.state.search_index = get_search_index()
     stop = threading.Event()
     app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))

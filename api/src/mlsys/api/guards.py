@@ -12,11 +12,13 @@ from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlsys.aianimals.photos import MAX_PHOTO_BYTES
+from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
 from mlsys.api.security import signed_claims
 
 JSON_BODY_BYTES = 64 * 1024
-UPLOAD_BODY_BYTES = MAX_PHOTO_BYTES + 64 * 1024  # the photo and the form fields around it
+UPLOAD_BODY_BYTES = MAX_UPLOAD_BYTES
+# Headers that carry a token: two of one would let a proxy and the API read different ones.
+CREDENTIALS = ("token", "authorization")
 UPLOADS = {("POST", "/v0/animal")}  # multipart routes: the token is checked first
 
 
@@ -46,6 +48,9 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if any(len(headers.getlist(name)) > 1 for name in CREDENTIALS):
+            await _answer(send, 400, "send one credential: one token or Authorization header")
+            return
         limit = body_limit(scope["method"], scope["path"])
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):

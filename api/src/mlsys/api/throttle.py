@@ -2,118 +2,96 @@
 past the limit, logins answer 429 with Retry-After until the window ends, even with the
 right password. A success clears the account's count.
 
-Redis keeps the counts in the services profile (every API replica sees the same ones),
-a dictionary in the local profile. When Redis does not answer, logins are not throttled
-(logged): an outage of the cache must not lock every user out.
+The account is the user an identifier resolves to (its id): the handle name, the address
+and every spelling the database's case folding maps to that user share one count. An
+identifier that names nobody counts under itself, folded.
+
+The client is its address as `clients.client_address` resolves it through the trusted
+proxies. A request whose client is unknown (a trusted proxy that named nobody) counts
+against its account only: no count is ever kept for an address that all users share.
+
+The counts live in the database, which every replica shares and which a login reads
+anyway: in the cache they were evicted to make room for cached searches.
 """
 
-import threading
-import time
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from math import ceil
 
-import redis
+from sqlalchemy import Engine, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from mlsys.aianimals.settings import AuthSettings
+from mlsys.aianimals.tables import LoginFailure
 from mlsys.common.logging import get_logger
-from mlsys.common.settings import Profile, platform_settings, redis_settings
 
 log = get_logger(__name__)
 
 
-class FailureCounts(Protocol):
-    def retry_after(self, key: str, limit: int) -> int:
-        """Seconds until `key` may try again (0: now)."""
-
-    def fail(self, key: str, window_seconds: int) -> None: ...
-
-    def clear(self, key: str) -> None: ...
-
-
-class InProcessCounts:
-    def __init__(self):
-        self._counts: dict[str, tuple[int, float]] = {}  # key -> (failures, window end)
-        self._lock = threading.Lock()
-
-    def retry_after(self, key: str, limit: int) -> int:
-        with self._lock:
-            failures, ends = self._counts.get(key, (0, 0.0))
-            left = ends - time.monotonic()
-            if left <= 0:
-                self._counts.pop(key, None)
-                return 0
-            return max(int(left) + 1, 1) if failures >= limit else 0
-
-    def fail(self, key: str, window_seconds: int) -> None:
-        with self._lock:
-            failures, ends = self._counts.get(key, (0, 0.0))
-            if ends <= time.monotonic():
-                failures, ends = 0, time.monotonic() + window_seconds
-            self._counts[key] = (failures + 1, ends)
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._counts.pop(key, None)
-
-
-class RedisCounts:
-    def __init__(self, client: redis.Redis, prefix: str):
-        self.client, self.prefix = client, prefix
-
-    def retry_after(self, key: str, limit: int) -> int:
-        pipe = self.client.pipeline()
-        pipe.get(self.prefix + key)
-        pipe.ttl(self.prefix + key)
-        try:
-            failures, ttl = pipe.execute()
-        except redis.RedisError as error:
-            log.warning("login throttle unavailable error=%r", error)
-            return 0
-        return max(int(ttl), 1) if failures is not None and int(failures) >= limit else 0
-
-    def fail(self, key: str, window_seconds: int) -> None:
-        pipe = self.client.pipeline()
-        pipe.incr(self.prefix + key)
-        pipe.expire(self.prefix + key, window_seconds, nx=True)  # the first failure's window
-        try:
-            pipe.execute()
-        except redis.RedisError as error:
-            log.warning("login throttle unavailable error=%r", error)
-
-    def clear(self, key: str) -> None:
-        try:
-            self.client.delete(self.prefix + key)
-        except redis.RedisError as error:
-            log.warning("login throttle unavailable error=%r", error)
-
-
 class LoginThrottle:
-    def __init__(self, counts: FailureCounts, settings: AuthSettings):
-        self.counts, self.settings = counts, settings
+    def __init__(self, engine: Engine, settings: AuthSettings):
+        self.engine, self.settings = engine, settings
 
-    @staticmethod
-    def _keys(account: str, client: str) -> tuple[str, str]:
-        return f"login:account:{account.strip().lower()}", f"login:client:{client}"
+    def _limits(self, account: str, client: str | None) -> dict[str, int]:
+        limits = {f"login:account:{account}": self.settings.login_failures_per_account}
+        if client is not None:
+            limits[f"login:client:{client}"] = self.settings.login_failures_per_client
+        return limits
 
-    def retry_after(self, account: str, client: str) -> int:
-        account_key, client_key = self._keys(account, client)
-        return max(
-            self.counts.retry_after(account_key, self.settings.login_failures_per_account),
-            self.counts.retry_after(client_key, self.settings.login_failures_per_client),
+    def retry_after(self, account: str, client: str | None) -> int:
+        """Seconds until the account may try again from this client (0: now)."""
+        limits = self._limits(account, client)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(LoginFailure.key, LoginFailure.failures, LoginFailure.window_ends).where(
+                    LoginFailure.key.in_(limits)
+                )
+            ).all()
+        now = datetime.now(UTC)
+        waits = [
+            ceil((ends - now).total_seconds())
+            for key, failures, ends in rows
+            if failures >= limits[key] and ends > now
+        ]
+        return max(waits, default=0)
+
+    def failed(self, account: str, client: str | None) -> None:
+        now = datetime.now(UTC)
+        ends = now + timedelta(seconds=self.settings.login_window_seconds)
+        expired = LoginFailure.window_ends <= now
+        with self.engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            for key in sorted(self._limits(account, client)):  # one order: no deadlocks
+                statement = dialect.insert(LoginFailure).values(
+                    key=key, failures=1, window_ends=ends
+                )
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[LoginFailure.key],
+                        set_={  # a window that has ended starts again
+                            "failures": case((expired, 1), else_=LoginFailure.failures + 1),
+                            "window_ends": case((expired, ends), else_=LoginFailure.window_ends),
+                        },
+                    )
+                )
+        self._forget_ended(now)
+
+    def succeeded(self, account: str) -> None:
+        with self.engine.begin() as connection:
+            keys = self._limits(account, None)
+            connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(keys)))
+
+    def _forget_ended(self, now: datetime) -> None:
+        """Housekeeping: rows whose window ended count nothing. Rows another login holds
+        are skipped, never waited for (no lock cycles with the counting)."""
+        ended = (
+            select(LoginFailure.key)
+            .where(LoginFailure.window_ends < now)
+            .limit(1000)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
         )
-
-    def failed(self, account: str, client: str) -> None:
-        for key in self._keys(account, client):
-            self.counts.fail(key, self.settings.login_window_seconds)
-
-    def succeeded(self, account: str, client: str) -> None:
-        self.counts.clear(self._keys(account, client)[0])
-
-
-def login_throttle(settings: AuthSettings) -> LoginThrottle:
-    if platform_settings().profile is Profile.services:
-        redis_config = redis_settings()
-        client = redis.Redis.from_url(
-            redis_config.url(), socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        return LoginThrottle(RedisCounts(client, redis_config.key_prefix), settings)
-    return LoginThrottle(InProcessCounts(), settings)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(ended)))
+        except DBAPIError as error:
+            log.info("login throttle housekeeping skipped error=%r", error)

@@ -8,6 +8,7 @@ import typer
 
 from mlsys.common.cli import IdleSeconds, photo_sample
 from mlsys.common.logging import configure_logging, get_logger
+from mlsys.common.serving import UVICORN_OPTIONS
 from mlsys.violation_detection.experiment import TrainingOptions
 
 log = get_logger(__name__)
@@ -259,6 +260,7 @@ def serve(
         port=port,
         access_log=False,
         log_config=None,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -1,8 +1,9 @@
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mlsys.aianimals.tables import AccessLog
 from mlsys.api.animals import now
+from mlsys.api.clients import from_trusted_proxy
 from mlsys.api.deps import CurrentUserId, SessionDep
 from mlsys.api.schemas import AccessLogCreate, errors
 
@@ -11,12 +12,16 @@ router = APIRouter(prefix="/v0/access_log", tags=["access_log"], responses=error
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccessLogCreate)
 def post_access_log(
-    session: SessionDep, user_id: CurrentUserId, access_log: AccessLogCreate
+    request: Request, session: SessionDep, user_id: CurrentUserId, access_log: AccessLogCreate
 ) -> AccessLogCreate:
     """Record what the user did with a search result (impression, select, see_long, like).
 
     The natural key is (search_id, animal_id, action): the app may retry safely.
+    `model_name` (the experiment's variant) is kept only from the A/B test proxy, which
+    labels the logs; a client's own is dropped, so no client can tilt an experiment.
     """
+    if not from_trusted_proxy(request):
+        access_log = access_log.model_copy(update={"model_name": None})
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
         dialect.insert(AccessLog)

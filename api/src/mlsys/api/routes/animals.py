@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlsys.aianimals import storage
 from mlsys.aianimals.indexing import documents_query, to_document
 from mlsys.aianimals.messages import Topic, add_to_outbox
+from mlsys.aianimals.photos import MAX_PHOTO_BYTES
 from mlsys.aianimals.ranking import RERANK_CANDIDATES
 from mlsys.aianimals.search import RESULT_WINDOW, AnimalDocument, SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
@@ -27,7 +28,6 @@ from mlsys.api.deps import (
     SimilarImagesDep,
     SimilarWordsDep,
 )
-from mlsys.api.guards import MAX_PHOTO_BYTES
 from mlsys.api.ranking import PredictionFailed, rerank
 from mlsys.api.schemas import (
     AnimalPublic,

@@ -10,6 +10,7 @@ from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.passwords import hash_password, verify_password
 from mlsys.aianimals.tables import Animal, User
 from mlsys.api.animals import now
+from mlsys.api.clients import client_address
 from mlsys.api.deps import ActiveUsersDep, AuthDep, CurrentUser, SessionDep
 from mlsys.api.schemas import (
     LoginRequest,
@@ -29,17 +30,13 @@ router = APIRouter(prefix="/v0/user", tags=["user"])
 
 def _too_many_failures(request: Request, account: str) -> None:
     """429 with Retry-After while the account or the client has failed too often."""
-    wait = request.app.state.login_throttle.retry_after(account, _client(request))
+    wait = request.app.state.login_throttle.retry_after(account, client_address(request))
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"too many failed logins: try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _same_text(column: Mapped[str], value: str) -> ColumnElement[bool]:
@@ -58,20 +55,22 @@ def login(
     password; returns a token to send in the `token` header (or as `Authorization:
     Bearer`). After too many failures for an account or from a client, answers 429 with
     Retry-After until the window ends."""
-    # One account whatever the case it is typed in, so case changes buy no more guesses.
-    account = (credentials.handle_name or credentials.email_address or "").lower()
-    _too_many_failures(request, account)
     if credentials.handle_name is not None:
         identifier = _same_text(User.handle_name, credentials.handle_name)
     else:
         identifier = _same_text(User.email_address, credentials.email_address or "")
     user = session.scalar(select(User).where(identifier))
+    # One count per account however it is named (handle or address, any case the database
+    # folds to it), so no spelling buys more guesses.
+    typed = (credentials.handle_name or credentials.email_address or "").casefold()
+    account = user.id if user is not None else f"unknown:{typed}"
+    _too_many_failures(request, account)
     # The hash is verified even for unknown users, so timing tells nobody who exists.
     valid = verify_password(credentials.password, user.password_hash if user else None)
     if not valid or user is None or user.deactivated:
-        request.app.state.login_throttle.failed(account, _client(request))
+        request.app.state.login_throttle.failed(account, client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    request.app.state.login_throttle.succeeded(account, _client(request))
+    request.app.state.login_throttle.succeeded(account)
     return LoginResponse(user_id=user.id, token=create_token(user.id, user.token_version, auth))
 
 
@@ -135,10 +134,9 @@ def logout(session: SessionDep, users: ActiveUsersDep, user: CurrentUser) -> Res
 
 def _check_password(request: Request, user: User, password: str) -> None:
     """401 unless `password` is the user's; failures count as failed logins."""
-    account = user.handle_name.lower()
-    _too_many_failures(request, account)
+    _too_many_failures(request, user.id)
     if not verify_password(password, user.password_hash):
-        request.app.state.login_throttle.failed(account, _client(request))
+        request.app.state.login_throttle.failed(user.id, client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong password")
 
 
