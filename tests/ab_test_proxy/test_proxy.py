@@ -30,24 +30,26 @@ def test_random_mode_splits_by_the_weights():
     import random
 
     assigner = Assigner(experiment("random", (0.8, 0.2)), random.Random(0))
-    counts = Counter(assigner.assign(None, None).name for _ in range(10_000))
+    counts = Counter(assigner.assign(None).name for _ in range(10_000))
     assert abs(counts["ranker"] / 10_000 - 0.8) < 0.02  # within 4 standard errors
 
 
 def test_user_mode_keeps_a_user_on_one_variant_and_splits_users_by_weight():
     assigner = Assigner(experiment("user", (0.3, 0.7)))
     for user in ("a", "b", "c"):
-        assert len({assigner.assign(user, None).name for _ in range(50)}) == 1
-    shares = Counter(assigner.assign(f"user-{i}", None).name for i in range(10_000))
+        assert len({assigner.assign(user).name for _ in range(50)}) == 1
+    shares = Counter(assigner.assign(f"user-{i}").name for i in range(10_000))
     assert abs(shares["ranker"] / 10_000 - 0.3) < 0.02
 
 
-def test_animal_mode_keeps_a_post_on_one_variant_whoever_asks():
-    assigner = Assigner(experiment("animal"))
-    for animal in ("p1", "p2", "p3"):
-        assert len({assigner.assign(f"u{i}", animal).name for i in range(50)}) == 1
-    shares = Counter(assigner.assign(None, f"post-{i}").name for i in range(10_000))
-    assert abs(shares["ranker"] / 10_000 - 0.5) < 0.02
+def test_there_is_no_mode_that_could_not_split_searches(tmp_path):
+    """Issue 32, item 19: `animal` mode hashed the search's animal_id, which a search never
+    has (its body forbids it): every search was drawn at random."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text("name: x\nmode: animal\nupstream: http://a\nvariants:\n"
+                    "- {name: a, weight: 1}\n- {name: b, weight: 1}")  # fmt: skip
+    with pytest.raises(InvalidConfig, match=r"mode\b"):
+        load_experiment(path)
 
 
 def test_the_user_is_read_from_the_token_the_app_sends():

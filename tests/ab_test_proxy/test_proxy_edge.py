@@ -105,12 +105,23 @@ def test_only_the_proxy_labels_access_logs(api_behind_the_proxy, aianimals_home)
     assert labels["e" * 32] is None and labels["d" * 32] is None
 
 
+def test_metrics_are_not_served_to_the_app(api_behind_the_proxy):
+    """Issue 32, item 17: /metrics was public, also through the proxy."""
+    proxy, api, _ = api_behind_the_proxy
+    with client_at("127.0.0.9", proxy) as app, client_at("127.0.0.9", api) as prometheus:
+        assert app.get("/metrics").status_code == 404
+        assert prometheus.get("/metrics").status_code == 200  # inside, not via a proxy
+    assert httpx.get(f"{api}/metrics").status_code == 404  # from the trusted proxy's address
+
+
 @pytest.fixture
 def proxy_to_a_recorder():
     received = []
 
     def api(request: httpx.Request) -> httpx.Response:
         received.append(request)
+        if request.url.path == "/app":
+            return httpx.Response(307, headers={"location": "http://api.test/app/"})
         return httpx.Response(200, json={"search_id": "a" * 32, "hits": 0})
 
     app = create_app(experiment("user"), transport=httpx.MockTransport(api))
@@ -224,3 +235,9 @@ def test_behind_a_trusted_ingress_its_word_is_passed_on():
 )
 def test_the_client_is_read_from_the_right(peer, forwarded, client):
     assert forwarded_client(peer, forwarded, networks("127.0.0.1, 10.9.0.0/16")) == client
+
+
+def test_a_redirect_does_not_reveal_the_apis_address(proxy_to_a_recorder):
+    proxy, _ = proxy_to_a_recorder
+    answer = httpx.get(f"{proxy}/app")
+    assert answer.status_code == 307 and answer.headers["location"] == "/app/"

@@ -196,3 +196,16 @@ def test_bytes_written_straight_into_redis_are_never_served(redis_prefix):
     assert cache.lookup("search:x")[0] is None  # tampered
     cache.store("search:x", b'{"hits":1}', generation)
     assert cache.lookup("search:x")[0] == b'{"hits":1}'
+
+
+def test_the_in_process_cache_is_bounded_in_bytes():
+    """Issue 32, item 2: 4,000 distinct searches grew the near copies by 395 MB."""
+    cache = InProcessCache(ttl_seconds=60, max_bytes=50_000)
+    generation = cache.lookup("k")[1]
+    for i in range(100):
+        cache.store(f"k{i}", bytes(10_000), generation)
+        cache.store(f"k{i}", bytes(10_000), generation)  # replaced, not counted twice
+    assert cache.size_bytes == 50_000
+    assert cache.lookup("k99")[0] is not None and cache.lookup("k94")[0] is None
+    cache.store("huge", bytes(50_001), generation)  # never held: it would empty the rest
+    assert cache.lookup("huge")[0] is None and cache.size_bytes == 50_000

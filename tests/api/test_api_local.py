@@ -148,6 +148,25 @@ def test_a_cached_search_is_answered_only_to_a_request_the_route_accepts(api):
     assert cache_count(api, "hit") == hits + 1  # none of those was answered from the cache
 
 
+def test_spellings_of_one_search_are_one_cache_entry(api):
+    """Issue 32, item 2: the key was the raw request, so `?junk=N` made every search a new
+    entry (1,200 of them evicted the login counts from Redis)."""
+    token = login(api)
+    body = {"phrases": ["いぬ"], "animal_category_name_en": "dog"}
+    search(api, token, body, limit=9)
+    hits, misses = cache_count(api, "hit"), cache_count(api, "miss")
+    spelled = json.dumps(dict(reversed(body.items())), indent=3).encode()
+    for i in range(5):
+        answer = api.post(
+            "/v0/animal/search",
+            content=spelled,
+            params={"limit": "9", "offset": "0", "junk": str(i)},
+            headers=token | {"Content-Type": "application/json; charset=utf-8"},
+        )
+        assert answer.status_code == 200
+    assert (cache_count(api, "hit"), cache_count(api, "miss")) == (hits + 5, misses)
+
+
 def test_an_unseeded_random_order_is_never_cached(api):
     token = login(api)
     body = {"phrases": ["ねこ"], "sort_by": "random"}

@@ -122,6 +122,7 @@ def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
     from tests.helpers.services import free_port
 
     monkeypatch.setenv("REDIS_PORT", str(free_port()))
+    monkeypatch.setenv("POSTGRES_USER", f"{os.environ['POSTGRES_DB']}_api")  # as deployed
     with serving_api() as (client, _):
         token = login(client)
         body = {"phrases": ["ねこ"], "sort_by": "created_at"}

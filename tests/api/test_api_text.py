@@ -73,12 +73,17 @@ def test_a_search_past_the_result_window_is_a_clear_422(api):
     deep = api.post(
         "/v0/animal/search", json={}, params={"offset": 9_950, "limit": 100}, headers=token
     )
-    assert deep.status_code == 422
-    assert "offset + limit must be at most 10000" in deep.json()["detail"]
+    assert deep.status_code == 422  # in the shape 422s declare (issue 32, item 21)
+    (error,) = deep.json()["detail"]
+    assert error["loc"] == ["query", "offset"]
+    assert "offset + limit must be at most 10000" in error["msg"]
     edge = api.post(
         "/v0/animal/search", json={}, params={"offset": 9_900, "limit": 100}, headers=token
     )
     assert edge.status_code == 200 and edge.json()["results"] == []
+    declared = api.get("/v0/openapi.json").json()["paths"]["/v0/animal/search"]["post"]
+    schema = declared["responses"]["422"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
 def test_a_search_engine_error_is_a_503_that_says_so(api, aianimals_home):

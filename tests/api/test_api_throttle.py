@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlsys.aianimals.settings import AuthSettings
-from mlsys.api.throttle import LoginThrottle
+from mlsys.aianimals.throttle import LoginThrottle
 from tests.helpers.http import serving_api
 
 

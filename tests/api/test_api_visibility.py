@@ -53,6 +53,26 @@ def test_only_the_owner_lists_and_loads_a_deactivated_post(api):
     assert api.get(posted["photo_url"], headers=owner).status_code == 200
 
 
+def test_who_liked_a_deactivated_post_is_its_owners_to_know(api):
+    """Issue 32, item 16: `GET /v0/like?animal_id=` listed them to anyone."""
+    owner, other = login(api), login(api, another_user())
+    posted = post(api, owner)
+    liked = api.post("/v0/like", json={"animal_id": posted["id"]}, headers=other)
+    assert liked.status_code == 201
+
+    def likers(token, **params):
+        response = api.get("/v0/like", params=params, headers=token)
+        assert response.status_code == 200
+        return [like["animal_id"] for like in response.json()]
+
+    assert likers(other, animal_id=posted["id"]) == [posted["id"]]
+    with get_engine().begin() as connection:
+        connection.execute(update(Animal).where(Animal.id == posted["id"]).values(deactivated=True))
+    assert likers(other, animal_id=posted["id"]) == []
+    assert posted["id"] not in likers(other, user_id=liked.json()["user_id"])
+    assert likers(owner, animal_id=posted["id"]) == [posted["id"]]
+
+
 def test_a_stored_file_that_no_post_shows_is_not_served(api, aianimals_home):
     stray = aianimals_home / "storage" / "uploads" / "stray.png"
     stray.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME, model_version_name
-from tests.helpers.aianimals import PNG, wait_until
+from tests.helpers.aianimals import PNG, TINY_PNG, wait_until
 from tests.helpers.cli import local_env, run_cli
 from tests.helpers.http import login, serving_api
 from tests.helpers.paths import ROOT
@@ -102,9 +102,12 @@ def test_without_a_champion_embedding_the_endpoint_says_why(api):
 def test_a_new_post_joins_the_index_and_a_new_champion_is_served_without_a_restart(
     similar_home, local_home, monkeypatch
 ):
+    from sqlalchemy import select
+
     import mlflow
     from mlsys.aianimals.database import get_engine
     from mlsys.aianimals.storage import photo_store
+    from mlsys.aianimals.tables import Animal
     from mlsys.api import similar as served
     from mlsys.common.tracking import CHAMPION, configure_tracking
     from mlsys.search.post_embeddings import embed_all_posts, load_embedding
@@ -116,11 +119,15 @@ def test_a_new_post_joins_the_index_and_a_new_champion_is_served_without_a_resta
         form = {"name": "new frog", "description": "a frog", "animal_category_id": "1",
                 "animal_subcategory_id": "1"}  # fmt: skip
         posted = []
-        for photo in (A_PHOTO.read_bytes(), PNG):  # the 1x1 photo: too small to embed
+        for photo in (A_PHOTO.read_bytes(), PNG):
             response = api.post("/v0/animal", headers=token, data=form,
                                 files={"photo": ("p.png", photo, "image/png")})  # fmt: skip
             assert response.status_code == 201, response.text
             posted.append(response.json()["id"])
+        # A photo stored before uploads were held to the models' rules: too small to embed.
+        with get_engine().connect() as connection:
+            key = connection.scalar(select(Animal.photo_key).where(Animal.id == posted[1]))
+        photo_store().put(key, TINY_PNG)  # the local profile's directory store: replaced
         loaded = sorted(served_vectors(1))[0]
         wait_until(lambda: similar(api, token, loaded).status_code == 200)  # index built
         assert similar(api, token, posted[0]).status_code == 404  # not embedded yet

@@ -2,6 +2,8 @@
 profile): log in as dog_leigh, search ねこ, open a post, like it, post a photo. It speaks
 only the public /v0 API with the `token` header, as the Android app does."""
 
+import time
+
 import pytest
 
 from tests.helpers.http import login, serving_api
@@ -17,6 +19,16 @@ def server(aianimals_home):
         yield client, server.url
 
 
+def holds(page, expression: str, timeout: float = 30) -> None:
+    """Wait until `expression` is true in the page. Not wait_for_function: it evaluates
+    its predicate with eval inside the page, which the client's CSP refuses (as it should);
+    page.evaluate goes through the DevTools protocol."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {expression}"
+        time.sleep(0.1)
+
+
 def test_login_search_open_like_and_post_in_the_browser(server, browser, tmp_path):
     client, url = server
     page = browser.new_page(viewport={"width": 1300, "height": 950}, locale="ja-JP")
@@ -27,7 +39,7 @@ def test_login_search_open_like_and_post_in_the_browser(server, browser, tmp_pat
     page.get_by_label("Handle name").fill("dog_leigh")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_function("document.querySelector('#login-error').textContent.length > 0")
+    holds(page, "document.querySelector('#login-error').textContent.length > 0")
     assert page.get_by_text("@dog_leigh").count() == 0
     page.get_by_label("Password").fill("password")
     page.get_by_role("button", name="Log in").click()
@@ -37,17 +49,17 @@ def test_login_search_open_like_and_post_in_the_browser(server, browser, tmp_pat
     page.get_by_label("Sort").select_option("like")
     page.get_by_role("button", name="Search", exact=True).click()
     results = page.locator("#results li")
-    page.wait_for_function(
-        "document.querySelector('#search-summary').textContent.endsWith('posts')"
-    )
+    holds(page, "document.querySelector('#search-summary').textContent.endsWith('posts')")
     assert results.count() > 0
     token = {"token": login(client)["token"]}
     hits = int(page.locator("#search-summary").inner_text().split()[0])
     body = {"phrases": ["ねこ"], "sort_by": "like"}
     assert hits == client.post("/v0/animal/search", json=body, headers=token).json()["hits"]
-    page.wait_for_function(
-        "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)"
-    )  # every photo shown: served by the API to the logged-in user
+    holds(
+        page,
+        "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)",
+    )
+    # every photo shown: served by the API to the logged-in user
     page.screenshot(path=SCREENSHOTS / "web_client_search.png", full_page=True)
 
     first = results.first

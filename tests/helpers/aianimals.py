@@ -1,4 +1,4 @@
-"""What the AIAnimals tests share: a tiny photo, searching, reading the cache counters, and
+"""What the AIAnimals tests share: a small photo, searching, reading the cache counters, and
 the services-profile deployment."""
 
 import io
@@ -12,12 +12,36 @@ from pathlib import Path
 
 AIANIMALS_POSTS = 600  # the small seeded dataset the session fixtures generate and load
 
-# A real 1x1 white PNG (Pillow decodes it; the API stores only what decodes).
+# A real 32x32 white PNG: the smallest photo the API takes (the classifier's least side).
 PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00 \x00\x00\x00 \x08\x02\x00\x00\x00"
+    b"\xfc\x18\xed\xa3\x00\x00\x00)IDATx\x9c\xed\xcd1\x01\x00\x00\x08\xc30\xc0\xbf\xe7a"
+    b"\x02\xbeT@\xd3I\xea\xb3y\xbd\x03\x00\x00\x00\x00\x00\x00\x00\x00\x80\xc3\x16\xc7"
+    b"\xf1\x03=.\x18\x03c\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+# A real 1x1 white PNG: an image no model can judge, which the API refuses.
+TINY_PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
     b"\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\r\xefF\xb8"
     b"\x00\x00\x00\x00IEND\xaeB`\x82"
 )
+
+
+def palette_png_without_its_palette() -> bytes:
+    """A palette PNG whose PLTE chunk is gone: Pillow opens it, then fails its own way."""
+    from PIL import Image
+
+    image = Image.new("P", (64, 64))
+    image.putpalette([0, 0, 0, 255, 255, 255] * 128)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data, chunks, at = buffer.getvalue(), [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        if data[at + 4 : at + 8] != b"PLTE":
+            chunks.append(data[at : at + 12 + length])
+        at += 12 + length
+    return data[:8] + b"".join(chunks)
 
 
 def same_pixels(first: bytes, second: bytes) -> bool:
@@ -198,3 +222,20 @@ def publish(payload: dict, times: int = 1) -> None:
                 EXCHANGE, Topic.animal_created, json.dumps(payload).encode(),
                 pika.BasicProperties(type=Topic.animal_created, message_id="test"),
             )  # fmt: skip
+
+
+def give_a_post_an_untokenizable_description() -> str:
+    """What the API took before its limits held after normalisation (issue 32, item 4):
+    2,000 x U+FDFA, 66,000 bytes once NFKC-normalised, over the tokenizer's input limit.
+    Written to the database of the current environment; returns the post's id."""
+    from sqlalchemy import select, update
+
+    from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.tables import Animal
+
+    with get_engine().begin() as connection:
+        animal_id = connection.scalar(select(Animal.id).order_by(Animal.id).limit(1))
+        connection.execute(
+            update(Animal).where(Animal.id == animal_id).values(description="\ufdfa" * 2000)
+        )
+    return animal_id

@@ -12,7 +12,7 @@ from mlsys.aianimals.japanese import phrase_words
 from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
 from mlsys.aianimals.users import BREED_NICKNAMES, CATEGORY_NICKNAMES, CATEGORY_WORDS
 from mlsys.common.tracking import CHAMPION_VERSION
-from tests.helpers.aianimals import search, wait_until
+from tests.helpers.aianimals import give_a_post_an_untokenizable_description, search, wait_until
 from tests.helpers.cli import local_env, run_cli
 from tests.helpers.http import login, serving_api
 
@@ -77,6 +77,20 @@ def test_recall_rises_with_similar_words_and_precision_holds(words_home):
     assert logged["expanded"]["searches"] == logged["typed"]["searches"] > 100
     assert logged["expanded"]["recall"] > logged["typed"]["recall"]
     assert "held-out synonym queries: recall" in stdout
+
+
+def test_a_post_the_tokenizer_refuses_is_skipped_and_counted(words_home, local_home):
+    """Issue 32, item 4: one such description made every weekly run exit 1."""
+    home, generated, first, _ = words_home
+    shutil.copytree(home, local_home)
+    give_a_post_an_untokenizable_description()
+    output = local_home / "again.json"
+    run_cli("mlsys.search", "similar-words", "--output", str(output), "--no-promote",
+            "--synonym-queries", str(generated / "synonym_queries.json"),
+            env=local_env(local_home))  # fmt: skip
+    learned = json.loads(output.read_text())["learned"]
+    assert learned["untokenizable_posts"] == 1 and first["learned"]["untokenizable_posts"] == 0
+    assert learned["posts"] == first["learned"]["posts"]
 
 
 def test_the_gate_keeps_the_champion_when_the_new_version_is_no_better(words_home, local_home):

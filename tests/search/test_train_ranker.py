@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mlsys.aianimals.ranking import FEATURE_SET_VERSION, RANKER_MODEL_NAME
+from tests.helpers.aianimals import give_a_post_an_untokenizable_description
 from tests.helpers.cli import local_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,9 @@ def test_train_ranker_reports_both_tables_and_gates_the_version(
     first = train_ranker(aianimals_home, aianimals_generated, tmp_path / "first.json",
                          "--version-file", str(tmp_path / "version"))  # fmt: skip
     report = json.loads((tmp_path / "first.json").read_text())
-    assert set(report) == {"hidden_quality", "logged_clicks", "gap_closed", "chosen"}
+    assert set(report) == {"hidden_quality", "logged_clicks", "gap_closed", "chosen",
+                           "untokenizable_posts"}  # fmt: skip
+    assert report["untokenizable_posts"] == 0
     served = report["chosen"]
     assert served in ("ranker", "regressor")
     for table in ("hidden_quality", "logged_clicks"):
@@ -71,3 +74,12 @@ def test_train_ranker_reports_both_tables_and_gates_the_version(
 def test_too_few_searches_is_a_clear_error(local_home):
     result = run_cli("mlsys.search", "train-ranker", env=local_env(local_home), check=False)
     assert result.returncode == 1 and "logged searches: at least 50 needed" in result.stderr
+
+
+def test_a_post_the_tokenizer_refuses_is_skipped_and_counted(
+    aianimals_home, aianimals_generated, tmp_path
+):
+    """Issue 32, item 4: one such description made every weekly run exit 1."""
+    give_a_post_an_untokenizable_description()
+    train_ranker(aianimals_home, aianimals_generated, tmp_path / "report.json", "--no-promote")
+    assert json.loads((tmp_path / "report.json").read_text())["untokenizable_posts"] == 1

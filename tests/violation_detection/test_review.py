@@ -35,7 +35,7 @@ def test_the_queue_is_the_undecided_violations_oldest_first_and_searchable(aiani
     assert review_queue(engine, post="5_%").empty  # literal: "_" and "%" are not patterns
     assert review_queue(engine, limit=1)["animal_id"].tolist() == [first]
 
-    reviewer = Reviewer(id=moderator.id, handle_name=moderator.handle_name)
+    reviewer = Reviewer(id=moderator.id, handle_name=moderator.handle_name, token_version=0)
     decide(engine, int(queue["id"][0]), reviewer, Decision.approved)
     assert review_queue(engine)["animal_id"].tolist() == [second]
     decided = violations(engine, decided=True)

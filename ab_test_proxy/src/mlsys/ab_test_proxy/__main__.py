@@ -11,8 +11,8 @@ from mlsys.common.serving import UVICORN_OPTIONS, networks
 
 app = typer.Typer(
     help="AIAnimals A/B test proxy: put it between the app and the API to split searches "
-    "between ranking variants (an experiment file says how: random by weight, sticky by "
-    "user, or by animal), then report CTR and NDCG per variant from the access logs.",
+    "between ranking variants (an experiment file says how: random by weight, or sticky "
+    "by user), then report CTR and NDCG per variant from the access logs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -21,7 +21,7 @@ ConfigFile = Annotated[
     Path,
     typer.Option(
         "--config",
-        help="The experiment (YAML): name, mode (random|user|animal), upstream (the API), "
+        help="The experiment (YAML): name, mode (random|user), upstream (the API), "
         "variants (name, weight, and sort_by and/or upstream).",
     ),
 ]

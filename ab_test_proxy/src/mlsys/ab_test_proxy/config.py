@@ -13,7 +13,8 @@ from mlsys.aianimals.search import SortBy
 class Mode(StrEnum):
     random = "random"  # each request drawn by the weights
     user = "user"  # a user always gets the same variant (hash of the user id)
-    animal = "animal"  # requests about one post always get the same variant
+    # No `animal` mode: a search names no post (its body forbids animal_id), so a split
+    # by post could never split searches, the only requests given a variant.
 
 
 class Variant(BaseModel):

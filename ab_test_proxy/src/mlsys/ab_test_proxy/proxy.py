@@ -1,5 +1,5 @@
 """The proxy: the app's requests go through it to the API. A search is given a variant
-(random by weight, sticky by user, or by animal), answered by that variant (its order, its
+(random by weight, or sticky by user), answered by that variant (its order, its
 API) and labelled with it (`X-AB-Variant`); the access logs the app sends back about that
 search are labelled too (`model_name` = experiment:variant), so that the report can
 compare the variants on what users did. Everything else passes through unchanged.
@@ -36,6 +36,7 @@ from mlsys.common.serving import Networks, within
 
 SEARCH = "/v0/animal/search"
 ACCESS_LOG = "/v0/access_log"
+API_METRICS = "/metrics"
 REMEMBERED_SEARCHES = 100_000  # search_id -> variant, for the access logs that follow
 # Hop-by-hop headers, and those httpx sets itself, are not forwarded.
 _DROPPED = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
@@ -138,14 +139,11 @@ class Assigner:
                 return variant
         return self.experiment.variants[-1]
 
-    def assign(self, user_id: str | None, animal_id: str | None) -> Variant:
-        """The variant of a request: by mode; a request without what its mode hashes (no
-        token, no animal) is drawn at random."""
-        mode, name = self.experiment.mode, self.experiment.name
-        if mode is Mode.animal and animal_id:
-            return self._pick(_bucket(f"{name}:animal:{animal_id}"))
-        if mode in (Mode.user, Mode.animal) and user_id:
-            return self._pick(_bucket(f"{name}:user:{user_id}"))
+    def assign(self, user_id: str | None) -> Variant:
+        """The variant of a request: by mode; a request without a token in `user` mode is
+        drawn at random."""
+        if self.experiment.mode is Mode.user and user_id:
+            return self._pick(_bucket(f"{self.experiment.name}:user:{user_id}"))
         return self._pick(self.rng.random())
 
 
@@ -220,6 +218,9 @@ def create_app(
             return JSONResponse({"detail": "the API is unavailable, try again"}, 502)
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED
                 and k.lower() != "content-encoding"}  # fmt: skip
+        if "location" in kept and kept["location"].startswith(upstream.rstrip("/") + "/"):
+            # A redirect names the path, never the API's address inside the deployment.
+            kept["location"] = kept["location"][len(upstream.rstrip("/")) :]
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
     @app.middleware("http")
@@ -246,8 +247,7 @@ def create_app(
     async def search(request: Request, client: Client) -> Response:
         body = await _body(request)
         payload = _json_object(body)
-        animal_id = payload.get("animal_id") if payload else None
-        variant = assigner.assign(user_of(request.headers), animal_id)
+        variant = assigner.assign(user_of(request.headers))
         if payload is not None and variant.sort_by is not None:
             body = json.dumps({**payload, "sort_by": variant.sort_by}).encode()
         with SECONDS.labels(variant.name).time():
@@ -277,6 +277,8 @@ def create_app(
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                    include_in_schema=False)  # fmt: skip
     async def everything_else(request: Request, client: Client) -> Response:
+        if request.url.path == API_METRICS:  # for Prometheus inside, not for the app
+            return JSONResponse({"detail": "Not Found"}, 404)
         return await forward(client, request, experiment.upstream, await _body(request))
 
     return app

@@ -36,6 +36,10 @@ log = get_logger(__name__)
 
 REQUEST_PATH_TIMEOUT_SECONDS = 0.5
 NEAR_COPY_SECONDS = 3
+# What one API process holds of answers: the local profile's cache, Redis's near copies
+# (Redis itself is bounded by its maxmemory).
+LOCAL_CACHE_BYTES = 64 * 1024 * 1024
+NEAR_COPY_BYTES = 32 * 1024 * 1024
 # What a failed lookup returns: nothing is ever stored under it (a real one is b"0" or more).
 UNKNOWN_GENERATION = b""
 
@@ -59,11 +63,13 @@ class Cache(Protocol):
 
 
 class InProcessCache:
-    """A bounded LRU with a TTL, for one process (the local profile)."""
+    """An LRU with a TTL, for one process (the local profile, and the near copies),
+    bounded in bytes: searches differ without end, and their answers in size."""
 
-    def __init__(self, ttl_seconds: float, max_entries: int = 10_000):
-        self.ttl, self.max_entries = ttl_seconds, max_entries
+    def __init__(self, ttl_seconds: float, max_bytes: int = LOCAL_CACHE_BYTES):
+        self.ttl, self.max_bytes = ttl_seconds, max_bytes
         self._entries: OrderedDict[str, tuple[float, bytes, bytes]] = OrderedDict()
+        self._bytes = 0  # of the values held
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -77,23 +83,36 @@ class InProcessCache:
             return entry[2], generation
 
     def store(self, key: str, value: bytes, generation: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
         with self._lock:
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self._bytes -= len(replaced[2])
             self._entries[key] = (time.monotonic() + self.ttl, generation, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._bytes += len(value)
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._entries.popitem(last=False)[1][2])
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
 
     def invalidate(self) -> None:
         with self._lock:
             self._generation += 1
-            self._entries.clear()
+            self._clear()
 
     def move_to(self, generation: int) -> None:
         """Adopt a generation kept elsewhere (Redis): entries of any other are dropped."""
         with self._lock:
             if generation != self._generation:
                 self._generation = generation
-                self._entries.clear()
+                self._clear()
 
     async def alookup(self, key: str) -> tuple[bytes | None, bytes]:
         return self.lookup(key)  # memory only: nothing to wait for
@@ -138,7 +157,7 @@ class RedisCache:
         self.generation_key = f"{prefix}cache:generation"
         self.channel = f"{prefix}cache:invalidations"
         self._invalidate = self.client.register_script(_INVALIDATE)
-        self._near = InProcessCache(min(NEAR_COPY_SECONDS, ttl_seconds), max_entries=1_000)
+        self._near = InProcessCache(min(NEAR_COPY_SECONDS, ttl_seconds), NEAR_COPY_BYTES)
         self._following: int | None = None  # the generation heard last; None: not listening
         self._listener: asyncio.Task | None = None
         self._closing = False

@@ -24,7 +24,7 @@ SCHEMA = migrate.Schema(
             "animals": _WRITE,
             "likes": "SELECT, INSERT, DELETE",
             "access_logs": "INSERT",
-            "outbox": "INSERT",
+            "outbox": "SELECT, INSERT",  # SELECT: /metrics reports the outbox's lag
             "photos": "SELECT, INSERT",
             "post_activity": "SELECT",  # learn_to_rank's online features
             "post_embeddings": "SELECT",  # the similar-image index
@@ -57,8 +57,9 @@ SCHEMA = migrate.Schema(
         },
         # Moderation: the detection consumer reads new posts and their photos, records
         # violations and deactivates (an UPDATE, announced in the outbox); the portal logs
-        # moderators in (users: read only), stores their reviews and the labels they make,
-        # and reactivates what they reverse; retraining reads the labels and their photos.
+        # moderators in (users: read only; the login throttle shared with the API), stores
+        # their reviews and the labels they make, and reactivates what they reverse;
+        # retraining reads the labels and their photos.
         "violation_detection": {
             **dict.fromkeys((*_MASTER, "users", "photos"), "SELECT"),
             "animals": "SELECT, UPDATE",
@@ -68,6 +69,7 @@ SCHEMA = migrate.Schema(
             "outbox": "SELECT, INSERT",
             "consumer_offsets": _WRITE,
             "dead_letters": "SELECT, INSERT",
+            "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the portal's logins
         },
     },
 )

@@ -10,10 +10,16 @@ import threading
 import unicodedata
 
 from sudachipy import Dictionary, SplitMode
+from sudachipy.errors import SudachiError
 
 # Parts of speech that carry no meaning for search (particles, auxiliaries, symbols).
 _SKIPPED = {"助詞", "助動詞", "補助記号", "空白", "記号"}
 _local = threading.local()
+
+
+class Untokenizable(ValueError):
+    """A text the tokenizer refuses: over its input limit (49,149 bytes), which a text can
+    reach once normalised although the API took it (2,000 x U+FDFA: 66,000 bytes)."""
 
 
 def _tokenizer():
@@ -44,7 +50,11 @@ def _words(text: str, mode: SplitMode) -> list[tuple[str, tuple[str, ...]]]:
     Japanese words, its reading in katakana."""
     text = unicodedata.normalize("NFKC", text)
     words: list[tuple[str, tuple[str, ...]]] = []
-    for morpheme in _tokenizer().tokenize(text, mode):
+    try:
+        morphemes = _tokenizer().tokenize(text, mode)
+    except SudachiError as error:
+        raise Untokenizable(f"{len(text.encode())} bytes once normalised: {error}") from error
+    for morpheme in morphemes:
         if morpheme.part_of_speech()[0] in _SKIPPED:
             continue
         normal = unicodedata.normalize("NFKC", morpheme.normalized_form()).lower()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsys.aianimals.japanese import index_terms, query_terms
+from mlsys.aianimals.japanese import Untokenizable, index_terms, query_terms
 from mlsys.aianimals.search import (
     AnimalDocument,
     SearchEngineError,
@@ -33,6 +33,9 @@ from mlsys.aianimals.search import (
     SearchResult,
     SortBy,
 )
+from mlsys.common.logging import get_logger
+
+log = get_logger(__name__)
 
 SCHEMA_VERSION = 2  # 1 (no user_version): an FTS5 table beside `animals`
 _K1, _B = 1.2, 0.75
@@ -65,6 +68,16 @@ def _id_key(animal_id: str) -> int:
         return int(animal_id[:16].ljust(16, "0"), 16) if len(animal_id) == 32 else 0
     except ValueError:
         return 0
+
+
+def _terms(animal_id: str, text: str) -> str:
+    """A text's index terms; none for a text the tokenizer refuses (the post is still
+    indexed, found by its other fields, and the refusal logged), never a failed batch."""
+    try:
+        return " ".join(index_terms(text))
+    except Untokenizable as error:
+        log.warning("text not indexed: the tokenizer refuses it post=%s error=%s", animal_id, error)
+        return ""
 
 
 class _Postings:
@@ -364,8 +377,8 @@ class LocalSearchIndex:
             (
                 document.id,
                 document.model_dump_json(),
-                " ".join(index_terms(document.name)),
-                " ".join(index_terms(document.description)),
+                _terms(document.id, document.name),
+                _terms(document.id, document.description),
             )
             for document in documents
         ]

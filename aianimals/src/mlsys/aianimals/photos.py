@@ -5,9 +5,12 @@ Open Clip Art), as the models that learn from them read them: the no-animal clas
 import csv
 import hashlib
 import io
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -17,7 +20,15 @@ NO_ANIMAL = 1  # the label of the no-animal classifier's positive class: the vio
 MAX_PHOTO_BYTES = 5 * 1024 * 1024  # as the API's upload limit
 # The largest request body anyone passes on: a photo and the form fields around it.
 MAX_UPLOAD_BYTES = MAX_PHOTO_BYTES + 64 * 1024
-MIN_SIDE, MAX_PIXELS = 32, 40_000_000  # smaller is no photo to judge; larger, a bomb
+# Smaller is no photo the classifier can judge; larger, a decompression bomb (a 170 KB PNG
+# of 6300 x 6300 took 1.4 s and 160 MB to decode and encode again). Checked on the header,
+# before any pixel is decoded.
+MIN_SIDE, MAX_PIXELS = 32, 25_000_000
+# Decoding costs far more than the upload: at most two photos at once in a process (8
+# concurrent uploads took an API from 729 MB to 1.89 GB).
+_DECODING = threading.BoundedSemaphore(2)
+FORMATS = {"PNG": "png", "JPEG": "jpg"}  # what is decoded -> the stored extension
+T = TypeVar("T")
 
 
 class UnreadablePhoto(ValueError):
@@ -55,29 +66,52 @@ def model_input(image: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def _decoded(data: bytes, name: str, then: Callable[[Image.Image], T]) -> T:
+    """`then` of the photo in `data`, decoded; UnreadablePhoto saying why not. The one
+    place that says what a photo is, for the API's uploads, the classifier and the jobs."""
+    if len(data) > MAX_PHOTO_BYTES:
+        raise UnreadablePhoto("too_large", f"{name}: over 5 MiB")
+    with _DECODING:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as image:
+                    if image.format not in FORMATS:
+                        raise UnreadablePhoto("not_an_image", f"{name}: not a PNG or JPEG image")
+                    width, height = image.size
+                    if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+                        raise UnreadablePhoto(
+                            "wrong_size",
+                            f"{name}: {width}x{height} pixels; a photo has sides of at least "
+                            f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
+                        )
+                    image.load()
+                    return then(image)
+        except UnreadablePhoto:
+            raise
+        except Exception:  # whatever a malformed file makes a decoder raise (a palette
+            # PNG without its palette: UnboundLocalError): it is not an image
+            raise UnreadablePhoto("not_an_image", f"{name}: not a PNG or JPEG image") from None
+
+
 def photo_from_bytes(data: bytes, name: str = "the photo") -> np.ndarray:
     """A stored or uploaded photo (PNG or JPEG) as the models take it, or UnreadablePhoto
     saying why not."""
-    if len(data) > MAX_PHOTO_BYTES:
-        raise UnreadablePhoto("too_large", f"{name}: over 5 MiB")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format not in ("PNG", "JPEG"):
-                    raise OSError("not PNG or JPEG")
-                width, height = image.size
-                if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
-                    raise UnreadablePhoto(
-                        "wrong_size",
-                        f"{name}: {width}x{height} pixels; a photo has sides of at least "
-                        f"{MIN_SIDE} and at most {MAX_PIXELS:,} pixels",
-                    )
-                return model_input(image)
-    except UnreadablePhoto:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
-        raise UnreadablePhoto("not_an_image", f"{name}: not a PNG or JPEG image") from None
+    return _decoded(data, name, model_input)
+
+
+def reencoded_photo(data: bytes, name: str = "the photo") -> tuple[bytes, str]:
+    """An upload decoded and encoded again, and its extension, or UnreadablePhoto saying
+    why not. Only pixels survive (and a palette's transparency): no polyglot, script,
+    metadata (GPS) or colour profile is kept."""
+
+    def encoded(image: Image.Image) -> tuple[bytes, str]:
+        image.info = {k: v for k, v in image.info.items() if k == "transparency"}
+        buffer = io.BytesIO()
+        image.save(buffer, format=image.format)
+        return buffer.getvalue(), FORMATS[image.format or ""]
+
+    return _decoded(data, name, encoded)
 
 
 def decoded(path: Path) -> np.ndarray:

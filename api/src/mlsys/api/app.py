@@ -23,15 +23,16 @@ from mlsys.aianimals.database import SCHEMA, get_engine
 from mlsys.aianimals.search import SearchEngineError, get_search_index
 from mlsys.aianimals.settings import auth_settings
 from mlsys.aianimals.tables import Animal
+from mlsys.aianimals.throttle import LoginThrottle
 from mlsys.api import guards, metrics
 from mlsys.api.active_users import ActiveUsers
+from mlsys.api.clients import from_trusted_proxy
 from mlsys.api.deps import SessionDep, ViewerId
 from mlsys.api.ranking import ActivityCache, Ranking, champion_ranker
 from mlsys.api.routes import access_logs, animals, likes, metadata, users
 from mlsys.api.schemas import Health, Storable, errors
 from mlsys.api.similar import SimilarImages
 from mlsys.api.similar_words import champion_similar_words
-from mlsys.api.throttle import LoginThrottle
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings
@@ -111,7 +112,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
 
     # The web client: static files that speak only the public /v0 API, as the app does.
-    app.mount("/app", StaticFiles(directory=WEB_CLIENT, html=True), name="web-client")
+    app.mount(guards.WEB_CLIENT, StaticFiles(directory=WEB_CLIENT, html=True), name="web-client")
 
     @app.get("/v0/health-check", response_model=Health, tags=["health"])
     async def health_check() -> Health:
@@ -156,7 +157,10 @@ def create_app() -> FastAPI:
         return Response(data, media_type=storage.content_type(key), headers=headers)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(request: Request) -> Response:
+        """For Prometheus, which scrapes the pods: not through the proxy or the ingress."""
+        if from_trusted_proxy(request):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(OperationalError)

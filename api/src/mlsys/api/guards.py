@@ -3,16 +3,20 @@ body is read (by its Content-Length, and while it streams in), the token of an u
 checked before the upload is read, and `X-Content-Type-Options: nosniff` on every answer.
 
 A route's limit is looked up by method and path: uploads get the photo limit, every other
-body the JSON limit. FastAPI reads and parses a body before it solves a route's
+body the JSON limit. The web client's pages get a Content-Security-Policy and are never
+framed. FastAPI reads and parses a body before it solves a route's
 dependencies, so these checks cannot live in the routes."""
 
 import json
+from functools import cache
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
+from mlsys.aianimals.storage import url_of
 from mlsys.api.security import signed_claims
 
 JSON_BODY_BYTES = 64 * 1024
@@ -27,6 +31,27 @@ async def _accepted(headers: Headers, scope: Scope) -> bool:
     state = scope["app"].state
     claims = signed_claims(headers, state.auth)
     return claims is not None and await state.users.accept(claims)
+
+
+WEB_CLIENT = "/app"
+
+
+@cache
+def web_client_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The web client's pages: scripts, styles and calls from the API alone (no inline
+    script, so an injected one does not run), photos from where they are served, and never
+    inside another site's frame (clickjacking)."""
+    photos = urlsplit(url_of(""))
+    images = f" {photos.scheme}://{photos.netloc}" if photos.netloc else ""
+    policy = (
+        "default-src 'self'; img-src 'self' data:" + images + "; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return (
+        (b"content-security-policy", policy.encode()),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    )
 
 
 class BodyTooLarge(Exception):
@@ -76,6 +101,8 @@ class RequestGuard:
                     raise BodyTooLarge
             return message
 
+        page = scope["path"].startswith(WEB_CLIENT)
+
         async def send_without_sniffing(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
@@ -83,6 +110,7 @@ class RequestGuard:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-content-type-options", b"nosniff"),
+                    *(web_client_headers() if page else ()),
                 ]
             await send(message)
 

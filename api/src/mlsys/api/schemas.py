@@ -1,10 +1,13 @@
 """Request and response bodies of the /v0 API (what the Android app sends and reads)."""
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,13 +33,29 @@ def _storable(value: object) -> object:
     return value
 
 
-# Every text a client sends goes through one of these (body, query, form and path).
+def normalised_within(limit: int) -> AfterValidator:
+    """The length limit, held again by the text as search reads it (NFKC): one character
+    can become 18 (U+FDFA), and 2,000 of them were more than the tokenizer takes."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(unicodedata.normalize("NFKC", value)) > limit:
+            raise ValueError(f"must be at most {limit} characters once normalised (NFKC)")
+        return value
+
+    return AfterValidator(check)
+
+
+# Every text a client sends goes through one of these (body, query, form and path); the
+# texts that are searched, tokenized or learned from also through normalised_within.
 Storable = BeforeValidator(_storable)
 Name = Annotated[
-    str, Storable, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+    str,
+    Storable,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    normalised_within(64),
 ]
-Short = Annotated[str, Storable, StringConstraints(max_length=64)]
-Phrase = Annotated[str, Storable, StringConstraints(max_length=100)]
+Short = Annotated[str, Storable, StringConstraints(max_length=64), normalised_within(64)]
+Phrase = Annotated[str, Storable, StringConstraints(max_length=100), normalised_within(100)]
 Password = Annotated[str, Storable, StringConstraints(min_length=1, max_length=128)]
 NewPassword = Annotated[str, Storable, StringConstraints(min_length=8, max_length=128)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -131,6 +150,19 @@ class SearchRequest(Strict):
         le=2**31 - 1,
         description="sort_by=random: the same seed, the same order",
     )
+
+
+# A page of a listing, from the query string.
+DEFAULT_LIMIT = 100
+Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
+Offset = Annotated[int, Query(ge=0, le=10_000)]
+
+
+class Page(BaseModel):
+    """A page as the routes validate it: what the search cache keys on."""
+
+    limit: Limit
+    offset: Offset
 
 
 class SearchHitPublic(AnimalPublic):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsys.aianimals.japanese import index_terms, query_terms
+from mlsys.aianimals.japanese import Untokenizable, index_terms, query_terms
 from mlsys.aianimals.ranking import (
     RERANK_CANDIDATES,
     logged_gain,
@@ -49,9 +49,14 @@ class TermIndex:
         self.size = len(names)
         self.postings: list[dict[str, list[int]]] = [{}, {}]
         self.lengths = np.zeros((2, self.size))
+        self.untokenizable: set[int] = set()  # posts a text of which the tokenizer refused
         for post, texts in enumerate(zip(names, descriptions, strict=True)):
             for column, text in enumerate(texts):
-                terms = index_terms(text)
+                try:
+                    terms = index_terms(text)
+                except Untokenizable:
+                    terms = []  # matched by nothing, counted and reported
+                    self.untokenizable.add(post)
                 self.lengths[column, post] = len(terms)
                 for term in terms:
                     self.postings[column].setdefault(term, []).append(post)

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from mlsys.aianimals.indexing import documents_query, to_document
-from mlsys.aianimals.japanese import phrase_words
+from mlsys.aianimals.japanese import Untokenizable, phrase_words
 from mlsys.aianimals.search import RESULT_WINDOW, AnimalDocument, SearchQuery
 from mlsys.aianimals.similar_words import SimilarWords
 from mlsys.aianimals.tables import AccessLog, Animal
@@ -118,8 +118,12 @@ def read_word_data(engine: Engine, test_share: float, min_searches: int = 20) ->
     return WordData(documents, searches, cutoff, digest.hexdigest()[:16])
 
 
-def _words_of(text: str) -> list[str]:
-    return list(dict.fromkeys(key for _, key in phrase_words(text)))
+def _words_of(text: str) -> list[str] | None:
+    """The text's distinct word keys; None when the tokenizer refuses it."""
+    try:
+        return list(dict.fromkeys(key for _, key in phrase_words(text)))
+    except Untokenizable:
+        return None
 
 
 def _ppmi(counts: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -140,8 +144,11 @@ def learn_similar_words(
 ) -> tuple[SimilarWords, dict]:
     """Similar words from the posts' texts and searches (the phrases typed, the indexes of
     the posts selected); returns the table and what was learned from (for the report)."""
-    post_words = [_words_of(text) for text in post_texts]
-    progress(f"{len(post_texts)} posts tokenised")
+    tokenized = [_words_of(text) for text in post_texts]
+    # A post the tokenizer refuses is skipped (and counted), not the end of the job.
+    untokenizable = sum(words is None for words in tokenized)
+    post_words = [words or [] for words in tokenized]
+    progress(f"{len(post_texts)} posts tokenised, {untokenizable} refused by the tokenizer")
     frequency: dict[str, int] = {}
     for words in post_words:
         for word in words:
@@ -168,7 +175,7 @@ def learn_similar_words(
     # One row per (search, selected post): the query's words and the post's words.
     pairs = [(s, p) for s, (_, chosen) in enumerate(queries) for p in chosen]
     query_words = [
-        list(dict.fromkeys(w for phrase in phrases for w in _words_of(phrase)))
+        list(dict.fromkeys(w for phrase in phrases for w in _words_of(phrase) or []))
         for phrases, _ in queries
     ]
     typed = incidence([query_words[s] for s, _ in pairs])
@@ -196,6 +203,7 @@ def learn_similar_words(
         table[word] = sorted(similar, key=lambda s: (-s[1], s[0]))[: params.top_k]
     learned = {
         "posts": len(post_texts),
+        "untokenizable_posts": untokenizable,
         "searches": len(queries),
         "selected": len(pairs),
         "vocabulary": size,

@@ -11,7 +11,7 @@ import pandas as pd
 from mlsys.search.dataset import RankingData
 from mlsys.search.train import RankerParams
 
-REPORT_KEYS = ("hidden_quality", "logged_clicks", "gap_closed", "chosen")
+REPORT_KEYS = ("hidden_quality", "logged_clicks", "gap_closed", "chosen", "untokenizable_posts")
 
 
 @dataclass
@@ -38,6 +38,8 @@ def train_ranker(
     # The model served is chosen on the validation searches; the test searches only report.
     chosen = max(rankers, key=lambda name: max(trained.validation[name].values()))
     report: dict = {"logged_clicks": evaluate_logged(data, rankers, terms), "chosen": chosen}
+    # A post the tokenizer refuses is skipped by the evaluation, not the end of the job.
+    report["untokenizable_posts"] = len(terms.untokenizable)
     if quality is not None:
         report["hidden_quality"] = evaluate_hidden(data, rankers, terms, quality)
         served, likes = report["hidden_quality"][chosen], report["hidden_quality"]["likes"]

@@ -1,42 +1,60 @@
 """The review portal: moderators log in, see the violations found, and decide on them.
 
 Run with `python -m mlsys.violation_detection portal`. Only users with the moderator role
-get past the login (their AIAnimals password, checked against its Argon2 hash); nothing of
-the violations is queried before it. A decision reactivates or keeps the post as decided
-and stores a label (mlsys.violation_detection.review.decide).
+get past the login (their AIAnimals password, checked against its Argon2 hash, throttled
+with the API's logins); nothing of the violations is queried before it, and the role is
+checked again on every rerun. User text is shown as text, never as Markdown. A decision
+reactivates or keeps the post as decided and stores a label
+(mlsys.violation_detection.review.decide).
 """
 
-import time
+import html
 from datetime import UTC, datetime, timedelta
 
 import altair as alt
 import streamlit as st
 
 from mlsys.aianimals.database import get_engine
+from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.storage import photo_store
+from mlsys.aianimals.throttle import LoginThrottle
 from mlsys.violation_detection import review
 
-FAILURE_DELAY_SECONDS = 1.0  # per wrong attempt, as the API's login throttles guessing
+
+def heading(place, text: str) -> None:
+    """User text (a post's name) as a heading of exactly its characters. Streamlit's
+    Markdown would render a link, an image fetched from its host by every moderator's
+    browser, or a bare URL made a link (escaping does not stop GFM's autolinks): HTML
+    with the text escaped is the one element that shows text as text, in a heading."""
+    place.html(f"<h3>{html.escape(text)}</h3>")
+
+
+@st.cache_resource
+def login_throttle() -> LoginThrottle:
+    return LoginThrottle(get_engine(), AuthSettings())  # its limits; no key is needed
 
 
 def signed_in() -> review.Reviewer | None:
-    """The moderator of this browser session; shows the login form when there is none."""
+    """The moderator of this browser session, checked again on every rerun (a revoked
+    role, a deactivation, a logout or a new password ends the session); shows the login
+    form when there is none."""
     if reviewer := st.session_state.get("reviewer"):
-        return reviewer
+        if review.still_reviewing(get_engine(), reviewer):
+            return reviewer
+        del st.session_state["reviewer"]
+        st.session_state["ended"] = "Your session has ended: log in again."
     st.title("AIAnimals moderation")
+    if ended := st.session_state.pop("ended", None):
+        st.warning(ended)
     with st.form("login"):
         handle = st.text_input("Handle name")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Log in")
     if submitted:
         try:
-            reviewer = review.log_in(get_engine(), handle, password)
-        except review.NotAModerator:
-            st.error("This account is not a moderator's.")
-            return None
-        if reviewer is None:
-            time.sleep(FAILURE_DELAY_SECONDS)
-            st.error("Wrong handle name or password.")
+            reviewer = review.log_in(get_engine(), login_throttle(), handle, password)
+        except review.LoginRefused as refused:
+            st.error(str(refused))
             return None
         st.session_state["reviewer"] = reviewer
         st.rerun()
@@ -85,7 +103,7 @@ def queue_page() -> None:
     waiting = review.review_queue(get_engine(), limit=10, post=wanted or None)
     if waiting.empty:
         st.info(
-            f"No post matching {wanted!r} awaits a decision."
+            "No post matching that id or name awaits a decision."
             if wanted
             else "Nothing to review: every deactivated post has a decision."
         )
@@ -97,7 +115,7 @@ def queue_page() -> None:
             data = store.get(item.photo_key)
             if data is not None:
                 photo.image(data, width=160)
-            facts.subheader(item.post)
+            heading(facts, item.post)
             facts.write(
                 f"Probability of no animal **{item.probability:.3f}** (threshold "
                 f"{item.threshold:.3f}), model `{item.model_version}`, found "
@@ -106,18 +124,21 @@ def queue_page() -> None:
             approve, reverse = facts.columns(2)
             if approve.button("Approve: no animal", key=f"approve-{item.id}"):
                 review.decide(get_engine(), item.id, reviewer, review.Decision.approved)
-                st.session_state["decided"] = f"Approved: {item.post} stays out of search."
+                st.session_state["decided"] = (
+                    f"Approved: post {item.animal_id} stays out of search."
+                )
                 st.rerun()
             if reverse.button("Reverse: an animal", key=f"reverse-{item.id}"):
                 review.decide(get_engine(), item.id, reviewer, review.Decision.reversed)
-                st.session_state["decided"] = f"Reversed: {item.post} is back in search."
+                decided = f"Reversed: post {item.animal_id} is back in search."
+                st.session_state["decided"] = decided
                 st.rerun()
 
 
 st.set_page_config(page_title="AIAnimals moderation", layout="wide")
 if (moderator := signed_in()) is None:
     st.stop()  # nothing of the violations is rendered, or queried, before the login
-st.sidebar.write(f"Moderator: **{moderator.handle_name}**")
+st.sidebar.text(f"Moderator: {moderator.handle_name}")  # text, never Markdown
 st.navigation(
     [
         st.Page(queue_page, title="Review queue", default=True),

@@ -26,6 +26,7 @@ from mlsys.aianimals.tables import (
     ViolationReview,
     ViolationType,
 )
+from mlsys.aianimals.throttle import LoginThrottle
 
 MODERATOR = "moderator"  # users.role of those who may review
 LABEL_SOURCE = "review"
@@ -40,25 +41,52 @@ class Decision(StrEnum):
 class Reviewer:
     id: str
     handle_name: str
+    token_version: int  # as at the login: a logout or a new password ends the session
 
 
-class NotAModerator(Exception):
-    """The password is right, but the account may not review."""
+class LoginRefused(Exception):
+    """No moderator logs in: the message says so, the same for a wrong handle, a wrong
+    password and an account that is not a moderator's (the portal tells no one which)."""
 
 
-def log_in(engine: Engine, handle_name: str, password: str) -> Reviewer | None:
+REFUSED = "Wrong handle name or password, or not a moderator's account."
+
+
+def log_in(engine: Engine, throttle: LoginThrottle, handle_name: str, password: str) -> Reviewer:
     """The moderator with this handle and password (the same Argon2 hashes the API
-    checks); None for a wrong handle or password; NotAModerator for any other account."""
+    checks), or LoginRefused. Failures count against the account in the API's login
+    throttle, so the portal buys a guesser no more guesses than the API does."""
     with engine.connect() as db:
         user = db.execute(
-            select(User.id, User.handle_name, User.password_hash, User.role, User.deactivated)
+            select(User.id, User.handle_name, User.password_hash, User.role, User.deactivated,
+                   User.token_version)
             .where(func.lower(User.handle_name) == handle_name.strip().lower())
         ).one_or_none()  # fmt: skip
+    account = user.id if user is not None else f"unknown:{handle_name.strip().casefold()}"
+    if wait := throttle.retry_after(account, None):
+        raise LoginRefused(f"Too many failed logins: try again in {wait} s.")
     if not verify_password(password, user.password_hash if user else None) or user is None:
-        return None
+        throttle.failed(account, None)
+        raise LoginRefused(REFUSED)
     if user.deactivated or user.role != MODERATOR:
-        raise NotAModerator(handle_name)
-    return Reviewer(user.id, user.handle_name)
+        raise LoginRefused(REFUSED)
+    throttle.succeeded(account)
+    return Reviewer(user.id, user.handle_name, user.token_version)
+
+
+def still_reviewing(engine: Engine, reviewer: Reviewer) -> bool:
+    """Whether the session's moderator still may decide: active, a moderator, and with the
+    token version of the login (checked on every rerun of the portal)."""
+    with engine.connect() as db:
+        user = db.execute(
+            select(User.role, User.deactivated, User.token_version).where(User.id == reviewer.id)
+        ).one_or_none()
+    return (
+        user is not None
+        and not user.deactivated
+        and user.role == MODERATOR
+        and user.token_version == reviewer.token_version
+    )
 
 
 def _latest_reviews():

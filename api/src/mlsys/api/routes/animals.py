@@ -1,12 +1,10 @@
-import io
 import secrets
-import warnings
 from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from PIL import Image
+from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlsys.aianimals import storage
 from mlsys.aianimals.indexing import documents_query, to_document
 from mlsys.aianimals.messages import Topic, add_to_outbox
-from mlsys.aianimals.photos import MAX_PHOTO_BYTES
+from mlsys.aianimals.photos import MAX_PHOTO_BYTES, UnreadablePhoto, reencoded_photo
 from mlsys.aianimals.ranking import RERANK_CANDIDATES
 from mlsys.aianimals.search import RESULT_WINDOW, AnimalDocument, SearchQuery, SearchResult, SortBy
 from mlsys.aianimals.tables import Animal, AnimalSubcategory
@@ -30,8 +28,11 @@ from mlsys.api.deps import (
 )
 from mlsys.api.ranking import PredictionFailed, rerank
 from mlsys.api.schemas import (
+    DEFAULT_LIMIT,
     AnimalPublic,
     HexId,
+    Limit,
+    Offset,
     SearchRequest,
     SearchResponse,
     SimilarHitPublic,
@@ -39,6 +40,7 @@ from mlsys.api.schemas import (
     SimilarResponse,
     Storable,
     errors,
+    normalised_within,
 )
 from mlsys.api.search_cache import CachedSearchRoute, search_response
 from mlsys.api.similar import NotIndexed
@@ -47,29 +49,6 @@ from mlsys.common.logging import get_logger
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v0/animal", tags=["animal"], responses=errors(401))
-
-Limit = Annotated[int, Query(ge=1, le=200, description="At most 200 per page")]
-Offset = Annotated[int, Query(ge=0, le=10_000)]
-PHOTO_FORMATS = {"PNG": "png", "JPEG": "jpg"}  # what Pillow decodes -> the stored extension
-MAX_PHOTO_PIXELS = 40_000_000  # larger is a decompression bomb, not a pet photo
-
-
-def reencoded_photo(data: bytes) -> tuple[bytes, str] | None:
-    """The photo decoded and encoded again, and its extension; None unless it really is a
-    PNG or JPEG image. Only pixels survive: no polyglot, script or metadata (GPS) is kept."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                extension = PHOTO_FORMATS.get(image.format or "")
-                if extension is None or image.width * image.height > MAX_PHOTO_PIXELS:
-                    return None
-                image.load()
-                encoded = io.BytesIO()
-                image.save(encoded, format=image.format)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning):
-        return None  # not decodable as what it claims to be
-    return encoded.getvalue(), extension
 
 
 @router.get("", response_model=list[AnimalPublic])
@@ -83,7 +62,7 @@ def list_animals(
     deactivated: Annotated[
         bool, Query(description="Deactivated posts instead: the logged-in user's own only")
     ] = False,
-    limit: Limit = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[AnimalPublic]:
     """Posts, newest first, filtered by any of the parameters."""
@@ -108,7 +87,7 @@ def liked_by(
     session: SessionDep,
     current_user_id: CurrentUserId,
     user_id: Annotated[HexId | None, Query(description="Default: the logged-in user")] = None,
-    limit: Limit = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[AnimalPublic]:
     """Posts a user has liked, most recently liked first."""
@@ -127,8 +106,8 @@ def post_animal(
     session: SessionDep,
     user: CurrentUser,
     photo: Annotated[UploadFile, File(description="PNG or JPEG, at most 5 MiB")],
-    name: Annotated[str, Storable, Form(min_length=1, max_length=128)],
-    description: Annotated[str, Storable, Form(max_length=2000)],
+    name: Annotated[str, Storable, Form(min_length=1, max_length=128), normalised_within(128)],
+    description: Annotated[str, Storable, Form(max_length=2000), normalised_within(2000)],
     animal_category_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
     animal_subcategory_id: Annotated[int, Form(ge=0, le=2**31 - 1)],
 ) -> AnimalPublic:
@@ -137,12 +116,11 @@ def post_animal(
     data = photo.file.read(MAX_PHOTO_BYTES + 1)
     if len(data) > MAX_PHOTO_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the photo is over 5 MiB")
-    decoded = reencoded_photo(data)
-    if decoded is None:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the photo must be a PNG or JPEG image"
-        )
-    data, extension = decoded
+    try:
+        # The classifier's rules: a photo it could not judge is never posted.
+        data, extension = reencoded_photo(data)
+    except UnreadablePhoto as error:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error)) from None
     category_of_breed = session.scalar(
         select(AnimalSubcategory.animal_category_id).where(
             AnimalSubcategory.id == animal_subcategory_id
@@ -213,7 +191,7 @@ async def search(
     index: SearchIndexDep,
     ranking: RankingDep,
     similar_words: SimilarWordsDep,
-    limit: Limit = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Response:
     """Search posts by phrases (all must match; ねこ, ネコ and 猫 are the same; a word's
@@ -225,11 +203,11 @@ async def search(
     `X-Ranking` header. Responses are cached until a post, a like, a deactivation or new
     similar words change the answer (an unseeded random order and learn_to_rank never
     are)."""
-    if offset + limit > RESULT_WINDOW:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"offset + limit must be at most {RESULT_WINDOW}: narrow the search instead",
-        )
+    if offset + limit > RESULT_WINDOW:  # a validation error, in the shape 422s declare
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("query", "offset"),
+            "msg": f"offset + limit must be at most {RESULT_WINDOW}: narrow the search instead",
+        }])  # fmt: skip
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     query = SearchQuery(
         **request.model_dump(exclude={"seed"}), seed=seed, limit=limit, offset=offset

@@ -15,21 +15,24 @@ router = APIRouter(prefix="/v0/like", tags=["like"], responses=errors(401))
 @router.get("", response_model=list[LikePublic])
 def list_likes(
     session: SessionDep,
-    _: CurrentUserId,
+    viewer: CurrentUserId,
     animal_id: HexId | None = None,
     user_id: HexId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> list[LikePublic]:
-    """Likes of a post or by a user, newest first."""
+    """Likes of a post or by a user, newest first: of the posts the viewer may see (a
+    deactivated post's likes only to its owner)."""
     filters = [
         column == value
         for column, value in ((Like.animal_id, animal_id), (Like.user_id, user_id))
         if value is not None
     ]
+    shown = Animal.deactivated.is_(False) | (Animal.user_id == viewer)
     rows = session.scalars(
         select(Like)
-        .where(*filters)
+        .join(Animal, Animal.id == Like.animal_id)
+        .where(*filters, shown)
         .order_by(Like.created_at.desc(), Like.animal_id, Like.user_id)
         .limit(limit)
         .offset(offset)

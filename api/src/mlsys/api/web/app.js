@@ -2,9 +2,10 @@
 // Android app sends it. No build step and nothing fetched from elsewhere.
 "use strict";
 
+// The token is kept for this tab only (sessionStorage): gone when the tab closes.
 const state = {
-  token: localStorage.getItem("aianimals.token"),
-  handle: localStorage.getItem("aianimals.handle"),
+  token: sessionStorage.getItem("aianimals.token"),
+  handle: sessionStorage.getItem("aianimals.handle"),
   metadata: null,
   search: null, // the last search: its id, request and results (access logs refer to it)
   post: null,
@@ -47,8 +48,8 @@ function show(view) {
 
 function logOut() {
   state.token = null;
-  localStorage.removeItem("aianimals.token");
-  localStorage.removeItem("aianimals.handle");
+  sessionStorage.removeItem("aianimals.token");
+  sessionStorage.removeItem("aianimals.handle");
   show("login-view");
 }
 
@@ -63,8 +64,8 @@ async function logIn(event) {
     });
     state.token = answer.token;
     state.handle = form.get("handle_name");
-    localStorage.setItem("aianimals.token", state.token);
-    localStorage.setItem("aianimals.handle", state.handle);
+    sessionStorage.setItem("aianimals.token", state.token);
+    sessionStorage.setItem("aianimals.handle", state.handle);
     await start();
   } catch (error) {
     $("login-error").textContent = error.message;

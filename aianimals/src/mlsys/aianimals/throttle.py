@@ -1,13 +1,14 @@
-"""Login throttling: failed logins are counted per account and per client in a window;
-past the limit, logins answer 429 with Retry-After until the window ends, even with the
-right password. A success clears the account's count.
+"""Login throttling, for the API and the review portal alike (one count per account,
+whichever a guess is made at): failed logins are counted per account and per client in
+a window; past the limit, logins are refused (the API: 429 with Retry-After) until the
+window ends, even with the right password. A success clears the account's count.
 
 The account is the user an identifier resolves to (its id): the handle name, the address
 and every spelling the database's case folding maps to that user share one count. An
 identifier that names nobody counts under itself, folded.
 
-The client is its address as `clients.client_address` resolves it through the trusted
-proxies. A request whose client is unknown (a trusted proxy that named nobody) counts
+The client is its address as the server resolves it through its trusted proxies
+(mlsys.common.serving). A request whose client is unknown (a trusted proxy that named nobody) counts
 against its account only: no count is ever kept for an address that all users share.
 
 The counts live in the database, which every replica shares and which a login reads
