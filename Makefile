@@ -24,8 +24,12 @@ SEARCHES ?= 50000  # logged search sessions: what the ranker learns from
 REAL_SALES := dataset/beverage/item_sale_records_202107_202112.csv
 MLSYS_HOME ?= .mlsys
 HOME_DIR = $(abspath $(MLSYS_HOME))
+# What Make starts runs on this machine with the public development defaults (no secrets);
+# unset, every component assumes production and refuses to start without its secrets.
+MLSYS_ENVIRONMENT ?= development
 
 export MLSYS_HOME
+export MLSYS_ENVIRONMENT
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help

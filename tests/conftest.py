@@ -39,13 +39,19 @@ def pytest_configure(config):
     os.environ["TMPDIR"] = config.mlsys_tmp
     tempfile.tempdir = config.mlsys_tmp
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # The tests run on this machine's development defaults, as `make` does (unset means
+    # production); the tests of what production refuses set it themselves.
+    os.environ.setdefault("MLSYS_ENVIRONMENT", "development")
     # Argon2 at its production cost takes ~20 ms a hash; 2,848 users per load would dominate
     # the suite. Hashes carry their own parameters, so this changes cost, never correctness.
     os.environ["AUTH_HASH_MEMORY_KIB"] = "1024"
     os.environ["AUTH_HASH_TIME_COST"] = "1"
     # Consumers wait 1 s, 2 s, ... between deliveries of a failing message; the tests keep
     # the mechanism and shorten the wait.
+    # A poison message is dead-lettered after 3 deliveries instead of 12; the tests of an
+    # outage set their own.
     os.environ["RABBITMQ_RETRY_BASE_SECONDS"] = "0.05"
+    os.environ["RABBITMQ_MAX_ATTEMPTS"] = "3"
 
 
 def pytest_unconfigure(config):

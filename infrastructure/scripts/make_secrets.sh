@@ -47,6 +47,8 @@ RABBITMQ_USER=mlsys
 RABBITMQ_PASSWORD=$rabbitmq_password
 ELASTICSEARCH_USER=elastic
 ELASTICSEARCH_PASSWORD=$elasticsearch_password"
+# The classifier server's callers (the detection consumer) send this token.
+classifier="VIOLATION_DETECTION_TOKEN=$(value VIOLATION_DETECTION_TOKEN)"
 rabbitmq_server="RABBITMQ_DEFAULT_USER=mlsys
 RABBITMQ_DEFAULT_PASS=$rabbitmq_password"
 redis_server="REDIS_PASSWORD=$redis_password"
@@ -86,6 +88,7 @@ for component in owner api batch search violation_detection; do
 done
 write "$manifests/aianimals/secrets/aianimals.env" "$aianimals"
 write "$manifests/aianimals/secrets/mlflow-credentials.env" "$mlflow_client"
+write "$manifests/aianimals/secrets/classifier.env" "$classifier"
 write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
 write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"
@@ -93,5 +96,6 @@ write "$compose_env" "$postgres_server
 $mlflow_server
 $bi_login
 $aianimals
+$classifier
 $rabbitmq_server
 $elasticsearch_server"

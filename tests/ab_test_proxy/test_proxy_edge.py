@@ -241,3 +241,28 @@ def test_a_redirect_does_not_reveal_the_apis_address(proxy_to_a_recorder):
     proxy, _ = proxy_to_a_recorder
     answer = httpx.get(f"{proxy}/app")
     assert answer.status_code == 307 and answer.headers["location"] == "/app/"
+
+
+def test_the_proxy_passes_on_what_the_client_sent(api_behind_the_proxy):
+    """Found by schemathesis through the proxy: a path with percent-encoded bytes that are
+    no UTF-8 was a 500, a header value with a trailing space a 502 (the proxy decoded and
+    encoded again what it should pass on). Both now answer as the API does."""
+    proxy, api, _ = api_behind_the_proxy
+
+    def answer(url: str, path: str, headers: dict) -> int:
+        parsed = urlparse(url)
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        try:
+            connection.request("GET", path, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    cases = [
+        ("/v0/photos/%F2%8B%94%BF%1A%C2%A7", {}),
+        ("/v0/like?animal_id=%FF", {"token": "not a token "}),
+        ("/v0/user/me", {"authorization": "Bearer x ", "accept": "application/json"}),
+    ]
+    for path, headers in cases:
+        through, direct = answer(proxy, path, headers), answer(api, path, headers)
+        assert through == direct and through < 500, (path, through, direct)

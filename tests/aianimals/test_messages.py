@@ -287,6 +287,21 @@ def test_a_short_outage_is_waited_out_not_dead_lettered(rabbitmq, monkeypatch):
     assert messages.retry_queue(Queue.search_index, 1) == "search-index.retry.50ms"
 
 
+def test_the_default_backoff_outlasts_minutes_of_outage(monkeypatch):
+    """Issue 32, item 3: 1 s + 2 s of retries dead-lettered every post a classifier outage
+    of a few seconds reached. The default waits outlast minutes, and none is longer than
+    30 s, so a message is handled soon after the service returns."""
+    for variable in ("RABBITMQ_MAX_ATTEMPTS", "RABBITMQ_RETRY_BASE_SECONDS"):
+        monkeypatch.delenv(variable)
+    attempts = messages.rabbitmq_settings().max_attempts
+    waits = [messages.retry_delay_ms(attempt) / 1000 for attempt in range(1, attempts)]
+    assert waits[:6] == [1, 2, 4, 8, 16, 30] and max(waits) == 30
+    assert sum(waits) >= 180
+    # The capped waits share one retry queue.
+    queues = {messages.retry_queue(Queue.violation_detection, a) for a in range(1, attempts)}
+    assert len(queues) == 6
+
+
 def test_a_short_outage_is_waited_out_locally(engine):
     queue_posts(engine, ["a", "b"])
     outage = Outage(failures=3)

@@ -9,7 +9,14 @@ import uuid
 
 import pytest
 
-from tests.helpers.aianimals import PNG, cache_count, same_pixels, search, services_deployment
+from tests.helpers.aianimals import (
+    PNG,
+    cache_count,
+    metric,
+    same_pixels,
+    search,
+    services_deployment,
+)
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login, serving_api
 
@@ -170,6 +177,35 @@ def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch)
     assert "handled: 1" in deliver()
     assert soon(lambda: found_by(api, token, "紅葉"), [animal_id]) == [animal_id]
     assert "outbox_waiting_messages 0.0" in api.get("/metrics").text
+
+
+def test_with_unjudged_posts_hidden_a_post_waits_for_its_verdict(api, monkeypatch):
+    """Issue 32, item 3: a post the classifier never judged (an outage, a dead-lettered
+    message) was shown. With MODERATION_UNJUDGED_POSTS=hidden it is indexed only once a
+    verdict is recorded, and /metrics counts the posts waiting either way."""
+    from sqlalchemy import create_engine
+
+    from mlsys.common.settings import database_url
+    from mlsys.violation_detection.detect import Judgement, Judgements, record
+
+    token = login(api)
+    monkeypatch.setenv("MODERATION_UNJUDGED_POSTS", "hidden")  # the consumer's setting
+    waiting = metric(api, "moderation_waiting_posts")
+    animal_id = post_photo(api, token, "ペルシャの猫が雪見障子から覗いています")
+    assert metric(api, "moderation_waiting_posts") == waiting + 1
+    assert metric(api, "moderation_oldest_waiting_seconds") > 0  # the seeded posts
+    assert "handled: 1" in deliver()
+    assert found_by(api, token, "雪見障子") == []  # not judged: not shown
+    # The detection consumer's transaction, as its role: a verdict, announced.
+    with monkeypatch.context() as moderation:
+        moderation.setenv("POSTGRES_USER", f"{os.environ['POSTGRES_DB']}_violation_detection")
+        engine = create_engine(database_url("aianimals"))
+    with engine.begin() as db:
+        record(db, Judgements("no_animal_violation/1", 0.5, [Judgement(animal_id, 0.1, False)]))
+    engine.dispose()
+    assert metric(api, "moderation_waiting_posts") == waiting
+    assert "handled: 1" in deliver()
+    assert soon(lambda: found_by(api, token, "雪見障子"), [animal_id]) == [animal_id]
 
 
 def test_revoked_tokens_and_case_insensitive_handles_on_postgresql(api):

@@ -45,7 +45,9 @@ def test_without_a_champion_the_search_answers_in_score_order_and_says_so(api):
     assert ranking_count(api, "fallback", "no_model") >= 1
 
 
-def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_api):
+def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_api, monkeypatch):
+    from mlsys.aianimals.search import get_search_index
+
     api, token = ranked_api, login(ranked_api)
 
     def ranked(**params):
@@ -67,6 +69,25 @@ def test_the_champion_reorders_the_most_liked_matches_and_pages_continue(ranked_
     assert [r["id"] for r in first.json()["results"]] == whole[:20]
     assert first.json()["hits"] == liked["hits"]
     assert ranking_count(api, "reranked") >= 1
+    # Past the reranked head the most liked order goes on, on a page that straddles the
+    # head too; a deep page is searched alone (issue 32, item 20: it fetched every
+    # candidate up to it, 22 ms against 4 ms at offset 1,800).
+    hits = liked["hits"]
+    assert hits > RERANK_CANDIDATES + 40, hits
+    deeper = search(api, token, {**CATS, "sort_by": "like"}, limit=40, offset=RERANK_CANDIDATES)
+    straddling = ranked(limit=20, offset=RERANK_CANDIDATES - 10).json()["results"]
+    assert [r["id"] for r in straddling] == whole[-10:] + [r["id"] for r in deeper["results"]][:10]
+    index, fetched = get_search_index(), []
+    search_index = index.search
+
+    def counted(query):
+        fetched.append(query.limit)
+        return search_index(query)
+
+    monkeypatch.setattr(index, "search", counted)
+    deep = ranked(limit=20, offset=RERANK_CANDIDATES + 20).json()["results"]
+    assert [r["id"] for r in deep] == [r["id"] for r in deeper["results"]][20:]
+    assert fetched == [20]  # the page, not the 140 candidates up to its end
 
 
 def test_without_the_features_table_the_search_falls_back_and_counts_why(ranked_home,

@@ -12,6 +12,7 @@ copies); `make properties` runs 250 (PROPERTY_EXAMPLES), over 2,000 per profile.
 
 import json
 import os
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from tests.helpers.aianimals import services_deployment
-from tests.helpers.http import login, serving_api
+from tests.helpers.http import ApiServer, login, serving_api
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("PROPERTY_EXAMPLES", "60"))
 CHECKS = [
@@ -71,9 +72,9 @@ def send_poisoned(api, case, poison: str, headers: dict | None):
 REVOKING = {"/v0/user/logout", "/v0/user/password", "/v0/user/deactivate"}
 
 
-def exercise(operation, api, calls: dict[str, int]) -> None:
+def exercise(operation, api, calls: dict[str, int], credentials: Callable[[], dict]) -> None:
     base_url = str(api.base_url).rstrip("/")
-    token = login(api)["token"]
+    credential = credentials()
 
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -84,10 +85,10 @@ def exercise(operation, api, calls: dict[str, int]) -> None:
     )
     @given(case=operation.as_strategy())
     def check(case):
-        nonlocal token
+        nonlocal credential
         cases = calls.get(operation.label, 0) // 2
         # Every other case logs in (the route's real work); the rest send what was generated.
-        headers = {"token": token} if cases % 2 == 0 else None
+        headers = credential if cases % 2 == 0 else None
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         case.validate_response(response, checks=CHECKS)
         poison = POISONS[cases % len(POISONS)]
@@ -95,22 +96,26 @@ def exercise(operation, api, calls: dict[str, int]) -> None:
         assert again.status_code < 500, (poison, case.method, case.path, again.text[:300])
         calls[operation.label] = 2 * (cases + 1)
         if operation.path in REVOKING:
-            token = login(api)["token"]
+            credential = credentials()
 
     check()
 
 
-def run_every_route(api) -> int:
+def run_every_route(
+    api, schema_path: str = "/v0/openapi.json", credentials=None, operations_at_least: int = 8
+) -> int:
+    """Every operation of the document at `schema_path` on `api`, half of the cases with
+    what `credentials()` gives (default: a logged-in user's token)."""
     base_url = str(api.base_url).rstrip("/")
-    schema = schemathesis.openapi.from_url(f"{base_url}/v0/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{base_url}{schema_path}")
     calls: dict[str, int] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
-        exercise(operation, api, calls)
+        exercise(operation, api, calls, credentials or (lambda: {"token": login(api)["token"]}))
     assert set(calls) == {operation.label for operation in operations}
     total = sum(calls.values())
     # Operations without parameters give hypothesis fewer distinct cases to make.
-    assert total >= 8 * EXAMPLES_PER_OPERATION * 2, calls
+    assert total >= operations_at_least * EXAMPLES_PER_OPERATION * 2, calls
     print(f"schemathesis: {total} requests over {len(calls)} operations")
     return total
 
@@ -137,3 +142,43 @@ def test_every_route_survives_generated_requests_on_postgresql(
     home = tmp_path_factory.mktemp("properties") / "mlsys-home"
     with services_deployment(home, aianimals_generated) as api:
         run_every_route(api)
+
+
+@pytest.mark.slow
+def test_every_route_survives_generated_requests_through_the_proxy(unthrottled, aianimals_home):
+    """Issue 32: the A/B test proxy in front of the API, as the app reaches it: every API
+    route through it, no 5xx and every answer as the API's document declares."""
+    import httpx
+
+    from mlsys.ab_test_proxy.proxy import create_app
+    from tests.ab_test_proxy.test_proxy import experiment
+
+    with (
+        serving_api() as (_, api),
+        ApiServer(create_app(experiment("user", upstream=api.url))) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=30) as client,
+    ):
+        run_every_route(client)
+
+
+@pytest.mark.slow
+def test_the_classifier_server_survives_generated_requests(monkeypatch):
+    """Issue 32: the classifier's server with a champion loaded, every route, half of the
+    cases with its callers' token: no 5xx, every answer as its document declares."""
+    import httpx
+
+    from mlsys.violation_detection.serve import champion_classifier, create_app
+    from tests.helpers.moderation import register_tiny_classifier
+
+    token = "t" * 48
+    monkeypatch.setenv("VIOLATION_DETECTION_TOKEN", token)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the test's own local store
+    register_tiny_classifier(0.5)
+    champion = champion_classifier()
+    champion.refresh()
+    with (
+        ApiServer(create_app(champion)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        run_every_route(client, "/openapi.json", lambda: {"Authorization": f"Bearer {token}"},
+                        operations_at_least=1)  # fmt: skip

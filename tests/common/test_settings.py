@@ -59,3 +59,33 @@ def test_outside_development_an_open_redis_is_refused(monkeypatch):
         RedisSettings().url()
     monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
     assert RedisSettings().url() == "redis://:s3cret@127.0.0.1:6379/0"
+
+
+def test_unset_environment_means_production(monkeypatch):
+    """A deployment that forgot MLSYS_ENVIRONMENT refuses to run on empty secrets."""
+    monkeypatch.delenv("MLSYS_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
+    monkeypatch.setenv("MLSYS_PROFILE", "services")
+    assert platform_settings().environment == "production"
+    with pytest.raises(RuntimeError, match="POSTGRES_PASSWORD is empty"):
+        database_url("beverage")
+
+
+def test_a_signing_key_needs_32_bytes(monkeypatch):
+    from mlsys.aianimals.settings import auth_settings
+
+    monkeypatch.setenv("MLSYS_ENVIRONMENT", "production")
+    monkeypatch.delenv("AUTH_SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="AUTH_SECRET_KEY is empty"):
+        auth_settings()
+    for short in ("k", "x" * 31, "é" * 15):  # bytes count, not characters (15 x 2 = 30)
+        monkeypatch.setenv("AUTH_SECRET_KEY", short)
+        with pytest.raises(RuntimeError, match="needs at least 32"):
+            auth_settings()
+    monkeypatch.setenv("AUTH_SECRET_KEY", "é" * 16)
+    assert auth_settings().secret_key.get_secret_value() == "é" * 16
+    # Development too: a key that is set is a real one, whatever the environment.
+    monkeypatch.setenv("MLSYS_ENVIRONMENT", "development")
+    monkeypatch.setenv("AUTH_SECRET_KEY", "k")
+    with pytest.raises(RuntimeError, match="needs at least 32"):
+        auth_settings()

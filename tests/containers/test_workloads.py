@@ -186,10 +186,13 @@ def test_classifier_server_is_ready_once_a_champion_exists(cluster, monkeypatch)
     use_the_tracking_server(cluster, monkeypatch)
     register_tiny_classifier(0.5)
     started = cluster.ready(AIANIMALS, "violation-classifier")
+    token = cluster.secret(AIANIMALS, "classifier-credentials", "VIOLATION_DETECTION_TOKEN")
     with http(started, 8100) as client:
         photo = next((IMAGES / "animal").glob("*.png"))
         upload = ("photos", (photo.name, photo.read_bytes(), "image/png"))
-        judged = client.post("/v1/predict", files=[upload])
+        assert client.post("/v1/predict", files=[upload]).status_code == 401  # no token
+        bearer = {"Authorization": f"Bearer {token}"}
+        judged = client.post("/v1/predict", files=[upload], headers=bearer)
         assert judged.status_code == 200, judged.text
 
 

@@ -107,8 +107,14 @@ def wait_until(condition, timeout=20):
 
 
 def cache_count(api, result: str) -> float:
+    return metric(api, f'search_cache_requests_total{{result="{result}"}}')
+
+
+def metric(api, series: str) -> float:
+    """The value of one series (name and labels as exposed) on the API's /metrics, 0 when
+    it is absent."""
     for line in api.get("/metrics").text.splitlines():
-        if line.startswith(f'search_cache_requests_total{{result="{result}"}}'):
+        if line.startswith(f"{series} "):
             return float(line.split()[-1])
     return 0.0
 

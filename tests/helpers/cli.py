@@ -18,7 +18,7 @@ from mlsys.common.settings import (
     RedisSettings,
     StorageSettings,
 )
-from mlsys.violation_detection.detect import ClassifierSettings
+from mlsys.violation_detection.serve import ClassifierSettings
 from tests.helpers.paths import ROOT
 
 SETTINGS = (

@@ -3,6 +3,7 @@ registered with it, bad photos refused with a 4xx that says why, 503 until a mod
 loaded, and the next champion served once the alias moves."""
 
 import io
+import socket
 
 import httpx
 import pytest
@@ -107,3 +108,83 @@ def test_the_next_champion_is_served_once_the_alias_moves(registry):
     registry(threshold=0.7)
     champion.refresh()
     assert (champion.loaded.version, champion.loaded.threshold) == (2, 0.7)
+
+
+def test_only_callers_with_the_token_are_judged_and_no_body_over_the_limit_is_read(
+    registry, monkeypatch
+):
+    """Issue 32, item 10: the server had no authentication and read a whole 300 MB part
+    before its 413. A caller without the token is refused before its body is read, and a
+    body over MAX_REQUEST_BYTES is refused by its length or as it streams in."""
+    from mlsys.violation_detection.detect import Classifier
+    from mlsys.violation_detection.serve import MAX_REQUEST_BYTES, champion_classifier, create_app
+
+    token = "t" * 48
+    monkeypatch.setenv("VIOLATION_DETECTION_TOKEN", token)
+    registry(threshold=0.5)
+    champion = champion_classifier()
+    champion.refresh()
+    sent = []
+
+    def streamed(chunks: int, size: int = 1024 * 1024):
+        """A multipart body of one part that never ends, without a Content-Length."""
+        yield b'--b\r\nContent-Disposition: form-data; name="photos"; filename="x.png"\r\n\r\n'
+        for _ in range(chunks):
+            sent.append(size)
+            yield b"0" * size
+
+    with ApiServer(create_app(champion)) as server, httpx.Client(base_url=server.url) as client:
+        photo = {"photos": ("frog.png", PHOTO.read_bytes())}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            refused = client.post("/v1/predict", files=photo, headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["www-authenticate"] == "Bearer"
+        twice = [("Authorization", f"Bearer {token}")] * 2
+        assert client.post("/v1/predict", files=photo, headers=twice).status_code == 401
+        # A stranger's 300 MB: answered before it is read (the connection then closes).
+        try:
+            answer = client.post("/v1/predict", content=streamed(300), timeout=10)
+            assert answer.status_code == 401
+        except httpx.TransportError:
+            pass  # closed while the rest was being sent: refused all the same
+        print(f"sent {sum(sent) / 2**20:.0f} MiB of a stranger's 300 MiB")
+        assert sum(sent) < 100 * 1024 * 1024
+        # The detection consumer's client sends the token; health and metrics stay open.
+        monkeypatch.setenv("VIOLATION_DETECTION_URL", server.url)
+        classifier = Classifier.from_settings()
+        with classifier.client:
+            judged = classifier.judge({"a": PHOTO.read_bytes()})
+        assert judged.model == "aianimals_no_animal_violation/1"
+        assert client.get("/health/ready").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        # A declared length over the limit: answered at once, nothing sent after the headers.
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(
+                f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                f"{token}\r\nContent-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
+            )
+            assert raw.recv(64).startswith(b"HTTP/1.1 413")
+        # A body without a length: answered once it passes the limit, the rest never sent.
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                        f"{token}\r\nTransfer-Encoding: chunked\r\nContent-Type: "
+                        "multipart/form-data; boundary=b\r\n\r\n".encode())  # fmt: skip
+            for chunk in streamed(MAX_REQUEST_BYTES // 2**20 + 2):
+                raw.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            assert raw.recv(64).startswith(b"HTTP/1.1 413")
+
+
+def test_the_consumer_splits_photos_into_requests_the_server_takes():
+    from mlsys.violation_detection.detect import PART_OVERHEAD, requests
+    from mlsys.violation_detection.serve import MAX_BATCH, MAX_PHOTO_BYTES, MAX_REQUEST_BYTES
+
+    big = {f"big{i}": b"0" * MAX_PHOTO_BYTES for i in range(20)}  # 100 MiB in all
+    small = {f"small{i}": b"0" * 100 for i in range(150)}
+    split = requests(big | small)
+    assert [photo for request in split for photo in request] == [*big, *small]  # in order
+    for request in split:
+        assert len(request) <= MAX_BATCH
+        assert sum(len(data) + PART_OVERHEAD for data in request.values()) <= MAX_REQUEST_BYTES
+    # 6 big a request (32 MiB), then 2 big with 62 small (64 photos), then 64 and 24 small.
+    assert [len(request) for request in split] == [6, 6, 6, 64, 64, 24]

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,8 @@ class Loop:
     env: dict
     no_animal: bytes
     animal: bytes
+    stop_classifier: Callable[[], None]
+    start_classifier: Callable[[], None]
 
 
 @pytest.fixture(scope="module")
@@ -103,27 +106,40 @@ def loop(tmp_path_factory, aianimals_generated):
         base = os.environ | {
             "RABBITMQ_RETRY_BASE_SECONDS": "0.2",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            "VIOLATION_DETECTION_TOKEN": "classifier-token-" + "x" * 32,  # server and caller
         }
         moderation = base | {
             "POSTGRES_USER": f"{database}_violation_detection",
             "VIOLATION_DETECTION_URL": f"http://127.0.0.1:{port}",
+            # The deployed retries (1, 2, 4, 8, 16, then 30 s): the outage test needs them.
+            "RABBITMQ_RETRY_BASE_SECONDS": "1",
+            "RABBITMQ_MAX_ATTEMPTS": "12",
         }
         logs = home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         opened = {name: open(logs / f"{name}.log", "w") for name in  # noqa: SIM115
                   ("relay", "index", "server", "consumer", "portal")}  # fmt: skip
+
+        def start_classifier() -> None:
+            server = spawn(base, "mlsys.violation_detection", "serve", "--port", str(port),
+                           log=opened["server"])  # fmt: skip
+            processes.append(server)
+            wait_for_url(f"http://127.0.0.1:{port}/health/ready", timeout=120, process=server)
+
+        def stop_classifier() -> None:
+            processes[-1].terminate()
+            processes[-1].wait(timeout=30)
+
         processes = [
             spawn(base, "mlsys.batch", "relay", "--follow", "--interval", "0.2",
                   log=opened["relay"]),
             spawn(base, "mlsys.batch", "search-index", log=opened["index"]),
-            server := spawn(base, "mlsys.violation_detection", "serve", "--port", str(port),
-                            log=opened["server"]),
             spawn(moderation, "mlsys.violation_detection", "consume", log=opened["consumer"]),
             portal := spawn(moderation, "mlsys.violation_detection", "portal", "--port",
                             str(portal_port), log=opened["portal"]),
         ]  # fmt: skip
         try:
-            wait_for_url(f"http://127.0.0.1:{port}/health/ready", timeout=120, process=server)
+            start_classifier()  # the last process: the one stop_classifier stops
             wait_for_url(f"http://127.0.0.1:{portal_port}/_stcore/health", timeout=120,
                          process=portal)  # fmt: skip
             engine = create_engine(owner_url)
@@ -139,6 +155,8 @@ def loop(tmp_path_factory, aianimals_generated):
                 env=moderation,
                 no_animal=mirrored_files[no_animal].read_bytes(),
                 animal=mirrored_files[animal].read_bytes(),
+                stop_classifier=stop_classifier,
+                start_classifier=start_classifier,
             )
         finally:
             for process in processes:
@@ -217,6 +235,36 @@ def test_poison_messages_are_dead_lettered_and_a_redelivery_writes_one_row(loop)
     time.sleep(1.5)
     assert len(violation_of(loop, cat)) == 1
     assert dead_letters(Queue.violation_detection) == before + 2
+
+
+def test_a_classifier_outage_of_a_minute_delays_verdicts_and_loses_none(loop):
+    """Issue 32, item 3: an outage longer than the 1 s + 2 s of retries dead-lettered the
+    posts made during it, which then stayed in search unjudged. The classifier stopped
+    for 60 s: the posts wait (and /metrics says so), then are judged within a minute of its
+    return, none dead-lettered."""
+    from tests.helpers.aianimals import metric
+
+    token = login(loop.api)
+    before = dead_letters(Queue.violation_detection)
+    loop.stop_classifier()
+    stopped = time.monotonic()
+    try:
+        made = [post(loop.api, token, f"停電中の猫 {i}", loop.animal) for i in range(3)]
+        made.append(stapler := post(loop.api, token, "停電中のホチキス", loop.no_animal))
+        time.sleep(max(60 - (time.monotonic() - stopped), 0))  # the outage itself
+        assert all(violation_of(loop, animal_id) == [] for animal_id in made)
+        assert metric(loop.api, "moderation_waiting_posts") == len(made)
+        assert metric(loop.api, "moderation_oldest_waiting_seconds") >= 55
+    finally:
+        loop.start_classifier()
+    returned = time.monotonic()
+    until(lambda: all(violation_of(loop, animal_id) for animal_id in made), timeout=60)
+    print(f"posts made during a 60 s outage judged {time.monotonic() - returned:.1f} s "
+          "after the classifier's return")  # fmt: skip
+    assert dead_letters(Queue.violation_detection) == before
+    assert [row[0] for row in violation_of(loop, stapler)] == [True]
+    until(lambda: found(loop.api, token, "停電中のホチキス") == [], timeout=10)
+    assert metric(loop.api, "moderation_waiting_posts") == 0
 
 
 def open_portal(browser, url):

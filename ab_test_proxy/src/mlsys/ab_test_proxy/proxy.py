@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,11 +28,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.datastructures import Headers
 
 from mlsys.ab_test_proxy.config import Experiment, Mode, Variant
 from mlsys.aianimals.answers import search_id_of
 from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
-from mlsys.common.serving import Networks, within
+from mlsys.common.serving import BodyLimit, Networks, answer, within
 
 SEARCH = "/v0/animal/search"
 ACCESS_LOG = "/v0/access_log"
@@ -108,19 +109,13 @@ def _canonical(path: str) -> bool:
     )
 
 
-async def _body(request: Request) -> bytes:
-    """The request's body, refused with 413 past the largest the API takes (by its
-    Content-Length, and while it streams in, for a body without one)."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD_BYTES):
-        raise HTTPException(413, f"the request body is over {MAX_UPLOAD_BYTES} bytes")
-    chunks, received = [], 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"the request body is over {MAX_UPLOAD_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _target(upstream: str, scope) -> str:
+    """The upstream URL of a request: its path and query as the client sent them
+    (percent-encoded), never decoded and encoded again."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    target = upstream.rstrip("/") + path.decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
 
 
 class Assigner:
@@ -197,20 +192,19 @@ def create_app(
 
     async def forward(client: httpx.AsyncClient, request: Request, upstream: str,
                       body: bytes) -> Response:  # fmt: skip
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in _DROPPED and k.lower() not in _FORWARDING}  # fmt: skip
+        # The headers as the client sent them, bytes for bytes and each one (repeated ones
+        # too), less the white space around a value, which is not part of it (RFC 9110,
+        # 5.5) and which the proxy's HTTP client refuses to send.
+        headers = [(name, value.strip(b" \t")) for name, value in request.scope["headers"]
+                   if name.decode("latin-1") not in _DROPPED | _FORWARDING]  # fmt: skip
         peer = request.client.host if request.client else None
         # Who called: the peer; behind a trusted ingress, what it says first.
         chain = [*request.headers.getlist("x-forwarded-for")] if within(peer, trusted) else []
         if peer:
-            headers["x-forwarded-for"] = ", ".join([*chain, peer])
+            headers.append((b"x-forwarded-for", ", ".join([*chain, peer]).encode("latin-1")))
         try:
             answer = await client.request(
-                request.method,
-                upstream.rstrip("/") + request.url.path,
-                params=request.query_params,
-                headers=headers,
-                content=body,
+                request.method, _target(upstream, request.scope), headers=headers, content=body
             )
         except httpx.TimeoutException:
             return JSONResponse({"detail": "the API did not answer in time"}, 504)
@@ -223,17 +217,6 @@ def create_app(
             kept["location"] = kept["location"][len(upstream.rstrip("/")) :]
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
-    @app.middleware("http")
-    async def refuse_ambiguous(request: Request, call_next):
-        """A request the variant could be read from differently than the API reads it."""
-        if any(len(request.headers.getlist(name)) > 1 for name in CREDENTIALS):
-            return JSONResponse(
-                {"detail": "send one credential: one token or Authorization header"}, 400
-            )
-        if not _canonical(request.url.path):
-            return JSONResponse({"detail": "a path without empty or dot segments"}, 400)
-        return await call_next(request)
-
     @app.get("/ab/health")
     async def health() -> dict:
         """Liveness of the proxy, and its experiment."""
@@ -245,7 +228,7 @@ def create_app(
 
     @app.post(SEARCH)
     async def search(request: Request, client: Client) -> Response:
-        body = await _body(request)
+        body = await request.body()
         payload = _json_object(body)
         variant = assigner.assign(user_of(request.headers))
         if payload is not None and variant.sort_by is not None:
@@ -262,7 +245,7 @@ def create_app(
 
     @app.post(ACCESS_LOG)
     async def access_log(request: Request, client: Client) -> Response:
-        body = await _body(request)
+        body = await request.body()
         payload = _json_object(body)
         search_id = payload.get("search_id") if payload else None
         variant = searches.variant_of(search_id) if isinstance(search_id, str) else None
@@ -279,6 +262,29 @@ def create_app(
     async def everything_else(request: Request, client: Client) -> Response:
         if request.url.path == API_METRICS:  # for Prometheus inside, not for the app
             return JSONResponse({"detail": "Not Found"}, 404)
-        return await forward(client, request, experiment.upstream, await _body(request))
+        return await forward(client, request, experiment.upstream, await request.body())
 
+    app.add_middleware(RefuseAmbiguous)
+    # Nothing over the largest body the API takes is read (by its Content-Length, and
+    # while it streams in, for a body without one).
+    app.add_middleware(BodyLimit, limit=lambda method, path: MAX_UPLOAD_BYTES)
     return app
+
+
+class RefuseAmbiguous:
+    """Pure ASGI: a request the variant could be read from differently than the API reads
+    it (two credentials, a path with dot or empty segments) is a 400."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            if any(len(headers.getlist(name)) > 1 for name in CREDENTIALS):
+                await answer(send, 400, "send one credential: one token or Authorization header")
+                return
+            if not _canonical(scope["path"]):
+                await answer(send, 400, "a path without empty or dot segments")
+                return
+        await self.app(scope, receive, send)

@@ -29,6 +29,7 @@ SCHEMA = migrate.Schema(
             "post_activity": "SELECT",  # learn_to_rank's online features
             "post_embeddings": "SELECT",  # the similar-image index
             "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the login throttle
+            "violations": "SELECT",  # /metrics reports the posts waiting for a verdict
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
         # search-index consumer (reads posts) and the local broker's offsets and dead
@@ -39,6 +40,7 @@ SCHEMA = migrate.Schema(
             "consumer_offsets": _WRITE,
             "dead_letters": "SELECT, INSERT, DELETE",
             "photos": "SELECT, INSERT",  # the seeded photos
+            "violations": "SELECT",  # MODERATION_UNJUDGED_POSTS=hidden indexes judged posts
         },
         # The ranking jobs read posts, likes and the access logs, and write the posts'
         # online features (the job, and the consumer of new posts and likes, whose local

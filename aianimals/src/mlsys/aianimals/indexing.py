@@ -6,13 +6,23 @@ Reading the current state, not the message, makes the handler idempotent and imm
 message order. After a batch is indexed, cached search responses are invalidated.
 """
 
-from sqlalchemy import Engine, Row, Select, func, select
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, Row, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from mlsys.aianimals.cache import get_cache
 from mlsys.aianimals.messages import Message, PermanentFailure
 from mlsys.aianimals.search import AnimalDocument, SearchIndex
-from mlsys.aianimals.tables import Animal, AnimalCategory, AnimalSubcategory, Like, User
+from mlsys.aianimals.settings import moderation_settings
+from mlsys.aianimals.tables import (
+    Animal,
+    AnimalCategory,
+    AnimalSubcategory,
+    Like,
+    User,
+    Violation,
+)
 from mlsys.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -23,6 +33,23 @@ class InvalidMessage(PermanentFailure, ValueError):
 
 
 _LIKES = select(func.count()).where(Like.animal_id == Animal.id).correlate(Animal).scalar_subquery()
+
+
+# Whether a classifier has judged the post (a verdict of any model version).
+_JUDGED = exists().where(Violation.animal_id == Animal.id)
+
+
+def waiting_for_verdict(connection: Connection) -> tuple[int, float]:
+    """Active posts no classifier has judged yet, and the age in seconds of the oldest: a
+    classifier outage or a dead-lettered moderation message shows here."""
+    count, oldest = connection.execute(
+        select(func.count(), func.min(Animal.created_at)).where(
+            Animal.deactivated.is_(False), ~_JUDGED
+        )
+    ).one()
+    if not count:
+        return 0, 0.0
+    return count, max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
 
 
 def documents_query() -> Select:
@@ -66,8 +93,11 @@ def to_document(row: Row) -> AnimalDocument:
 
 
 def load_documents(engine: Engine, animal_ids: list[str]) -> dict[str, AnimalDocument]:
-    """Documents of the active posts among `animal_ids`."""
+    """Documents of the posts among `animal_ids` that search may show: active ones, and
+    with MODERATION_UNJUDGED_POSTS=hidden only those the classifier has judged."""
     statement = documents_query().where(Animal.id.in_(animal_ids), Animal.deactivated.is_(False))
+    if moderation_settings().unjudged_posts == "hidden":
+        statement = statement.where(_JUDGED)
     with Session(engine) as session:
         documents = [to_document(row) for row in session.execute(statement)]
     return {document.id: document for document in documents}

@@ -119,13 +119,16 @@ class PermanentFailure(Exception):
 
 def retry_queue(queue: str, attempt: int) -> str:
     """Where a message waits after its `attempt`-th failed delivery: a queue whose TTL is
-    the backoff (base x 2^(attempt-1)) and whose dead letters go back to `queue`. The delay
-    is in the name, so a changed base declares new queues instead of clashing."""
+    the backoff and whose dead letters go back to `queue`. The delay is in the name, so a
+    changed base declares new queues instead of clashing (and the capped waits share one)."""
     return f"{queue}.retry.{retry_delay_ms(attempt)}ms"
 
 
 def retry_delay_ms(attempt: int) -> int:
-    return int(rabbitmq_settings().retry_base_seconds * 1000 * 2 ** (attempt - 1))
+    """base x 2^(attempt-1), capped at RABBITMQ_RETRY_MAX_SECONDS."""
+    settings = rabbitmq_settings()
+    delay = min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds)
+    return int(delay * 1000)
 
 
 def declare_topology(channel: BlockingChannel) -> None:

@@ -46,15 +46,42 @@ class AuthSettings(BaseSettings):
         return networks(value) if isinstance(value, str) else value
 
 
+class ModerationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODERATION_")
+
+    # Whether search shows a post before the classifier has judged its photo. `shown` (the
+    # default): a new post appears at once and leaves the index if judged a violation, so
+    # a classifier outage shows posts nobody checked. `hidden`: a post is indexed only once
+    # judged (the detection consumer announces every verdict), so an outage delays new
+    # posts instead; the seeded posts too wait for their verdicts. Either way the API's
+    # /metrics reports the posts waiting for a verdict and the oldest one's age.
+    unjudged_posts: Literal["shown", "hidden"] = "shown"
+
+
+def moderation_settings() -> ModerationSettings:
+    return ModerationSettings()
+
+
 def search_settings() -> SearchSettings:
     return SearchSettings()
+
+
+# HS256 signs with the key as its only secret: RFC 7518 (3.2) asks for a key at least as
+# long as the hash, 32 bytes (`make secrets` writes 48).
+MIN_SECRET_KEY_BYTES = 32
 
 
 def auth_settings() -> AuthSettings:
     settings = AuthSettings()
     require_secret("AUTH_SECRET_KEY", settings.secret_key)
-    if not settings.secret_key.get_secret_value():
+    key = settings.secret_key.get_secret_value()
+    if not key:
         settings.secret_key = SecretStr("development-only-key-never-used-in-production")
+    elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        raise RuntimeError(
+            f"AUTH_SECRET_KEY has {len(key.encode())} bytes: a signing key needs at least "
+            f"{MIN_SECRET_KEY_BYTES} (`make secrets` writes one)"
+        )
     return settings
 
 

@@ -35,6 +35,7 @@ from mlsys.api.similar import SimilarImages
 from mlsys.api.similar_words import champion_similar_words
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
+from mlsys.common.serving import BodyLimit
 from mlsys.common.settings import Profile, platform_settings
 
 WEB_CLIENT = Path(__file__).with_name("web")
@@ -180,5 +181,6 @@ def create_app() -> FastAPI:
         return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     app.add_middleware(guards.RequestGuard)
+    app.add_middleware(BodyLimit, limit=guards.body_limit)  # around the guard: read nothing
     app.add_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are timed too
     return app

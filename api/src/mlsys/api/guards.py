@@ -7,7 +7,6 @@ body the JSON limit. The web client's pages get a Content-Security-Policy and ar
 framed. FastAPI reads and parses a body before it solves a route's
 dependencies, so these checks cannot live in the routes."""
 
-import json
 from functools import cache
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
 from mlsys.aianimals.storage import url_of
 from mlsys.api.security import signed_claims
+from mlsys.common.serving import answer
 
 JSON_BODY_BYTES = 64 * 1024
 UPLOAD_BODY_BYTES = MAX_UPLOAD_BYTES
@@ -54,16 +54,13 @@ def web_client_headers() -> tuple[tuple[bytes, bytes], ...]:
     )
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 def body_limit(method: str, path: str) -> int:
     return UPLOAD_BODY_BYTES if (method, path) in UPLOADS else JSON_BODY_BYTES
 
 
 class RequestGuard:
-    """Pure ASGI: no per-request task, and nothing is read that the limit refuses."""
+    """Pure ASGI: no per-request task. Inside `mlsys.common.serving.BodyLimit` with
+    `body_limit`, so nothing is read that the limit refuses."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -74,39 +71,21 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         if any(len(headers.getlist(name)) > 1 for name in CREDENTIALS):
-            await _answer(send, 400, "send one credential: one token or Authorization header")
-            return
-        limit = body_limit(scope["method"], scope["path"])
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _answer(send, 413, f"the request body is over {limit} bytes")
+            await answer(send, 400, "send one credential: one token or Authorization header")
             return
         if (scope["method"], scope["path"]) in UPLOADS:
             try:
                 accepted = await _accepted(headers, scope)
             except OperationalError:
-                await _answer(send, 503, "the database is unavailable, try again")
+                await answer(send, 503, "the database is unavailable, try again")
                 return
             if not accepted:
-                await _answer(send, 401, "log in first: send a current token from /v0/user/login")
+                await answer(send, 401, "log in first: send a current token from /v0/user/login")
                 return
-        received, started = 0, False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:  # a body without (or lying about) its length
-                    raise BodyTooLarge
-            return message
-
         page = scope["path"].startswith(WEB_CLIENT)
 
         async def send_without_sniffing(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-content-type-options", b"nosniff"),
@@ -114,26 +93,4 @@ class RequestGuard:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_without_sniffing)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _answer(send_without_sniffing, 413, f"the request body is over {limit} bytes")
-
-
-async def _answer(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-                (b"connection", b"close"),  # the rest of the body is not read
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.app(scope, receive, send_without_sniffing)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request latency per route, search cache results, outbox lag."""
+"""Prometheus metrics: request latency per route, search cache results, outbox lag, posts
+waiting for a moderation verdict."""
 
 from time import perf_counter
 
@@ -7,6 +8,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mlsys.aianimals.database import get_engine
+from mlsys.aianimals.indexing import waiting_for_verdict
 from mlsys.aianimals.messages import outbox_lag
 
 REQUEST_SECONDS = Histogram(
@@ -32,24 +34,41 @@ RANKING = Counter(
 )
 
 
-class OutboxCollector(Collector):
-    """Measured at scrape time: messages waiting to be handed on, and the oldest's age."""
+class WaitingCollector(Collector):
+    """Measured at scrape time: messages waiting to be handed on, posts waiting for a
+    moderation verdict, and the oldest's age of each (an alert's input: a classifier
+    outage or a dead-lettered moderation message leaves posts waiting)."""
 
     def describe(self):
         # Without it, registering would call collect(): a database query at import.
-        return self._families(0, 0.0)
+        return self._families((0, 0.0), (0, 0.0))
 
     def collect(self):
         with get_engine().connect() as connection:
-            waiting, age = outbox_lag(connection)
-        return self._families(waiting, age)
+            return self._families(outbox_lag(connection), waiting_for_verdict(connection))
 
     @staticmethod
-    def _families(waiting: int, age: float) -> list[GaugeMetricFamily]:
+    def _families(
+        outbox: tuple[int, float], moderation: tuple[int, float]
+    ) -> list[GaugeMetricFamily]:
         return [
-            GaugeMetricFamily("outbox_waiting_messages", "Outbox messages not handed on", waiting),
             GaugeMetricFamily(
-                "outbox_oldest_waiting_seconds", "Age of the oldest waiting outbox message", age
+                "outbox_waiting_messages", "Outbox messages not handed on", outbox[0]
+            ),
+            GaugeMetricFamily(
+                "outbox_oldest_waiting_seconds",
+                "Age of the oldest waiting outbox message",
+                outbox[1],
+            ),
+            GaugeMetricFamily(
+                "moderation_waiting_posts",
+                "Active posts no classifier has judged yet",
+                moderation[0],
+            ),
+            GaugeMetricFamily(
+                "moderation_oldest_waiting_seconds",
+                "Age of the oldest active post waiting for a verdict",
+                moderation[1],
             ),
         ]
 
@@ -80,4 +99,4 @@ class MetricsMiddleware:
             )
 
 
-REGISTRY.register(OutboxCollector())
+REGISTRY.register(WaitingCollector())

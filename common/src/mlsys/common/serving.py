@@ -1,12 +1,19 @@
-"""How every HTTP server of the platform runs on uvicorn, and who a request came from.
+"""How every HTTP server of the platform runs on uvicorn, how it refuses a body before
+reading it, and who a request came from.
 
 A request's client is the address that connected, unless that address is a proxy the
 server is configured to trust; then it is the nearest address in X-Forwarded-For, read
 from the right (each proxy appends the address that called it), that is not a trusted
 proxy itself. What an untrusted peer claims about others is ignored."""
 
+import json
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import TypedDict
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Networks = tuple[IPv4Network | IPv6Network, ...]
 
@@ -51,3 +58,75 @@ def forwarded_client(peer: str | None, forwarded_for: str, trusted: Networks) ->
         if not within(hop, trusted):
             return hop
     return None
+
+
+class _BodyTooLarge(HTTPException):
+    """An HTTPException, so that FastAPI, which turns any other error while it parses a
+    body into a 400, answers it as the 413 it is."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is over {limit} bytes")
+
+
+class BodyLimit:
+    """Pure ASGI: a request body over `limit(method, path)` bytes is a 413, by its
+    Content-Length before anything is read, and while it streams in (a body without one,
+    or lying about it). What is over the limit is never read: a route (FastAPI parses a
+    body before it solves any dependency) never holds it."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[str, str], int]):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope["method"], scope["path"])
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await answer(send, 413, f"the request body is over {limit} bytes")
+            return
+        received, started = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def send_and_note_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_and_note_start)
+        except _BodyTooLarge as error:
+            if started:
+                raise
+            await answer(send, 413, error.detail)
+
+
+async def answer(
+    send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """A JSON error answered from ASGI middleware, as FastAPI's HTTPException shapes it;
+    the connection closes, as the rest of the body is not read."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

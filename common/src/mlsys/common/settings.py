@@ -22,7 +22,10 @@ class PlatformSettings(BaseSettings):
 
     profile: Profile = Profile.local
     home: Path = Path(".mlsys")  # where the local profile keeps its files
-    environment: str = "development"  # anything else refuses to run without secrets
+    # Unset means production: a deployment that forgot it still refuses to run without its
+    # secrets. Only `development` (set by the Makefile and the tests) runs on the public
+    # development defaults.
+    environment: str = "production"
 
 
 class PostgresSettings(BaseSettings):
@@ -75,8 +78,12 @@ class RabbitmqSettings(BaseSettings):
     user: str = "guest"
     password: SecretStr = SecretStr("guest")
     vhost: str = "/"
-    max_attempts: int = 3  # deliveries of one message before it is dead-lettered
+    # Deliveries of one message before it is dead-lettered: waits of 1, 2, 4, 8, 16 s, then
+    # 30 s each, outlast an outage of a service a handler needs of about 3.5 minutes (the
+    # classifier's, for moderation), and a message is handled within 30 s of its return.
+    max_attempts: int = 12
     retry_base_seconds: float = 1.0  # wait before the 2nd delivery; doubled for each next
+    retry_max_seconds: float = 30.0  # up to this
 
 
 class ElasticsearchSettings(BaseSettings):

@@ -2,10 +2,11 @@
 
 A message names a post (`{"animal_id": ...}`, Topic.animal_created). The handler reads the
 posts and their photos, asks the server (`POST /v1/predict`, one request per batch), and
-in one transaction writes a violation row per post and model version and deactivates the
-posts judged violations, announcing each in the outbox (Topic.animal_updated), so they
-leave the search index by the path every deactivation takes. The consumer acks only
-after that commit.
+in one transaction writes a violation row per post and model version, deactivates the
+posts judged violations and announces every newly judged post in the outbox
+(Topic.animal_updated): a violation leaves the search index by the path every
+deactivation takes, and with MODERATION_UNJUDGED_POSTS=hidden a post judged fine joins it.
+The consumer acks only after that commit.
 
 - Delivered twice: one row (unique per post, type and model version), and a post is
   deactivated only by the row that was new, so a reversal by a moderator is not undone
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -32,18 +32,14 @@ from mlsys.aianimals.messages import Message, PermanentFailure, Topic, add_to_ou
 from mlsys.aianimals.storage import PhotoMissing, PhotoStore, photo_store, read_post_photos
 from mlsys.aianimals.tables import NO_ANIMAL_VIOLATION_ID, Animal, Violation
 from mlsys.common.logging import get_logger
-from mlsys.violation_detection.serve import MAX_BATCH
+from mlsys.violation_detection.serve import (
+    MAX_BATCH,
+    MAX_REQUEST_BYTES,
+    PREDICT,
+    classifier_settings,
+)
 
 log = get_logger(__name__)
-
-
-class ClassifierSettings(BaseSettings):
-    """Where the detection consumer finds the classifier's server."""
-
-    model_config = SettingsConfigDict(env_prefix="VIOLATION_DETECTION_")
-
-    url: str = "http://127.0.0.1:8100"
-    timeout_seconds: float = 30.0
 
 
 class UnjudgeablePost(PermanentFailure):
@@ -72,8 +68,12 @@ class Classifier:
 
     @classmethod
     def from_settings(cls) -> "Classifier":
-        settings = ClassifierSettings()
-        return cls(httpx.Client(base_url=settings.url, timeout=settings.timeout_seconds))
+        settings = classifier_settings()
+        token = settings.token.get_secret_value()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return cls(
+            httpx.Client(base_url=settings.url, timeout=settings.timeout_seconds, headers=headers)
+        )
 
     def wait_until_ready(self, timeout_seconds: float = 600.0) -> None:
         """Return once the server has a model loaded: started beside it, the consumer
@@ -93,13 +93,10 @@ class Classifier:
             time.sleep(1.0)
 
     def judge(self, photos: dict[str, bytes]) -> Judgements:
-        """Every photo judged, in requests of at most the server's batch size; one model
-        version judges them all (a champion moving between requests is retried)."""
-        ids = list(photos)
-        parts = [
-            self._judge({i: photos[i] for i in ids[start : start + MAX_BATCH]})
-            for start in range(0, len(ids), MAX_BATCH)
-        ]
+        """Every photo judged, in requests within the server's batch size and body limit;
+        one model version judges them all (a champion moving between requests is
+        retried)."""
+        parts = [self._judge(request) for request in requests(photos)]
         if len({(part.model, part.threshold) for part in parts}) > 1:
             raise RuntimeError("the champion moved while a batch was judged")
         return Judgements(
@@ -108,7 +105,7 @@ class Classifier:
 
     def _judge(self, photos: dict[str, bytes]) -> Judgements:
         response = self.client.post(
-            "/v1/predict",
+            PREDICT,
             files=[("photos", (animal_id, data)) for animal_id, data in photos.items()],
         )
         if response.is_client_error:  # the photo is what is wrong: no retry helps
@@ -128,6 +125,25 @@ class Classifier:
         )
 
 
+# A part's own bytes beside its photo's: boundary, headers and the file name (a post id).
+PART_OVERHEAD = 512
+
+
+def requests(photos: dict[str, bytes]) -> list[dict[str, bytes]]:
+    """The photos in order, split into requests of at most MAX_BATCH photos and
+    MAX_REQUEST_BYTES of body (a photo is at most MAX_PHOTO_BYTES, far below it)."""
+    split: list[dict[str, bytes]] = [{}]
+    size = 0
+    for animal_id, data in photos.items():
+        part = len(data) + PART_OVERHEAD
+        if len(split[-1]) == MAX_BATCH or (split[-1] and size + part > MAX_REQUEST_BYTES):
+            split.append({})
+            size = 0
+        split[-1][animal_id] = data
+        size += part
+    return [request for request in split if request]
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail", response.text))
@@ -145,8 +161,9 @@ def read_photos(engine: Engine, store: PhotoStore, animal_ids: list[str]) -> dic
 
 
 def record(connection: Connection, judgements: Judgements) -> list[str]:
-    """Write the judgements (one row per post and model version) and deactivate the posts
-    that new rows judge violations; returns the ids of the posts deactivated."""
+    """Write the judgements (one row per post and model version), deactivate the posts
+    that new rows judge violations and announce every post a new row judged; returns the
+    ids of the posts deactivated."""
     insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(
         Violation
     )
@@ -167,6 +184,7 @@ def record(connection: Connection, judgements: Judgements) -> list[str]:
         insert.on_conflict_do_nothing().returning(Violation.animal_id, Violation.is_violation),
         rows,
     ).all()
+    add_to_outbox(connection, Topic.animal_updated, [{"animal_id": i} for i, _ in new])
     violating = [animal_id for animal_id, is_violation in new if is_violation]
     if not violating:
         return []
@@ -176,7 +194,6 @@ def record(connection: Connection, judgements: Judgements) -> list[str]:
         .values(deactivated=True, updated_at=now)
         .returning(Animal.id)
     ).scalars().all()  # fmt: skip
-    add_to_outbox(connection, Topic.animal_updated, [{"animal_id": i} for i in deactivated])
     return list(deactivated)
 
 

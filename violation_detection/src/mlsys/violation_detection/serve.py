@@ -5,9 +5,13 @@ background at start and again whenever the champion alias names another version,
 every REFRESH_SECONDS; requests never wait for MLflow. Until a model is
 loaded, `/health/ready` and predictions answer 503. Photos are decoded here (PNG or JPEG),
 resized to the 128 x 128 the model takes, and refused with a 4xx that says why when they
-are not an image, too small or too large, or too many in one request.
+are not an image, too small or too large, or too many in one request. Predictions are only
+for callers that send the token (`VIOLATION_DETECTION_TOKEN`, the detection consumer's),
+checked before a byte of the body is read, and a body over MAX_REQUEST_BYTES is refused
+unread; health and metrics stay open for probes and Prometheus.
 """
 
+import hmac
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -25,6 +29,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlsys.aianimals.photos import (
     IMAGE_SIZE,
@@ -33,11 +39,53 @@ from mlsys.aianimals.photos import (
     photo_from_bytes,
 )
 from mlsys.common.logging import get_logger
+from mlsys.common.serving import BodyLimit, answer
+from mlsys.common.settings import require_secret
 from mlsys.common.tracking import ChampionWatch
 
 log = get_logger(__name__)
 REFRESH_SECONDS = 30.0
 MAX_BATCH = 64
+# The largest request body: what the detection consumer puts in one request (at most
+# MAX_BATCH photos within these bytes, each at most MAX_PHOTO_BYTES).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+PREDICT = "/v1/predict"
+
+
+class ClassifierSettings(BaseSettings):
+    """The classifier's server: where the detection consumer finds it, and the token its
+    callers send (empty: open, in development only)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIOLATION_DETECTION_")
+
+    url: str = "http://127.0.0.1:8100"
+    timeout_seconds: float = 30.0
+    token: SecretStr = SecretStr("")
+
+
+def classifier_settings() -> ClassifierSettings:
+    settings = ClassifierSettings()
+    require_secret("VIOLATION_DETECTION_TOKEN", settings.token)
+    return settings
+
+
+class Callers:
+    """Pure ASGI: predictions only for a caller with the token, refused before the body is
+    read (FastAPI parses a body before it solves any dependency)."""
+
+    def __init__(self, app, token: str):
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == PREDICT and self.expected != b"Bearer ":
+            sent = [value for name, value in scope["headers"] if name == b"authorization"]
+            if len(sent) != 1 or not hmac.compare_digest(sent[0], self.expected):
+                await answer(send, 401, "send the classifier's token: Authorization: Bearer",
+                             [(b"www-authenticate", b"Bearer")])  # fmt: skip
+                return
+        await self.app(scope, receive, send)
+
+
 REFUSAL_STATUS = {
     "too_large": status.HTTP_413_CONTENT_TOO_LARGE,
     "wrong_size": status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -124,6 +172,9 @@ def create_app(champion: ChampionWatch[LoadedModel] | None = None) -> FastAPI:
     # Swagger UI from the package, not a CDN: the cluster may have no internet.
     app = FastAPIOffline(title="AIAnimals no-animal classifier", version="1", lifespan=lifespan)
     app.state.champion = champion or champion_classifier()
+    app.add_middleware(BodyLimit, limit=lambda method, path: MAX_REQUEST_BYTES)
+    token = classifier_settings().token.get_secret_value()
+    app.add_middleware(Callers, token=token)  # outermost: a stranger's body is never read
 
     @app.get("/health")
     async def health() -> dict:
@@ -141,7 +192,7 @@ def create_app(champion: ChampionWatch[LoadedModel] | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(METRICS), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/predict", responses={413: {}, 415: {}, 422: {}, 503: {}})
+    @app.post(PREDICT, responses={401: {}, 413: {}, 415: {}, 422: {}, 503: {}})
     async def predict(
         current: ChampionDep,
         photos: Annotated[list[UploadFile], File(description=f"1 to {MAX_BATCH} photos")],

@@ -244,6 +244,13 @@ def _learned_order(index, ranking, query: SearchQuery) -> tuple[bytes, str]:
     model = ranking.ranker.loaded
     if model is None:
         return score_order("no_model", ranking.ranker.problem)
+    if query.offset >= RERANK_CANDIDATES:
+        # Past the reranked head the order is the engine's (most liked): this page alone,
+        # as any other sort's, instead of every candidate up to it (22 ms at offset 1,800).
+        metrics.RANKING.labels("reranked", "").inc()
+        return _search_fields(index.search(query), query.offset), (
+            f"learn_to_rank; model={model.name}"
+        )
     window = max(RERANK_CANDIDATES, query.offset + query.limit)
     candidates = index.search(query.model_copy(update={"limit": window, "offset": 0}))
     try:
