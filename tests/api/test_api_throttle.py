@@ -82,19 +82,35 @@ def test_a_window_that_ended_counts_nothing_and_starts_again(aianimals_home):
 
     engine = get_engine()
     settings = AuthSettings(login_failures_per_account=2, login_failures_per_client=2)
-    throttle = LoginThrottle(engine, settings)
-    for _ in range(2):
-        throttle.failed("account-1", "10.0.0.1")
-    assert 890 < throttle.retry_after("account-1", None) <= 900
-    assert throttle.retry_after("account-2", "10.0.0.1") > 0  # the client, any account
-    with engine.begin() as connection:  # the window ends
-        connection.execute(
+    throttle = LoginThrottle(settings)
+    with engine.begin() as connection:
+        for _ in range(2):
+            throttle.failed(connection, "account-1", "10.0.0.1")
+    with engine.begin() as connection:
+        assert 890 < throttle.retry_after(connection, "account-1", None) <= 900
+        # the client, any account
+        assert throttle.retry_after(connection, "account-2", "10.0.0.1") > 0
+        connection.execute(  # the window ends
             update(LoginFailure).values(window_ends=datetime.now(UTC) - timedelta(seconds=1))
         )
-    assert throttle.retry_after("account-1", "10.0.0.1") == 0
-    throttle.failed("account-1", None)  # a new window, one failure; the ended rows go
-    assert throttle.retry_after("account-1", None) == 0
+    with engine.begin() as connection:
+        assert throttle.retry_after(connection, "account-1", "10.0.0.1") == 0
+        throttle.failed(connection, "account-1", None)  # a new window; the ended rows go
+        assert throttle.retry_after(connection, "account-1", None) == 0
     with engine.connect() as connection:
         rows = connection.execute(select(LoginFailure.key, LoginFailure.failures)).all()
         assert rows == [("login:account:account-1", 1)]
         assert connection.scalar(select(func.count()).select_from(LoginFailure)) == 1
+
+
+def test_many_logins_at_once_all_answer(aianimals_home):
+    """Found by the soak: the throttle took a second pooled connection while the login held
+    one, so once every connection was held by a login waiting for another (64 at once),
+    none answered. Each login now counts on its own connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with serving_api() as (api, _), ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda _: attempt(api, "dog_leigh", "password"), range(64)))
+        guesses = list(pool.map(lambda _: attempt(api, "cat_lover", "guess"), range(64)))
+    assert [answer.status_code for answer in answers] == [200] * 64
+    assert {answer.status_code for answer in guesses} <= {401, 429}

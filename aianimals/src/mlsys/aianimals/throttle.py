@@ -12,26 +12,25 @@ The client is its address as the server resolves it through its trusted proxies
 against its account only: no count is ever kept for an address that all users share.
 
 The counts live in the database, which every replica shares and which a login reads
-anyway: in the cache they were evicted to make room for cached searches.
+anyway: in the cache they were evicted to make room for cached searches. They are read
+and written on the caller's connection, in its transaction (the caller commits): a login
+that held one pooled connection and waited for a second deadlocked the API at 64
+concurrent logins once every connection was held by a waiting login.
 """
 
 from datetime import UTC, datetime, timedelta
 from math import ceil
 
-from sqlalchemy import Engine, case, delete, select
+from sqlalchemy import Connection, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.tables import LoginFailure
-from mlsys.common.logging import get_logger
-
-log = get_logger(__name__)
 
 
 class LoginThrottle:
-    def __init__(self, engine: Engine, settings: AuthSettings):
-        self.engine, self.settings = engine, settings
+    def __init__(self, settings: AuthSettings):
+        self.settings = settings
 
     def _limits(self, account: str, client: str | None) -> dict[str, int]:
         limits = {f"login:account:{account}": self.settings.login_failures_per_account}
@@ -39,15 +38,14 @@ class LoginThrottle:
             limits[f"login:client:{client}"] = self.settings.login_failures_per_client
         return limits
 
-    def retry_after(self, account: str, client: str | None) -> int:
+    def retry_after(self, connection: Connection, account: str, client: str | None) -> int:
         """Seconds until the account may try again from this client (0: now)."""
         limits = self._limits(account, client)
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(LoginFailure.key, LoginFailure.failures, LoginFailure.window_ends).where(
-                    LoginFailure.key.in_(limits)
-                )
-            ).all()
+        rows = connection.execute(
+            select(LoginFailure.key, LoginFailure.failures, LoginFailure.window_ends).where(
+                LoginFailure.key.in_(limits)
+            )
+        ).all()
         now = datetime.now(UTC)
         waits = [
             ceil((ends - now).total_seconds())
@@ -56,43 +54,32 @@ class LoginThrottle:
         ]
         return max(waits, default=0)
 
-    def failed(self, account: str, client: str | None) -> None:
+    def failed(self, connection: Connection, account: str, client: str | None) -> None:
         now = datetime.now(UTC)
         ends = now + timedelta(seconds=self.settings.login_window_seconds)
         expired = LoginFailure.window_ends <= now
-        with self.engine.begin() as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            for key in sorted(self._limits(account, client)):  # one order: no deadlocks
-                statement = dialect.insert(LoginFailure).values(
-                    key=key, failures=1, window_ends=ends
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        for key in sorted(self._limits(account, client)):  # one order: no deadlocks
+            statement = dialect.insert(LoginFailure).values(key=key, failures=1, window_ends=ends)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[LoginFailure.key],
+                    set_={  # a window that has ended starts again
+                        "failures": case((expired, 1), else_=LoginFailure.failures + 1),
+                        "window_ends": case((expired, ends), else_=LoginFailure.window_ends),
+                    },
                 )
-                connection.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[LoginFailure.key],
-                        set_={  # a window that has ended starts again
-                            "failures": case((expired, 1), else_=LoginFailure.failures + 1),
-                            "window_ends": case((expired, ends), else_=LoginFailure.window_ends),
-                        },
-                    )
-                )
-        self._forget_ended(now)
-
-    def succeeded(self, account: str) -> None:
-        with self.engine.begin() as connection:
-            keys = self._limits(account, None)
-            connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(keys)))
-
-    def _forget_ended(self, now: datetime) -> None:
-        """Housekeeping: rows whose window ended count nothing. Rows another login holds
-        are skipped, never waited for (no lock cycles with the counting)."""
+            )
+        # Housekeeping: rows whose window ended count nothing. Rows another login holds
+        # are skipped, never waited for (no lock cycles with the counting).
         ended = (
             select(LoginFailure.key)
             .where(LoginFailure.window_ends < now)
             .limit(1000)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
         )
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(ended)))
-        except DBAPIError as error:
-            log.info("login throttle housekeeping skipped error=%r", error)
+        connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(ended)))
+
+    def succeeded(self, connection: Connection, account: str) -> None:
+        keys = self._limits(account, None)
+        connection.execute(delete(LoginFailure).where(LoginFailure.key.in_(keys)))

@@ -51,7 +51,7 @@ async def lifespan(app: FastAPI):
     app.state.users = ActiveUsers(app.state.engine, app.state.auth.user_cache_seconds)
     app.state.schema_at_head = False
     app.state.cache = get_cache()
-    app.state.login_throttle = LoginThrottle(app.state.engine, app.state.auth)
+    app.state.login_throttle = LoginThrottle(app.state.auth)
     app.state.search_index = get_search_index()
     stop = threading.Event()
     app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))

@@ -31,7 +31,7 @@ def heading(place, text: str) -> None:
 
 @st.cache_resource
 def login_throttle() -> LoginThrottle:
-    return LoginThrottle(get_engine(), AuthSettings())  # its limits; no key is needed
+    return LoginThrottle(AuthSettings())  # its limits; no key is needed
 
 
 def signed_in() -> review.Reviewer | None:

@@ -56,21 +56,24 @@ def log_in(engine: Engine, throttle: LoginThrottle, handle_name: str, password: 
     """The moderator with this handle and password (the same Argon2 hashes the API
     checks), or LoginRefused. Failures count against the account in the API's login
     throttle, so the portal buys a guesser no more guesses than the API does."""
-    with engine.connect() as db:
+    with engine.begin() as db:  # the throttle's counts are written in this transaction
         user = db.execute(
             select(User.id, User.handle_name, User.password_hash, User.role, User.deactivated,
                    User.token_version)
             .where(func.lower(User.handle_name) == handle_name.strip().lower())
         ).one_or_none()  # fmt: skip
-    account = user.id if user is not None else f"unknown:{handle_name.strip().casefold()}"
-    if wait := throttle.retry_after(account, None):
-        raise LoginRefused(f"Too many failed logins: try again in {wait} s.")
-    if not verify_password(password, user.password_hash if user else None) or user is None:
-        throttle.failed(account, None)
+        account = user.id if user is not None else f"unknown:{handle_name.strip().casefold()}"
+        if wait := throttle.retry_after(db, account, None):
+            raise LoginRefused(f"Too many failed logins: try again in {wait} s.")
+        if not verify_password(password, user.password_hash if user else None) or user is None:
+            throttle.failed(db, account, None)
+            refused = True
+        else:
+            refused = user.deactivated or user.role != MODERATOR
+            if not refused:
+                throttle.succeeded(db, account)
+    if refused or user is None:  # raised after the commit: the failure is counted
         raise LoginRefused(REFUSED)
-    if user.deactivated or user.role != MODERATOR:
-        raise LoginRefused(REFUSED)
-    throttle.succeeded(account)
     return Reviewer(user.id, user.handle_name, user.token_version)
 
 

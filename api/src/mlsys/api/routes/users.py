@@ -4,7 +4,7 @@ from uuid import uuid4
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import Mapped, Session
 
 from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.passwords import hash_password, verify_password
@@ -28,9 +28,10 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v0/user", tags=["user"])
 
 
-def _too_many_failures(request: Request, account: str) -> None:
+def _too_many_failures(request: Request, session: Session, account: str) -> None:
     """429 with Retry-After while the account or the client has failed too often."""
-    wait = request.app.state.login_throttle.retry_after(account, client_address(request))
+    throttle = request.app.state.login_throttle
+    wait = throttle.retry_after(session.connection(), account, client_address(request))
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -64,14 +65,18 @@ def login(
     # folds to it), so no spelling buys more guesses.
     typed = (credentials.handle_name or credentials.email_address or "").casefold()
     account = user.id if user is not None else f"unknown:{typed}"
-    _too_many_failures(request, account)
+    _too_many_failures(request, session, account)
     # The hash is verified even for unknown users, so timing tells nobody who exists.
     valid = verify_password(credentials.password, user.password_hash if user else None)
+    throttle = request.app.state.login_throttle
     if not valid or user is None or user.deactivated:
-        request.app.state.login_throttle.failed(account, client_address(request))
+        throttle.failed(session.connection(), account, client_address(request))
+        session.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    request.app.state.login_throttle.succeeded(account)
-    return LoginResponse(user_id=user.id, token=create_token(user.id, user.token_version, auth))
+    answer = LoginResponse(user_id=user.id, token=create_token(user.id, user.token_version, auth))
+    throttle.succeeded(session.connection(), account)
+    session.commit()
+    return answer
 
 
 @router.post(
@@ -132,11 +137,13 @@ def logout(session: SessionDep, users: ActiveUsersDep, user: CurrentUser) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _check_password(request: Request, user: User, password: str) -> None:
+def _check_password(request: Request, session: Session, user: User, password: str) -> None:
     """401 unless `password` is the user's; failures count as failed logins."""
-    _too_many_failures(request, user.id)
+    _too_many_failures(request, session, user.id)
     if not verify_password(password, user.password_hash):
-        request.app.state.login_throttle.failed(user.id, client_address(request))
+        connection = session.connection()
+        request.app.state.login_throttle.failed(connection, user.id, client_address(request))
+        session.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong password")
 
 
@@ -151,7 +158,7 @@ def change_password(
 ) -> LoginResponse:
     """Change the password (the current one is asked again). Every earlier token stops
     working; the answer carries a new one."""
-    _check_password(request, user, change.password)
+    _check_password(request, session, user, change.password)
     version = _revoke_tokens(session, user, password_hash=hash_password(change.new_password))
     session.commit()
     users.forget(user.id)
@@ -169,7 +176,7 @@ def deactivate(
     """Deactivate the account (the password is asked again): its tokens stop working, it
     cannot log in, and its posts leave the search (through `animal.updated` messages,
     committed with the change)."""
-    _check_password(request, user, confirmation.password)
+    _check_password(request, session, user, confirmation.password)
     _revoke_tokens(session, user, deactivated=True)
     posts = session.scalars(
         update(Animal)
