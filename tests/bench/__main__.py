@@ -217,7 +217,7 @@ def main() -> None:
         "would be run on this machine; a pod runs one)",
     )
     parser.add_argument(
-        "--soak-seconds", type=int, default=60, help="how long the soak's load lasts"
+        "--soak-seconds", type=int, default=130, help="how long the soak's load lasts"
     )
     args = parser.parse_args()
     suites = set(args.suites.split(","))
