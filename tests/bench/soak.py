@@ -113,7 +113,13 @@ async def _load(base: str, users: list[str], animals: list[str], seconds: int,
     statuses: dict[str, Counter] = {action: Counter() for action in {*ACTIONS, "guess"}}
     errors: list[str] = []
     posted: list[str] = []
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # keep-alive shorter than the servers' (uvicorn's 5 s): no request is sent on a
+    # connection the server is closing as idle.
+    limits = httpx.Limits(
+        max_connections=connections + 1,
+        max_keepalive_connections=connections + 1,
+        keepalive_expiry=2.0,
+    )
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
 
         async def login(handle: str) -> dict:

@@ -169,7 +169,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+        # Idle connections to the API are dropped after 2 s, before uvicorn's 5 s keep-alive
+        # closes them from its side: a request sent on a connection the API is closing
+        # would fail (a 502) although the API is up.
+        limits = httpx.Limits(keepalive_expiry=2.0)
+        async with httpx.AsyncClient(transport=transport, timeout=30, limits=limits) as client:
             app.state.client = client
             yield
 
