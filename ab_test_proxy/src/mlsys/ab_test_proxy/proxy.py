@@ -45,6 +45,7 @@ _DROPPED = {"host", "content-length", "connection", "keep-alive", "transfer-enco
 # Who called is the proxy's to say, never the client's.
 _FORWARDING = {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
                "x-real-ip"}  # fmt: skip
+_NOT_PASSED_ON = frozenset(name.encode() for name in _DROPPED | _FORWARDING)  # ASGI's bytes
 CREDENTIALS = ("token", "authorization")
 
 # The proxy's own registry: only its metrics on /ab/metrics.
@@ -200,7 +201,7 @@ def create_app(
         # too), less the white space around a value, which is not part of it (RFC 9110,
         # 5.5) and which the proxy's HTTP client refuses to send.
         headers = [(name, value.strip(b" \t")) for name, value in request.scope["headers"]
-                   if name.decode("latin-1") not in _DROPPED | _FORWARDING]  # fmt: skip
+                   if name not in _NOT_PASSED_ON]  # fmt: skip
         peer = request.client.host if request.client else None
         # Who called: the peer; behind a trusted ingress, what it says first.
         chain = [*request.headers.getlist("x-forwarded-for")] if within(peer, trusted) else []

@@ -65,16 +65,19 @@ def log_in(engine: Engine, throttle: LoginThrottle, handle_name: str, password: 
         account = user.id if user is not None else f"unknown:{handle_name.strip().casefold()}"
         if wait := throttle.retry_after(db, account, None):
             raise LoginRefused(f"Too many failed logins: try again in {wait} s.")
-        if not verify_password(password, user.password_hash if user else None) or user is None:
+        valid = verify_password(password, user.password_hash if user else None)
+        reviewer = (
+            Reviewer(user.id, user.handle_name, user.token_version)
+            if valid and user is not None and not user.deactivated and user.role == MODERATOR
+            else None
+        )
+        if not valid:
             throttle.failed(db, account, None)
-            refused = True
-        else:
-            refused = user.deactivated or user.role != MODERATOR
-            if not refused:
-                throttle.succeeded(db, account)
-    if refused or user is None:  # raised after the commit: the failure is counted
+        elif reviewer is not None:
+            throttle.succeeded(db, account)
+    if reviewer is None:  # raised after the commit: a failure is counted
         raise LoginRefused(REFUSED)
-    return Reviewer(user.id, user.handle_name, user.token_version)
+    return reviewer
 
 
 def still_reviewing(engine: Engine, reviewer: Reviewer) -> bool:

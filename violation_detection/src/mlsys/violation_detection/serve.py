@@ -71,13 +71,14 @@ def classifier_settings() -> ClassifierSettings:
 
 class Callers:
     """Pure ASGI: predictions only for a caller with the token, refused before the body is
-    read (FastAPI parses a body before it solves any dependency)."""
+    read (FastAPI parses a body before it solves any dependency). Not installed without a
+    token, which only development allows."""
 
     def __init__(self, app, token: str):
         self.app, self.expected = app, f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == PREDICT and self.expected != b"Bearer ":
+        if scope["type"] == "http" and scope["path"] == PREDICT:
             sent = [value for name, value in scope["headers"] if name == b"authorization"]
             if len(sent) != 1 or not hmac.compare_digest(sent[0], self.expected):
                 await answer(send, 401, "send the classifier's token: Authorization: Bearer",
@@ -173,8 +174,8 @@ def create_app(champion: ChampionWatch[LoadedModel] | None = None) -> FastAPI:
     app = FastAPIOffline(title="AIAnimals no-animal classifier", version="1", lifespan=lifespan)
     app.state.champion = champion or champion_classifier()
     app.add_middleware(BodyLimit, limit=lambda method, path: MAX_REQUEST_BYTES)
-    token = classifier_settings().token.get_secret_value()
-    app.add_middleware(Callers, token=token)  # outermost: a stranger's body is never read
+    if token := classifier_settings().token.get_secret_value():
+        app.add_middleware(Callers, token=token)  # outermost: a stranger's body is never read
 
     @app.get("/health")
     async def health() -> dict:
