@@ -65,7 +65,7 @@ ifneq ($(SERVE),0)
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
 	@echo "API:    http://localhost:$(API_PORT)/v0/docs   (log in as dog_leigh / password; Ctrl-C stops all)"
-	@echo "App:    http://localhost:$(API_PORT)/app/   (the web client)"
+	@echo "App:    http://localhost:$(API_PORT)/app/   (the web client; sign-ups' links are mailed into $(HOME_DIR)/mail)"
 	@echo "A/B:    http://localhost:$(AB_PORT)  (the API behind the ranker-vs-likes experiment)"
 	@echo "Portal: http://localhost:$(PORTAL_PORT)   (moderation: log in as $(MODERATOR) / password)"
 	@echo "Classifier: http://localhost:$(CLASSIFIER_PORT)/docs   (the no-animal classifier; every post is judged)"

@@ -192,7 +192,8 @@ case "${1:-}" in
     wait_for aianimals job/aianimals-migrate
     wait_for aianimals job/aianimals-initial-load
     for workload in deployment/api deployment/outbox-relay deployment/search-index \
-        deployment/ranking-features deployment/ab-test-proxy deployment/redis; do
+        deployment/account-mail deployment/ranking-features deployment/ab-test-proxy \
+        deployment/redis; do
       wait_for aianimals "$workload"
     done
     wait_for beverage-sales-forecasting deployment/bi

@@ -9,11 +9,11 @@ set -euo pipefail
 manifests="${1:-$(dirname "$0")/../manifests}"
 compose_env="${2:-$(dirname "$0")/../../env.secret}"
 
-# The value of $1 in any existing env file, or a new random one.
+# The value of $1 in any existing env file, else $2, else a new random one.
 value() {
   local existing
   existing="$(cat "$manifests"/*/secrets/*.env "$compose_env" 2>/dev/null | sed -n "s/^$1=//p" | head -n 1 || true)"
-  echo "${existing:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}"
+  echo "${existing:-${2:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}}"
 }
 # PostgreSQL: the superuser (only the server and its bootstrap script know it) and one
 # login role per component (data/create-roles.sh makes them; the migrations grant them).
@@ -49,6 +49,10 @@ ELASTICSEARCH_USER=elastic
 ELASTICSEARCH_PASSWORD=$elasticsearch_password"
 # The classifier server's callers (the detection consumer) send this token.
 classifier="VIOLATION_DETECTION_TOKEN=$(value VIOLATION_DETECTION_TOKEN)"
+# The SMTP relay the account mailer sends sign-up links through: MAIL_URL in the
+# environment of `make secrets` (smtp://user:password@relay:587), or edit the file. Until
+# then the links land as files in the mailer's /tmp/mail, for whoever can exec into it.
+mail="MAIL_URL=$(value MAIL_URL "${MAIL_URL:-file:///tmp/mail}")"
 rabbitmq_server="RABBITMQ_DEFAULT_USER=mlsys
 RABBITMQ_DEFAULT_PASS=$rabbitmq_password"
 redis_server="REDIS_PASSWORD=$redis_password"
@@ -89,6 +93,7 @@ done
 write "$manifests/aianimals/secrets/aianimals.env" "$aianimals"
 write "$manifests/aianimals/secrets/mlflow-credentials.env" "$mlflow_client"
 write "$manifests/aianimals/secrets/classifier.env" "$classifier"
+write "$manifests/aianimals/secrets/mail.env" "$mail"
 write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
 write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"
@@ -97,5 +102,6 @@ $mlflow_server
 $bi_login
 $aianimals
 $classifier
+$mail
 $rabbitmq_server
 $elasticsearch_server"

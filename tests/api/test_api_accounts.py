@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, func, select, update
 
 from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.settings import auth_settings
-from mlsys.aianimals.tables import Animal, User
+from mlsys.aianimals.tables import Animal, Registration, User
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.security import TokenClaims, create_token
 from tests.helpers.aianimals import PNG, wait_until
-from tests.helpers.http import login, serving_api
+from tests.helpers.http import link_token, login, mailed, serving_api
 
 SEARCH = {"phrases": ["ねこ"], "sort_by": "like"}
 
@@ -29,7 +29,8 @@ def api(aianimals_home, monkeypatch):
         yield client
 
 
-def register(api, handle=None, email=None, password="a long password") -> dict:
+def register(api, handle=None, email=None, password="a long password", confirm=True) -> dict:
+    """Sign up; with `confirm`, a sign-up accepted is confirmed by its mailed link."""
     handle = handle or f"user_{uuid.uuid4().hex[:12]}"
     body = {
         "handle_name": handle,
@@ -39,6 +40,9 @@ def register(api, handle=None, email=None, password="a long password") -> dict:
         "gender": 1,
     }
     response = api.post("/v0/user", json=body)
+    if confirm and response.status_code == 202:
+        token = link_token(mailed(body["email_address"]))
+        assert api.post("/v0/user/verify", json={"token": token}).status_code == 201
     return {"status": response.status_code, "json": response.json(), "handle": handle}
 
 
@@ -182,22 +186,59 @@ def test_handles_and_addresses_are_unique_whatever_their_case(api):
         "detail": "this handle name is already taken"
     }
     assert login(api, "DOG_LEIGH")  # logging in, the case does not matter either
-    fresh = register(api)
+
+
+def test_signing_up_tells_nobody_whether_an_address_is_known(api):
+    """Item 13: a known and an unknown address get the same answer, and neither a login
+    with the password given nor the handle's availability afterwards tells them apart;
+    only the address's mailbox learns (a link, or a note that it has an account)."""
     with get_engine().connect() as connection:
-        address = connection.scalar(
-            select(User.email_address).where(User.handle_name == "dog_leigh")
-        )
+        known = connection.scalar(select(User.email_address).where(User.handle_name == "dog_leigh"))
         users_before = connection.scalar(select(func.count()).select_from(User))
-    taken = register(api, email=address.upper())
-    # The same answer as a registration that made an account: nobody learns the address
-    # is known. No account was made, so the password given logs nobody in.
-    assert taken["status"] == fresh["status"] == 201
+    taken = register(api, email=known.upper(), confirm=False)
+    fresh = register(api, email=f"new_{uuid.uuid4().hex[:8]}@example.com", confirm=False)
+    assert taken["status"] == fresh["status"] == 202
     assert taken["json"].keys() == fresh["json"].keys()
+    for attempt in (taken, fresh):
+        # Nobody logs in before the link comes back; the handle is held either way.
+        credentials = {"handle_name": attempt["handle"], "password": "a long password"}
+        assert api.post("/v0/user/login", json=credentials).status_code == 401
+        other = f"other_{uuid.uuid4().hex[:8]}@example.com"
+        assert register(api, handle=attempt["handle"].upper(), email=other)["status"] == 409
     with get_engine().connect() as connection:
         assert connection.scalar(select(func.count()).select_from(User)) == users_before
-    credentials = {"handle_name": taken["handle"], "password": "a long password"}
-    assert api.post("/v0/user/login", json=credentials).status_code == 401
+    note = mailed(known.upper())
+    assert link_token(note) is None and "already has an account" in note["Subject"]
+    token = link_token(mailed(fresh["json"]["email_address"]))
+    assert token
+    assert api.post("/v0/user/verify", json={"token": token[:-1] + "x"}).status_code == 404
+    assert api.post("/v0/user/verify", json={"token": token}).status_code == 201
+    assert api.post("/v0/user/verify", json={"token": token}).status_code == 404  # used
     assert login(api, fresh["handle"], "a long password")
+
+
+def test_a_link_expires_and_its_handle_is_free_again(api, monkeypatch):
+    user = register(api, confirm=False)
+    token = link_token(mailed(user["json"]["email_address"]))
+    with get_engine().begin() as connection:
+        connection.execute(update(Registration).values(expires_at=datetime.now(UTC)))
+    assert api.post("/v0/user/verify", json={"token": token}).status_code == 404
+    again = register(api, handle=user["handle"], email=f"again_{user['handle']}@example.com")
+    assert again["status"] == 202  # and confirmed
+    assert login(api, user["handle"], "a long password")
+
+
+def test_an_address_that_got_an_account_meanwhile_is_not_registered_twice(api):
+    address = f"twice_{uuid.uuid4().hex[:8]}@example.com"
+    first = register(api, email=address, confirm=False)
+    first_token = link_token(mailed(address))
+    assert register(api, email=address.upper(), confirm=False)["status"] == 202
+    second_token = link_token(mailed(address, count=2))  # a link too: no account yet
+    assert api.post("/v0/user/verify", json={"token": second_token}).status_code == 201
+    refused = api.post("/v0/user/verify", json={"token": first_token})
+    assert refused.status_code == 409 and "has an account already" in refused.text
+    credentials = {"handle_name": first["handle"], "password": "a long password"}
+    assert api.post("/v0/user/login", json=credentials).status_code == 401
 
 
 def test_the_case_of_a_handle_buys_no_more_guesses(api):

@@ -18,7 +18,7 @@ from tests.helpers.aianimals import (
     services_deployment,
 )
 from tests.helpers.cli import run_cli
-from tests.helpers.http import login, serving_api
+from tests.helpers.http import link_token, login, mailed, serving_api
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,12 @@ def test_revoked_tokens_and_case_insensitive_handles_on_postgresql(api):
     handle = f"user_{uuid.uuid4().hex[:12]}"
     body = {"handle_name": handle, "email_address": f"{handle}@example.com",
             "password": "a long password", "age": 30, "gender": 1}  # fmt: skip
-    assert api.post("/v0/user", json=body).status_code == 201
+    assert api.post("/v0/user", json=body).status_code == 202
+    # What the relay and the account-mail consumer Deployments do, once; then the link.
+    run_cli("mlsys.batch", "relay")
+    assert "handled: 1" in run_cli("mlsys.batch", "account-mail", "--idle-seconds", "1").stdout
+    token = {"token": link_token(mailed(body["email_address"]))}
+    assert api.post("/v0/user/verify", json=token).status_code == 201
     upper = {**body, "handle_name": handle.upper(), "email_address": "other@example.com"}
     assert api.post("/v0/user", json=upper).status_code == 409
     token = login(api, handle.upper(), "a long password")

@@ -174,8 +174,8 @@ def test_swagger_and_the_web_client_show_similar_posts(similar_api, browser):
     page.screenshot(path=SCREENSHOTS / "api_swagger_similar.png", full_page=True)
 
     page.goto(f"{url}/app/")
-    page.get_by_label("Handle name").fill("dog_leigh")
-    page.get_by_label("Password").fill("password")
+    page.locator("#login-form").get_by_label("Handle name").fill("dog_leigh")
+    page.locator("#login-form").get_by_label("Password").fill("password")
     page.get_by_role("button", name="Log in").click()
     page.get_by_text("@dog_leigh").wait_for(timeout=30_000)
     page.get_by_label("Search").fill("ねこ")

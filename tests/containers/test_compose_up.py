@@ -5,8 +5,10 @@ whole stack comes up: every healthcheck healthy and every job completed; the API
 BI (in Chromium) answer a login through their published ports; it comes down leaving no
 container, network or volume behind."""
 
+import io
 import json
 import subprocess
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from infrastructure.images import docker
 from tests.containers.conftest import built
+from tests.helpers.http import link_token, mailed
 from tests.helpers.manifests import copy_with_secrets
 from tests.helpers.paths import ROOT
 from tests.helpers.services import port_open
@@ -28,7 +31,7 @@ SECONDS_TO_COME_UP = 1500
 
 class Stack:
     def __init__(self, folder: Path):
-        manifests = copy_with_secrets(folder)
+        manifests, self.folder = copy_with_secrets(folder), folder
         self.secrets = dict(
             line.split("=", 1) for line in (manifests / "env.secret").read_text().split()
         )
@@ -45,6 +48,24 @@ class Stack:
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([*self.command, *args], cwd=ROOT, env=self.env, check=check,
                               capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    def mailed_link(self, user: dict, timeout: float = 120) -> str:
+        """The token of the link mailed to `user`'s address: MAIL_URL is file:///tmp/mail
+        until `make secrets` is given an SMTP relay, so it is in the mailer's container."""
+        folder, deadline = self.folder / "mail-copy", time.monotonic() + timeout
+        while True:
+            copied = subprocess.run([*self.command, "exec", "-T", "account-mail", "tar", "-C",
+                                     "/tmp", "-cf", "-", "mail"], cwd=ROOT, env=self.env,
+                                    capture_output=True, timeout=60)  # fmt: skip
+            if copied.returncode == 0:
+                with tarfile.open(fileobj=io.BytesIO(copied.stdout)) as archive:
+                    archive.extractall(folder, filter="data")
+                try:
+                    return link_token(mailed(user["email_address"], folder / "mail", timeout=0))
+                except AssertionError:
+                    pass
+            assert time.monotonic() < deadline, copied.stderr.decode()[-2000:]
+            time.sleep(2)
 
     def services(self) -> dict[str, dict]:
         return json.loads(self.compose("config", "--format", "json").stdout)["services"]
@@ -117,7 +138,9 @@ def test_the_stack_comes_up_and_answers_through_its_published_ports(stack, brows
     with httpx.Client(base_url="http://127.0.0.1:8000", timeout=30) as api:
         user = {"handle_name": "compose_test", "email_address": "compose@example.com",
                 "password": "a long password", "age": 30, "gender": 1}  # fmt: skip
-        assert api.post("/v0/user", json=user).status_code == 201
+        assert api.post("/v0/user", json=user).status_code == 202
+        verified = api.post("/v0/user/verify", json={"token": stack.mailed_link(user)})
+        assert verified.status_code == 201, verified.text
         login = {"handle_name": user["handle_name"], "password": user["password"]}
         token = {"token": api.post("/v0/user/login", json=login).json()["token"]}
         found = api.post("/v0/animal/search", json={"phrases": ["ねこ"]}, headers=token)

@@ -25,7 +25,7 @@ from infrastructure.images import docker
 from mlsys.pipelines.kubelet import workloads
 from mlsys.pipelines.run import run_workflow
 from tests.helpers.aianimals import android_app_sequence, search
-from tests.helpers.http import login
+from tests.helpers.http import login, sign_up
 from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.container
@@ -134,11 +134,18 @@ def test_aianimals_jobs_complete(cluster):
     assert int(psql(cluster, "aianimals", "SELECT count(*) FROM animals")) > 0
 
 
+def mail_tmp(cluster) -> dict:
+    """The account mailer's /tmp: MAIL_URL is file:///tmp/mail until `make secrets` is
+    given an SMTP relay, so the sign-up links land there, where the test reads them."""
+    return {"shared": {"tmp": cluster.volume("mail-tmp", "64Mi")}}
+
+
 def test_consumers_keep_running(cluster):
     for name in ("outbox-relay", "ranking-features", "image-index"):
         cluster.start(AIANIMALS, name, overrides=AIANIMALS_OVERRIDES)
     cluster.start(AIANIMALS, "search-index", overrides=AIANIMALS_OVERRIDES, **shared_tmp(cluster))
-    for name in ("outbox-relay", "search-index", "ranking-features", "image-index"):
+    cluster.start(AIANIMALS, "account-mail", overrides=AIANIMALS_OVERRIDES, **mail_tmp(cluster))
+    for name in ("outbox-relay", "search-index", "account-mail", "ranking-features", "image-index"):
         still_running(cluster.started[(AIANIMALS, name)], seconds=2)
 
 
@@ -148,7 +155,7 @@ def test_api_answers_the_android_app_from_its_container(cluster):
         # Outside development the seeded users' passwords are random: a new user signs up.
         user = {"handle_name": "container_test", "email_address": "container@example.com",
                 "password": "a long password", "age": 30, "gender": 1}  # fmt: skip
-        assert api.post("/v0/user", json=user).status_code == 201
+        sign_up(api, user, cluster.volumes["mail-tmp"] / "mail")  # the mailed link, followed
         token = login(api, user["handle_name"], user["password"])
         # The initial load queued every post; the relay and the search-index consumer
         # index them into the file the API reads.

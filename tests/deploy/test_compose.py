@@ -38,7 +38,7 @@ def test_the_forecasting_stack_is_there():
 
 def test_the_aianimals_stack_is_there():
     aianimals = {"redis", "rabbitmq", "elasticsearch", "aianimals-initial-load"}
-    assert aianimals | {"outbox-relay", "search-index", "api"} <= set(SERVICES)
+    assert aianimals | {"outbox-relay", "search-index", "account-mail", "api"} <= set(SERVICES)
     assert SERVICES["api"]["environment"]["POSTGRES_DB"] == "aianimals"
     assert "aianimals" in (ROOT / "infrastructure/manifests/data/create-roles.sh").read_text()
 

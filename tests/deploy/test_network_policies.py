@@ -44,6 +44,8 @@ NEEDED = [
     ("aianimals", app("image-index"), "data", app("postgres"), 5432),
     ("aianimals", app("image-index"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", app("image-index"), "mlflow", app("mlflow"), 5000),  # the champion
+    ("aianimals", app("account-mail"), "data", app("postgres"), 5432),
+    ("aianimals", app("account-mail"), "aianimals", app("rabbitmq"), 5672),
     ("aianimals", ARGO_STEP, "data", app("postgres"), 5432),  # the search-ranker workflow
     ("aianimals", ARGO_STEP, "mlflow", app("mlflow"), 5000),
     ("aianimals", app("violation-classifier"), "mlflow", app("mlflow"), 5000),
@@ -78,6 +80,8 @@ REFUSED = [
     ("aianimals", app("review-portal"), "aianimals", app("violation-classifier"), 8100),
     ("aianimals", app("api"), "aianimals", app("violation-classifier"), 8100),
     ("aianimals", ARGO_STEP, "aianimals", app("redis"), 6379),
+    ("aianimals", app("account-mail"), "aianimals", app("redis"), 6379),
+    ("aianimals", app("account-mail"), "mlflow", app("mlflow"), 5000),
     ("aianimals", ARGO_STEP, "default", {}, 443),  # only the API server (deploy.sh's ipBlock)
     ("beverage-sales-forecasting", ARGO_STEP, "default", {}, 6443),
     ("beverage-sales-forecasting", app("bi"), "aianimals", app("redis"), 6379),

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.helpers.http import login, serving_api
+from tests.helpers.http import link_token, login, mailed, serving_api
 from tests.helpers.moderation import IMAGES
 from tests.helpers.paths import SCREENSHOTS
 
@@ -36,12 +36,12 @@ def test_login_search_open_like_and_post_in_the_browser(server, browser, tmp_pat
     page.on("request", lambda r: sent.append((r.url, r.headers.get("token"))))
     page.goto(f"{url}/app/")
 
-    page.get_by_label("Handle name").fill("dog_leigh")
-    page.get_by_label("Password").fill("not the password")
+    page.locator("#login-form").get_by_label("Handle name").fill("dog_leigh")
+    page.locator("#login-form").get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Log in").click()
     holds(page, "document.querySelector('#login-error').textContent.length > 0")
     assert page.get_by_text("@dog_leigh").count() == 0
-    page.get_by_label("Password").fill("password")
+    page.locator("#login-form").get_by_label("Password").fill("password")
     page.get_by_role("button", name="Log in").click()
     page.get_by_text("@dog_leigh").wait_for(timeout=30_000)
 
@@ -89,3 +89,37 @@ def test_login_search_open_like_and_post_in_the_browser(server, browser, tmp_pat
 
     acting = [(u, t) for u, t in sent if any(p in u for p in ("/search", "/v0/like", "/v0/animal"))]
     assert acting and all(t for _, t in acting)  # the token header, as the app sends it
+
+
+def test_sign_up_confirm_the_mailed_link_and_log_in_in_the_browser(server, browser):
+    """Item 13 of issue 32: signing up mails a link; the account exists once it is opened
+    and confirmed (a click: opening the page alone, as mail scanners do, confirms nothing)."""
+    client, url = server
+    page = browser.new_page(viewport={"width": 1300, "height": 950})
+    page.goto(f"{url}/app/")
+    signup = page.locator("#signup-form")
+    signup.get_by_label("Handle name").fill("browser_cat")
+    signup.get_by_label("Email address").fill("browser_cat@example.com")
+    signup.get_by_label("Password").fill("a long password")
+    signup.get_by_label("Age").fill("30")
+    signup.get_by_role("button", name="Sign up").click()
+    page.get_by_text("Check your mail").wait_for(timeout=10_000)
+    mail = mailed("browser_cat@example.com")
+    link = next(line for line in mail.get_content().split() if "#verify=" in line)
+    token = link_token(mail)
+    page.close()
+    page = browser.new_page(viewport={"width": 1300, "height": 950})  # the mail's link
+    page.goto(link.replace("http://127.0.0.1:8000", url))
+    page.get_by_role("button", name="Confirm my address").wait_for(timeout=10_000)
+    credentials = {"handle_name": "browser_cat", "password": "a long password"}
+    refused = client.post("/v0/user/login", json=credentials)
+    assert refused.status_code == 401  # opened, not yet confirmed
+    page.get_by_role("button", name="Confirm my address").click()
+    page.get_by_text("Your address is confirmed").wait_for(timeout=10_000)
+    assert "verify" not in page.url  # the used token is off the address bar
+    page.locator("#login-form").get_by_label("Password").fill("a long password")
+    page.locator("#login-form").get_by_role("button", name="Log in").click()
+    page.get_by_text("@browser_cat").wait_for(timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / "web_client_signed_up.png", full_page=True)
+    page.close()
+    assert client.post("/v0/user/verify", json={"token": token}).status_code == 404  # used

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlsys.aianimals.settings import AuthSettings, SearchSettings
+from mlsys.aianimals.settings import AuthSettings, MailSettings, ModerationSettings, SearchSettings
 from mlsys.beverage.tracking import ForecastingSettings
 from mlsys.bi.access import BiSettings
 from mlsys.common.settings import (
@@ -34,6 +34,8 @@ SETTINGS = (
     AuthSettings,
     BiSettings,
     ClassifierSettings,
+    MailSettings,
+    ModerationSettings,
 )
 
 

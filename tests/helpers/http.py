@@ -87,3 +87,47 @@ def login(client, handle_name: str = "dog_leigh", password: str = "password") ->
     )
     assert response.status_code == 200, response.text
     return {"token": response.json()["token"]}
+
+
+def mailed(address: str, folder=None, timeout: float = 30, count: int = 1):
+    """The last mail to `address` (in any case) in a MAIL_URL=file:// folder (default: the
+    development one, MLSYS_HOME/mail), once `count` mails to it have arrived."""
+    import email
+    import email.policy
+    from pathlib import Path
+
+    from mlsys.aianimals.settings import mail_settings
+
+    folder = Path(folder) if folder else Path(mail_settings().url.get_secret_value()[7:])
+    deadline = time.monotonic() + timeout
+    while True:
+        mails = [
+            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            for path in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+        ] if folder.is_dir() else []  # fmt: skip
+        mine = [m for m in mails if str(m["To"]).lower() == address.lower()]
+        if len(mine) >= count:
+            return mine[-1]
+        assert time.monotonic() < deadline, f"no mail to {address} in {folder} in {timeout} s"
+        time.sleep(0.1)
+
+
+def link_token(mail) -> str | None:
+    """The token of the confirmation link in a sign-up's mail (None: a mail with no link)."""
+    import re
+
+    found = re.search(r"#verify=(\S+)", mail.get_content())
+    return found.group(1) if found else None
+
+
+def sign_up(client, user: dict, folder=None) -> dict:
+    """Sign up as the web client does and confirm the address with the mailed link; the
+    new user's public record. The account mailer must be running (in the API process in
+    the local profile)."""
+    pending = client.post("/v0/user", json=user)
+    assert pending.status_code == 202, pending.text
+    token = link_token(mailed(user["email_address"], folder))
+    assert token, "the mail has no confirmation link"
+    verified = client.post("/v0/user/verify", json={"token": token})
+    assert verified.status_code == 201, verified.text
+    return verified.json()

@@ -17,7 +17,8 @@ SCHEMA = migrate.Schema(
     adopts={"0002": "0002"},  # the former shared chain's second revision was ours
     privileges={
         # Registers users, posts, likes and unlikes, logs access; outbox rows go out with
-        # each change. Deleting is only a like's: posts and users are deactivated.
+        # each change. Deleting is only a like's and a registration's (confirmed or
+        # expired): posts and users are deactivated.
         "api": {
             **dict.fromkeys(_MASTER, "SELECT"),
             "users": _WRITE,
@@ -30,10 +31,12 @@ SCHEMA = migrate.Schema(
             "post_embeddings": "SELECT",  # the similar-image index
             "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the login throttle
             "violations": "SELECT",  # /metrics reports the posts waiting for a verdict
+            "registrations": "SELECT, INSERT, DELETE",  # sign-ups until confirmed
         },
         # Initial load (upserts everything), the relay (marks outbox rows), the
-        # search-index consumer (reads posts) and the local broker's offsets and dead
-        # letters (a replay deletes what it moved back).
+        # search-index consumer (reads posts), the account mailer (stamps the sign-ups it
+        # mailed a link for) and the local broker's offsets and dead letters (a replay
+        # deletes what it moved back).
         "batch": {
             **dict.fromkeys((*_MASTER, "users", "animals", "likes", "access_logs"), _WRITE),
             "outbox": _WRITE,
@@ -41,6 +44,7 @@ SCHEMA = migrate.Schema(
             "dead_letters": "SELECT, INSERT, DELETE",
             "photos": "SELECT, INSERT",  # the seeded photos
             "violations": "SELECT",  # MODERATION_UNJUDGED_POSTS=hidden indexes judged posts
+            "registrations": "SELECT, UPDATE",
         },
         # The ranking jobs read posts, likes and the access logs, and write the posts'
         # online features (the job, and the consumer of new posts and likes, whose local

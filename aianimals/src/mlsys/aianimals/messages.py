@@ -37,10 +37,12 @@ DEAD_LETTER_EXCHANGE = "aianimals.dead"
 
 
 class Topic(StrEnum):
-    """What a message announces (its routing key); the payload names the post."""
+    """What a message announces (its routing key); the payload names the post (or the
+    sign-up)."""
 
     animal_created = "animal.created"
     animal_updated = "animal.updated"  # liked, unliked, deactivated
+    user_registered = "user.registered"  # a sign-up to mail (`{"registration_id": ...}`)
 
 
 class Queue(StrEnum):
@@ -50,6 +52,7 @@ class Queue(StrEnum):
     ranking_features = "ranking-features"
     violation_detection = "violation-detection"
     image_index = "image-index"
+    account_mail = "account-mail"
 
 
 # Queue -> the topics it receives. Declared by the relay too, so that messages wait for a
@@ -60,6 +63,7 @@ QUEUES: dict[Queue, list[Topic]] = {
     Queue.ranking_features: [Topic.animal_created, Topic.animal_updated],
     Queue.violation_detection: [Topic.animal_created],  # a new post's photo is judged once
     Queue.image_index: [Topic.animal_created],  # and embedded once, for similar images
+    Queue.account_mail: [Topic.user_registered],
 }
 
 

@@ -58,6 +58,30 @@ class ModerationSettings(BaseSettings):
     unjudged_posts: Literal["shown", "hidden"] = "shown"
 
 
+class MailSettings(BaseSettings):
+    """Where the account mails (a sign-up's confirmation link) go."""
+
+    model_config = SettingsConfigDict(env_prefix="MAIL_")
+
+    # `smtp://[user:password@]host[:port]` (STARTTLS when the server offers it),
+    # `smtps://...` (TLS from the start), or `file:///folder` (one .eml file per mail, for
+    # development and tests). Empty: MLSYS_HOME/mail in development, refused elsewhere.
+    url: SecretStr = SecretStr("")
+    sender: str = "AIAnimals <no-reply@aianimals.invalid>"
+    # The web client's address as users reach it: a link is `<this>#verify=<token>`.
+    web_client_url: str = "http://127.0.0.1:8000/app/"
+    # How long a confirmation link works, and the sign-up keeps its handle name.
+    registration_hours: float = 24.0
+
+
+def mail_settings() -> MailSettings:
+    settings = MailSettings()
+    require_secret("MAIL_URL", settings.url)
+    if not settings.url.get_secret_value():
+        settings.url = SecretStr((platform_settings().home / "mail").resolve().as_uri())
+    return settings
+
+
 def moderation_settings() -> ModerationSettings:
     return ModerationSettings()
 

@@ -282,3 +282,28 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     window_ends: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Registration(Base):
+    """A sign-up waiting for its address to be confirmed: the account is made from it when
+    the link mailed to the address comes back (`POST /v0/user/verify`), so registering
+    tells nobody whether an address is known. Its handle is reserved until it expires,
+    whatever the address, so a handle's availability tells nothing either."""
+
+    __tablename__ = "registrations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    handle_name: Mapped[str] = mapped_column(String(64))
+    email_address: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    age: Mapped[int] = mapped_column(Integer)
+    gender: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # SHA-256 of the mailed link's token (the token itself is only in the mail); None
+    # until mailed, and for an address that already has an account (its mail says so).
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    mailed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ux_registrations_handle_name_lower", func.lower(handle_name), unique=True),
+    )

@@ -21,7 +21,7 @@ from mlsys.aianimals import storage
 from mlsys.aianimals.cache import get_cache
 from mlsys.aianimals.database import SCHEMA, get_engine
 from mlsys.aianimals.search import SearchEngineError, get_search_index
-from mlsys.aianimals.settings import auth_settings
+from mlsys.aianimals.settings import MailSettings, auth_settings
 from mlsys.aianimals.tables import Animal
 from mlsys.aianimals.throttle import LoginThrottle
 from mlsys.api import guards, metrics
@@ -52,6 +52,7 @@ async def lifespan(app: FastAPI):
     app.state.schema_at_head = False
     app.state.cache = get_cache()
     app.state.login_throttle = LoginThrottle(app.state.auth)
+    app.state.mail = MailSettings()  # how long a sign-up waits (the mailer needs MAIL_URL)
     app.state.search_index = get_search_index()
     stop = threading.Event()
     app.state.ranking = Ranking(champion_ranker(), ActivityCache(app.state.engine))
@@ -68,12 +69,15 @@ async def lifespan(app: FastAPI):
         from mlsys.aianimals.database import upgrade_or_wait
         from mlsys.aianimals.indexing import index_posts
         from mlsys.aianimals.messages import Queue, consume
+        from mlsys.aianimals.registrations import mail_registrations
+        from mlsys.aianimals.settings import mail_settings
 
         engine = app.state.engine
         upgrade_or_wait(engine)
         handlers = {
             Queue.search_index: partial(index_posts, engine, app.state.search_index),
             Queue.ranking_features: partial(refresh_activity, engine),
+            Queue.account_mail: partial(mail_registrations, engine, mail_settings()),
         }
         for queue, handler in handlers.items():
             consumer = threading.Thread(

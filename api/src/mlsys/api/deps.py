@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlsys.aianimals.search import SearchIndex
-from mlsys.aianimals.settings import AuthSettings
+from mlsys.aianimals.settings import AuthSettings, MailSettings
 from mlsys.aianimals.tables import User
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.ranking import Ranking
@@ -38,6 +38,10 @@ async def get_auth(request: Request) -> AuthSettings:
     return request.app.state.auth
 
 
+async def get_mail(request: Request) -> MailSettings:
+    return request.app.state.mail
+
+
 async def get_ranking(request: Request) -> Ranking:
     return request.app.state.ranking
 
@@ -56,6 +60,7 @@ SimilarWordsDep = Annotated[ChampionWatch[LoadedWords], Depends(get_similar_word
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 RankingDep = Annotated[Ranking, Depends(get_ranking)]
 AuthDep = Annotated[AuthSettings, Depends(get_auth)]
+MailDep = Annotated[MailSettings, Depends(get_mail)]
 
 _bearer = HTTPBearer(auto_error=False, description="The token from /v0/user/login")
 _REVOKED = "the token was revoked, or its user deactivated: log in again"

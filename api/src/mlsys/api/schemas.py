@@ -100,6 +100,20 @@ class UserCreate(Strict):
     gender: int = Field(ge=0, le=2)
 
 
+class RegistrationPending(BaseModel):
+    """A sign-up waiting for its address to be confirmed; the same for every address."""
+
+    handle_name: str
+    email_address: str
+    expires_at: datetime = Field(description="Until when the mailed link works")
+
+
+class Verification(Strict):
+    token: Annotated[str, StringConstraints(min_length=16, max_length=128)] = Field(
+        description="The token of the link mailed at sign-up (after `#verify=`)"
+    )
+
+
 class UserPublic(BaseModel):
     id: str
     handle_name: str

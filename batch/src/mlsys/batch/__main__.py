@@ -14,7 +14,7 @@ from mlsys.common.logging import configure_logging
 app = typer.Typer(
     help="AIAnimals batch jobs: generate the synthetic activity, load everything into the "
     "database (SQLite under .mlsys/ by default, PostgreSQL with MLSYS_PROFILE=services), "
-    "relay the outbox to RabbitMQ, and keep the search index in sync.",
+    "relay the outbox to RabbitMQ, keep the search index in sync, and mail sign-ups.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -174,6 +174,32 @@ def search_index(
     handler = partial(index_posts, engine, index)
     stats = consume(
         Queue.search_index, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
+    )
+    typer.echo(
+        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
+    )
+
+
+@app.command("account-mail")
+def account_mail(
+    idle_seconds: IdleSeconds = None,
+) -> None:
+    """Consume the account-mail queue (RabbitMQ, or the outbox in the local profile): mail
+    each sign-up its confirmation link (or, to an address that has an account, a note
+    saying so) where MAIL_URL says."""
+    from functools import partial
+
+    from mlsys.aianimals.database import get_engine, upgrade_or_wait
+    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.registrations import mail_registrations
+    from mlsys.aianimals.settings import mail_settings
+
+    configure_logging()
+    settings, engine = mail_settings(), get_engine()  # refuses an empty MAIL_URL in production
+    upgrade_or_wait(engine)
+    handler = partial(mail_registrations, engine, settings)
+    stats = consume(
+        Queue.account_mail, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
     )
     typer.echo(
         f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"

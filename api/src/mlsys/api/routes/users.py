@@ -1,3 +1,4 @@
+from datetime import timedelta
 from typing import Annotated
 from uuid import uuid4
 
@@ -8,17 +9,20 @@ from sqlalchemy.orm import Mapped, Session
 
 from mlsys.aianimals.messages import Topic, add_to_outbox
 from mlsys.aianimals.passwords import hash_password, verify_password
-from mlsys.aianimals.tables import Animal, User
+from mlsys.aianimals.registrations import forget_expired, token_hash
+from mlsys.aianimals.tables import Animal, Registration, User
 from mlsys.api.animals import now
 from mlsys.api.clients import client_address
-from mlsys.api.deps import ActiveUsersDep, AuthDep, CurrentUser, SessionDep
+from mlsys.api.deps import ActiveUsersDep, AuthDep, CurrentUser, MailDep, SessionDep
 from mlsys.api.schemas import (
     LoginRequest,
     LoginResponse,
     PasswordChange,
     PasswordConfirmation,
+    RegistrationPending,
     UserCreate,
     UserPublic,
+    Verification,
     errors,
 )
 from mlsys.api.security import create_token
@@ -26,6 +30,7 @@ from mlsys.common.logging import get_logger
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v0/user", tags=["user"])
+HANDLE_TAKEN = "this handle name is already taken"
 
 
 def _too_many_failures(request: Request, session: Session, account: str) -> None:
@@ -80,38 +85,86 @@ def login(
 
 
 @router.post(
-    "", response_model=UserPublic, status_code=status.HTTP_201_CREATED, responses=errors(409)
+    "",
+    response_model=RegistrationPending,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(409),
 )
-def register(session: SessionDep, user_create: UserCreate) -> UserPublic:
-    """Register a new user (the password is stored as an Argon2id hash). Handle names and
-    addresses are unique whatever their case. A handle name in use answers 409 (handles
-    are public: every post shows its owner's); an address in use answers as a success
-    does, with no account made, so that registering tells nobody whose address is known."""
-    user = User(
+def register(session: SessionDep, mail: MailDep, user_create: UserCreate) -> RegistrationPending:
+    """Sign up: a link to confirm the address is mailed to it, and the account is made
+    when the link comes back (`POST /v0/user/verify`); the password is stored as an
+    Argon2id hash. The answer is the same whether the address is new or already has an
+    account (its owner is mailed a note instead of a link), so signing up tells nobody
+    whose address is known. A handle name in use, or held by a sign-up still waiting for
+    its link, answers 409 (handles are public: every post shows its owner's); handles
+    compare whatever their case."""
+    forget_expired(session)
+    handle = _same_text(User.handle_name, user_create.handle_name)
+    if session.scalar(select(User.id).where(handle)) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, HANDLE_TAKEN)
+    created = now()
+    registration = Registration(
         id=uuid4().hex,
         handle_name=user_create.handle_name,
         email_address=user_create.email_address,
         password_hash=hash_password(user_create.password),
         age=user_create.age,
         gender=user_create.gender,
+        created_at=created,
+        expires_at=created + timedelta(hours=mail.registration_hours),
+    )
+    answer = RegistrationPending.model_validate(registration, from_attributes=True)
+    session.add(registration)
+    add_to_outbox(
+        session.connection(), Topic.user_registered, [{"registration_id": registration.id}]
+    )
+    try:
+        session.commit()
+    except IntegrityError as error:  # a sign-up for the same handle won the race
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, HANDLE_TAKEN) from error
+    return answer
+
+
+@router.post(
+    "/verify",
+    response_model=UserPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 409),
+)
+def verify(session: SessionDep, verification: Annotated[Verification, Body()]) -> UserPublic:
+    """Confirm an address with the token of the link mailed at sign-up: the account is
+    made, and its handle name and password log in from now on. A token unknown, used
+    already or expired answers 404; an address that got an account meanwhile, 409."""
+    registration = session.scalar(
+        select(Registration).where(
+            Registration.token_hash == token_hash(verification.token),
+            Registration.expires_at > now(),
+        )
+    )
+    if registration is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is unknown or has expired")
+    user = User(
+        id=uuid4().hex,
+        handle_name=registration.handle_name,
+        email_address=registration.email_address,
+        password_hash=registration.password_hash,
+        age=registration.age,
+        gender=registration.gender,
         deactivated=False,
         created_at=now(),
         token_version=0,
     )
     answer = UserPublic.model_validate(user, from_attributes=True)  # before commit expires it
+    session.delete(registration)
     session.add(user)
     try:
         session.commit()
-    except IntegrityError as error:
+    except IntegrityError as error:  # only the link's holder learns this: the address's owner
         session.rollback()
-        taken = session.scalar(
-            select(User.id).where(_same_text(User.handle_name, user_create.handle_name))
-        )
-        if taken is not None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, "this handle name is already taken"
-            ) from error
-        log.info("registration with an address already registered: no account made")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "this address has an account already: log in"
+        ) from error
     return answer
 
 

@@ -39,7 +39,7 @@ async function api(path, { method = "GET", json, form } = {}) {
 }
 
 function show(view) {
-  for (const id of ["login-view", "search-view", "post-view", "new-post-view"]) {
+  for (const id of ["login-view", "verify-view", "search-view", "post-view", "new-post-view"]) {
     $(id).hidden = id !== view;
   }
   $("logout").hidden = !state.token;
@@ -69,6 +69,45 @@ async function logIn(event) {
     await start();
   } catch (error) {
     $("login-error").textContent = error.message;
+  }
+}
+
+// Signing up mails a link to the address; the answer is the same whatever the address.
+async function signUp(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  $("signup-result").textContent = "";
+  try {
+    const pending = await api("/v0/user", {
+      method: "POST",
+      json: {
+        handle_name: form.get("handle_name"),
+        email_address: form.get("email_address"),
+        password: form.get("password"),
+        age: Number(form.get("age")),
+        gender: Number(form.get("gender")),
+      },
+    });
+    $("signup-result").textContent =
+      `Check your mail: a link to confirm ${pending.email_address} is on its way.`;
+  } catch (error) {
+    $("signup-result").textContent = error.message;
+  }
+}
+
+// The mailed link opens this page with `#verify=<token>`: a click (not the page's opening,
+// which mail scanners do too) confirms the address.
+async function verify(token) {
+  $("verify").disabled = true;
+  try {
+    const user = await api("/v0/user/verify", { method: "POST", json: { token } });
+    history.replaceState(null, "", location.pathname); // the token is used: off the address
+    $("verify-result").textContent = `Your address is confirmed: log in as @${user.handle_name}.`;
+    $("login-form").elements.handle_name.value = user.handle_name;
+    $("login-view").hidden = false;
+  } catch (error) {
+    $("verify-result").textContent = error.message;
+    $("verify").disabled = false;
   }
 }
 
@@ -257,6 +296,12 @@ async function newPost(event) {
 }
 
 async function start() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("verify");
+  if (token && !state.token) {
+    show("verify-view");
+    $("verify").onclick = () => verify(token);
+    return;
+  }
   if (!state.token) {
     show("login-view");
     return;
@@ -268,6 +313,7 @@ async function start() {
 
 window.addEventListener("DOMContentLoaded", () => {
   $("login-form").onsubmit = logIn;
+  $("signup-form").onsubmit = signUp;
   $("logout").onclick = () => {
     api("/v0/user/logout", { method: "POST" }).catch(() => {});
     logOut();
