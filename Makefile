@@ -62,6 +62,12 @@ demo: install ## forecasting (register, backtest, then the forecasting CronWorkf
 	$(PY) -m mlsys.violation_detection train --output $(HOME_DIR)/moderation.json $(MODERATION_ARGS)
 	$(PY) -m mlsys.search build-image-index --output $(HOME_DIR)/image_index.json $(IMAGE_INDEX_ARGS)
 ifneq ($(SERVE),0)
+	$(MAKE) --no-print-directory serve
+endif
+
+.PHONY: serve
+serve: install ## serve what the last `make demo` made, without running its jobs again: the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal
+	@test -f $(HOME_DIR)/aianimals.db || { echo "nothing to serve in $(HOME_DIR): run make demo first"; exit 1; }
 	@echo "BI:     http://localhost:$(BI_PORT)"
 	@echo "MLflow: http://localhost:$(MLFLOW_PORT)"
 	@echo "API:    http://localhost:$(API_PORT)/v0/docs   (log in as dog_leigh / password; Ctrl-C stops all)"
@@ -82,7 +88,6 @@ ifneq ($(SERVE),0)
 	$(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
 	$(PY) -m mlsys.search image-index-consumer & \
 	wait
-endif
 
 .PHONY: services
 services: ## make PostgreSQL :5432, Redis :6379 and RabbitMQ :5672 answer on localhost (installs the Debian packages if missing)
