@@ -1,13 +1,15 @@
-"""Every command of every component explains itself, run exactly as the images and Argo
-steps run it (`python -m mlsys.<component> <command> --help`): the component's help lists
-each of its commands, and each command's help lists each of its own options. The commands
-are read from the Typer apps themselves, so a new one is covered without editing this."""
+"""Every command of every component explains itself: the component's help, run exactly as
+the images and Argo steps run it (`python -m mlsys.<component> --help`), lists each of its
+commands, and each command's help lists each of its own options (in this process: the same
+Typer app, without a Python start per command). The commands are read from the Typer apps
+themselves, so a new one is covered without editing this."""
 
 import importlib
 import os
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import ROOT
@@ -16,9 +18,13 @@ COMPONENTS = ["ab_test_proxy", "api", "batch", "bi", "data_registration", "ml", 
               "search", "violation_detection"]  # fmt: skip
 
 
+def app(component: str) -> typer.Typer:
+    return importlib.import_module(f"mlsys.{component}.__main__").app
+
+
 def group(component: str):
     """The component's Typer app as the command group it runs as."""
-    return typer.main.get_command(importlib.import_module(f"mlsys.{component}.__main__").app)
+    return typer.main.get_command(app(component))
 
 
 COMMANDS = [(c, name) for c in COMPONENTS for name in sorted(group(c).commands)]
@@ -42,7 +48,9 @@ def test_help_lists_the_commands(component):
 
 @pytest.mark.parametrize(("component", "command"), COMMANDS)
 def test_each_command_lists_its_options(component, command):
-    output = help_of(f"mlsys.{component}", command)
+    helped = CliRunner().invoke(app(component), [command, "--help"], env=WIDE)
+    assert helped.exit_code == 0, helped.output
+    output = helped.output
     params = group(component).commands[command].params
     options = [p.opts[-1] for p in params if p.param_type_name == "option"]
     arguments = [p.name for p in params if p.param_type_name == "argument"]

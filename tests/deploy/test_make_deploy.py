@@ -1,6 +1,7 @@
 """`make deploy_base DRY_RUN=1` and `make deploy_job DRY_RUN=1` print the whole plan and
 need no cluster; nothing is applied and no secret is printed or written."""
 
+import functools
 import os
 import re
 import shutil
@@ -35,9 +36,16 @@ def make(*args: str, built: dict | None = BUILT, check: bool = True):
     return result.stdout
 
 
+@functools.cache
+def deploy_base() -> str:
+    """`make deploy_base DRY_RUN=1` with the default record: one run, read by several tests."""
+    return make("deploy_base")
+
+
+@pytest.mark.slow  # a whole dry run: 5 s
 def test_deploy_base_dry_run_prints_commands_and_manifests():
     before = sorted(ROOT.glob("infrastructure/manifests/*/secrets/*"))
-    output = make("deploy_base")
+    output = make("deploy_base")  # not the shared run: this one is watched for what it writes
     commands = [line for line in output.splitlines() if line.startswith("+ kubectl")]
     for namespace in (
         "data",
@@ -68,11 +76,12 @@ def test_deploy_job_dry_run_prints_every_cron_workflow():
     assert output.count("kind: CronWorkflow") == len(names)
 
 
+@pytest.mark.slow  # a whole dry run: 5 s
 def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():
     """Issue 11, items 3 and 10: a changed config made `apply -k` fail on the immutable
     initial-load Job, and deploy.sh went on without waiting for RabbitMQ, Elasticsearch,
     the Jobs or the Argo controller."""
-    commands = [line for line in make("deploy_base").splitlines() if line.startswith("+ ")]
+    commands = [line for line in deploy_base().splitlines() if line.startswith("+ ")]
     for namespace in ("beverage-sales-forecasting", "aianimals"):
         delete = (f"+ kubectl -n {namespace} delete job -l mlsys.io/replaced-on-deploy=true "
                   "--ignore-not-found --wait")  # fmt: skip
@@ -93,6 +102,7 @@ def test_deploy_replaces_the_initial_jobs_and_waits_for_what_it_starts():
         assert apply in applied and commands.index(apply) < commands.index(wait), wait
 
 
+@pytest.mark.slow  # two whole dry runs: 6 s
 def test_what_is_deployed_names_the_registry_and_the_commit_never_latest():
     """Issue 11, item 10: REGISTRY and TAG did not reach the kustomizations; `:latest` ran.
     The tag is all digits, as the commit 152024868255 was: kustomize refused it unquoted."""
@@ -108,6 +118,7 @@ def test_what_is_deployed_names_the_registry_and_the_commit_never_latest():
         assert refused.returncode != 0 and "immutable tag" in refused.stderr
 
 
+@pytest.mark.slow  # two whole dry runs: 6 s
 def test_deploy_names_the_tag_build_all_recorded_and_checks_the_registry_first():
     """Issue 30, item 5: following the README, a commit between `make build_all` and
     `make deploy_base` changed the tag (the commit) and the deployment named images that
@@ -243,10 +254,11 @@ def test_the_moderators_portal_is_reachable_and_a_first_moderator_can_be_made():
     assert make("moderator", check=False).returncode == 2
 
 
+@pytest.mark.slow  # a whole dry run when it runs first: 6 s
 def test_every_deploy_brings_the_databases_and_roles_up_to_date():
     """Issue 31: create-roles.sh ran only on an empty volume, so an existing cluster never
     got the roles a newer version added."""
-    commands = [line for line in make("deploy_base").splitlines() if line.startswith("+ ")]
+    commands = [line for line in deploy_base().splitlines() if line.startswith("+ ")]
     roles = ("+ kubectl -n data exec statefulset/postgres -c postgres -- "
              "bash /docker-entrypoint-initdb.d/create-roles.sh")  # fmt: skip
     assert roles in commands
