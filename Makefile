@@ -98,7 +98,7 @@ test: install ## run every test: unit, integration (`make services` first), e2e 
 	$(UV) run --frozen pytest
 
 test-fast: install ## unit tests only: no services, no browser, no containers, no model training at full size
-	$(UV) run --frozen pytest -m "not integration and not e2e and not slow and not container"
+	$(UV) run --frozen pytest -n auto -m "not integration and not e2e and not slow and not container"
 
 .PHONY: properties
 properties: install ## the schemathesis run at full size: 250 examples per route, over 2,000 requests on SQLite and on PostgreSQL (`make services` first)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import mlflow
 from mlsys.common.tracking import CHAMPION_VERSION, configure_mlflow, model_uri
 
@@ -29,6 +31,7 @@ def test_local_experiments_keep_artifacts_under_the_home(local_home, tmp_path, m
     assert another.artifact_location == (local_home / "mlartifacts").resolve().as_uri()
 
 
+@pytest.mark.slow  # three Pythons importing MLflow at once: 13 s
 def test_processes_making_the_local_store_at_once_all_find_it_made(tmp_path):
     """A job making the store while a server first looks at it once collided in SQLite
     (CI: "table _alembic_tmp_model_version_tags already exists"): they take turns."""

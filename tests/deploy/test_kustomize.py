@@ -33,6 +33,7 @@ def generated_names(documents: list[dict]) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # kubectl kustomize of Argo's install: 16 s
 @pytest.mark.parametrize("namespace", NAMESPACES)
 def test_renders_as_kubectl_kustomize(manifests, namespace):
     folder = manifests / namespace

@@ -28,7 +28,10 @@ def test_the_platform_namespaces_are_all_there():
     ]
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
+# Argo's vendored install is 11 MB of CRDs: validating it takes seconds (`slow`).
+@pytest.mark.parametrize(
+    "namespace", [pytest.param(n, marks=pytest.mark.slow) if n == "argo" else n for n in NAMESPACES]
+)
 def test_every_resource_validates_strictly(manifests, namespace):
     documents = rendered(manifests / namespace)
     assert documents

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mlsys.pipelines.run import run_workflow
@@ -191,6 +192,7 @@ def test_the_command_line_prints_the_summary_and_exits_as_the_workflow_ends(tmp_
     assert "workflow.yaml: Failed" in failed.stdout
 
 
+@pytest.mark.slow  # registers the real file: 7 s
 def test_the_shipped_weekly_registration_runs_as_local_processes(tmp_path, monkeypatch):
     """Without a container engine: register-next-week as written for the cluster, its
     /app paths (the files the image carries) read from the repository."""
