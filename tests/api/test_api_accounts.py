@@ -14,7 +14,7 @@ from mlsys.aianimals.settings import auth_settings
 from mlsys.aianimals.tables import Animal, Registration, User
 from mlsys.api.active_users import ActiveUsers
 from mlsys.api.security import TokenClaims, create_token
-from tests.helpers.aianimals import PNG, wait_until
+from tests.helpers.aianimals import post_animal, wait_until
 from tests.helpers.http import link_token, login, mailed, serving_api
 
 SEARCH = {"phrases": ["ねこ"], "sort_by": "like"}
@@ -103,11 +103,7 @@ def test_a_password_change_revokes_earlier_tokens_and_answers_a_new_one(api):
 def test_deactivating_an_account_revokes_it_and_takes_its_posts_out_of_search(api):
     user = register(api)
     token = login(api, user["handle"], "a long password")
-    form = {"name": "ごろう", "description": "とらねこ", "animal_category_id": "2",
-            "animal_subcategory_id": "30"}  # fmt: skip
-    posted = api.post("/v0/animal", data=form, files={"photo": ("p.png", PNG)}, headers=token)
-    assert posted.status_code == 201
-    post_id = posted.json()["id"]
+    post_id = post_animal(api, token, "とらねこ", name="ごろう", category=2, subcategory=30)["id"]
     other = login(api)
 
     def found() -> bool:

@@ -13,6 +13,7 @@ from tests.helpers.aianimals import (
     PNG,
     cache_count,
     metric,
+    post_animal,
     same_pixels,
     search,
     services_deployment,
@@ -139,25 +140,13 @@ def test_search_answers_while_redis_is_unreachable(services, monkeypatch):
         assert cache_count(client, "miss") == misses + 2  # computed both times
 
 
-def post_photo(api, token, description):
-    form = {
-        "name": "ハナ",
-        "description": description,
-        "animal_category_id": "1",
-        "animal_subcategory_id": "24",
-    }
-    response = api.post("/v0/animal", data=form, files={"photo": ("h.png", PNG)}, headers=token)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 def found_by(api, token, phrase) -> list[str]:
     return [h["id"] for h in search(api, token, {"phrases": [phrase]})["results"]]
 
 
 def test_a_new_post_flows_outbox_rabbitmq_consumer_index(api):
     token = login(api)
-    animal_id = post_photo(api, token, "ペルシャの猫、こたつで丸くなる")
+    animal_id = post_animal(api, token, "ペルシャの猫、こたつで丸くなる", name="ハナ")["id"]
     assert found_by(api, token, "こたつ") == []  # not indexed before delivery
     assert "handled: 1" in deliver()
     assert soon(lambda: found_by(api, token, "こたつ"), [animal_id]) == [animal_id]
@@ -168,7 +157,8 @@ def test_a_post_made_while_rabbitmq_is_down_is_delivered_later(api, monkeypatch)
 
     token = login(api)
     monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))  # the broker is unreachable
-    animal_id = post_photo(api, token, "ペルシャの猫が紅葉を見ています")  # the API does not care
+    # The API does not care.
+    animal_id = post_animal(api, token, "ペルシャの猫が紅葉を見ています", name="ハナ")["id"]
     down = run_cli("mlsys.batch", "relay", check=False)
     assert down.returncode == 1 and "unreachable" in down.stderr
     metrics = api.get("/metrics").text
@@ -191,7 +181,7 @@ def test_with_unjudged_posts_hidden_a_post_waits_for_its_verdict(api, monkeypatc
     token = login(api)
     monkeypatch.setenv("MODERATION_UNJUDGED_POSTS", "hidden")  # the consumer's setting
     waiting = metric(api, "moderation_waiting_posts")
-    animal_id = post_photo(api, token, "ペルシャの猫が雪見障子から覗いています")
+    animal_id = post_animal(api, token, "ペルシャの猫が雪見障子から覗いています", name="ハナ")["id"]
     assert metric(api, "moderation_waiting_posts") == waiting + 1
     assert metric(api, "moderation_oldest_waiting_seconds") > 0  # the seeded posts
     assert "handled: 1" in deliver()
@@ -267,7 +257,7 @@ def test_a_photo_posted_to_one_replica_is_served_by_another_without_a_shared_dis
     """Issue 11, item 4: the photos lived on a ReadWriteOnce volume that two API replicas
     and the initial load mounted (a Multi-Attach error on a second node)."""
     token = login(api)
-    animal_id = post_photo(api, token, "ふたつめのサーバーで見る猫")
+    animal_id = post_animal(api, token, "ふたつめのサーバーで見る猫", name="ハナ")["id"]
     photo_url = api.get("/v0/animal", params={"id": animal_id}, headers=token).json()[0][
         "photo_url"
     ]
@@ -320,7 +310,7 @@ def test_new_posts_reach_the_online_features_through_rabbitmq(api, monkeypatch):
 
     consume_features()  # what the initial load queued
     token = login(api)
-    animal_id = post_photo(api, token, "オンラインの特徴を持つ猫")
+    animal_id = post_animal(api, token, "オンラインの特徴を持つ猫", name="ハナ")["id"]
     assert online_features(animal_id) is None
     with get_engine().begin() as connection:
         add_to_outbox(connection, Topic.animal_created, [{"no": "animal_id"}])  # poison

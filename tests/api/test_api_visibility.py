@@ -5,20 +5,8 @@ from sqlalchemy import select, update
 
 from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.tables import Animal, User
-from tests.helpers.aianimals import PNG
+from tests.helpers.aianimals import PNG, post_animal
 from tests.helpers.http import login
-
-
-def post(api, token) -> dict:
-    form = {
-        "name": "x",
-        "description": "y",
-        "animal_category_id": "2",
-        "animal_subcategory_id": "30",
-    }
-    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", PNG)}, headers=token)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def another_user() -> str:
@@ -32,7 +20,7 @@ def another_user() -> str:
 
 def test_only_the_owner_lists_and_loads_a_deactivated_post(api):
     owner, other = login(api), login(api, another_user())
-    posted = post(api, owner)
+    posted = post_animal(api, owner, category=2, subcategory=30)
     assert api.get(posted["photo_url"]).status_code == 200  # active: public, as the app loads it
     with get_engine().begin() as connection:
         connection.execute(update(Animal).where(Animal.id == posted["id"]).values(deactivated=True))
@@ -56,7 +44,7 @@ def test_only_the_owner_lists_and_loads_a_deactivated_post(api):
 def test_who_liked_a_deactivated_post_is_its_owners_to_know(api):
     """Issue 32, item 16: `GET /v0/like?animal_id=` listed them to anyone."""
     owner, other = login(api), login(api, another_user())
-    posted = post(api, owner)
+    posted = post_animal(api, owner, category=2, subcategory=30)
     liked = api.post("/v0/like", json={"animal_id": posted["id"]}, headers=other)
     assert liked.status_code == 201
 

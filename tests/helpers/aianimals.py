@@ -27,6 +27,16 @@ TINY_PNG = (
 )
 
 
+def post_animal(api, token: dict, description: str = "y", *, photo: bytes = PNG,
+                name: str = "x", category: int = 1, subcategory: int = 24) -> dict:  # fmt: skip
+    """A post made as the app makes it (`POST /v0/animal`, a form and a photo): the post."""
+    form = {"name": name, "description": description, "animal_category_id": str(category),
+            "animal_subcategory_id": str(subcategory)}  # fmt: skip
+    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", photo)}, headers=token)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 def palette_png_without_its_palette() -> bytes:
     """A palette PNG whose PLTE chunk is gone: Pillow opens it, then fails its own way."""
     from PIL import Image
@@ -96,14 +106,6 @@ def android_app_sequence(
         response = api.post("/v0/access_log", json=log, headers=token)
         assert response.status_code == 201, (position, response.text)
     return user_id, found, log
-
-
-def wait_until(condition, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
 
 
 def cache_count(api, result: str) -> float:
@@ -191,7 +193,7 @@ def spawn(env: dict, *args: str, log) -> subprocess.Popen:
     )
 
 
-def until(condition, timeout: float) -> float:
+def wait_until(condition, timeout: float = 20) -> float:
     """Seconds until `condition()` held; fails at the timeout."""
     start = time.monotonic()
     while not condition():

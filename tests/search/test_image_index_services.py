@@ -18,10 +18,11 @@ import pytest
 from mlsys.aianimals.messages import Queue
 from tests.helpers.aianimals import (
     dead_letters,
+    post_animal,
     publish,
     services_deployment,
     spawn,
-    until,
+    wait_until,
 )
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login
@@ -98,14 +99,6 @@ def local_home(deployed):
     return Path(os.environ["MLSYS_HOME"])
 
 
-def post(api, token, photo: bytes) -> str:
-    form = {"name": "かえる", "description": "池のほとり", "animal_category_id": "1",
-            "animal_subcategory_id": "24"}  # fmt: skip
-    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", photo)}, headers=token)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 def similar(api, token, animal_id: str):
     return api.post("/v0/animal/search/similar", json={"animal_id": animal_id}, headers=token)
 
@@ -116,16 +109,16 @@ def test_a_new_post_is_in_the_image_index_within_5_seconds_and_poison_is_dead_le
     api, logs = deployed
     token = login(api)
     seeded = api.get("/v0/animal", headers=token, params={"limit": 1}).json()[0]
-    until(lambda: similar(api, token, seeded["id"]).status_code == 200, timeout=60)
+    wait_until(lambda: similar(api, token, seeded["id"]).status_code == 200, timeout=60)
     again = api.get(seeded["photo_url"], headers=token)  # posted again: the same pixels
     assert again.status_code == 200
     before = dead_letters(Queue.image_index)
     publish({"animal_id": "0" * 32})  # no such post
     publish({"unexpected": True})  # names no post
     start = time.monotonic()
-    frog = post(api, token, again.content)
+    frog = post_animal(api, token, "池のほとり", photo=again.content, name="かえる")["id"]
     try:
-        until(lambda: similar(api, token, frog).status_code == 200, timeout=5)
+        wait_until(lambda: similar(api, token, frog).status_code == 200, timeout=5)
     except AssertionError:
         raise AssertionError(read(logs / "consumer.log")[-4000:]) from None
     elapsed = time.monotonic() - start
@@ -135,6 +128,6 @@ def test_a_new_post_is_in_the_image_index_within_5_seconds_and_poison_is_dead_le
     # The seeded post with the same photo is the nearest: identical.
     assert body["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
     assert seeded["id"] in [hit["id"] for hit in body["results"] if hit["similarity"] > 0.9999]
-    until(lambda: dead_letters(Queue.image_index) == before + 2, timeout=20)
+    wait_until(lambda: dead_letters(Queue.image_index) == before + 2, timeout=20)
     consumer_log = (logs / "consumer.log").read_text()
     assert "has no animal_id" in consumer_log, consumer_log[-3000:]

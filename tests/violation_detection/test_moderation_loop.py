@@ -30,11 +30,12 @@ from mlsys.violation_detection.review import REFUSED
 from tests.helpers.aianimals import (
     AIANIMALS_POSTS,
     dead_letters,
+    post_animal,
     publish,
     search,
     services_deployment,
     spawn,
-    until,
+    wait_until,
 )
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login, wait_for_url
@@ -178,14 +179,6 @@ def judged(engine) -> int:
         return db.execute(text("SELECT count(*) FROM violations")).scalar()
 
 
-def post(api, token, description: str, photo: bytes, name: str = "テスト") -> str:
-    form = {"name": name, "description": description, "animal_category_id": "1",
-            "animal_subcategory_id": "24"}  # fmt: skip
-    response = api.post("/v0/animal", data=form, files={"photo": ("p.png", photo)}, headers=token)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 def found(api, token, phrase) -> list[str]:
     return [hit["id"] for hit in search(api, token, {"phrases": [phrase]})["results"]]
 
@@ -206,16 +199,18 @@ def violation_of(loop: Loop, animal_id: str):
 def test_a_no_animal_post_leaves_search_within_5_seconds_and_an_animal_post_stays(loop):
     token = login(loop.api)
     start = time.monotonic()
-    stapler = post(loop.api, token, "机の上のホチキス", loop.no_animal)
-    cat = post(loop.api, token, "こたつで丸くなるペルシャ", loop.animal)
-    until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
-    until(lambda: found(loop.api, token, "ホチキス") == [], timeout=5 - (time.monotonic() - start))
+    stapler = post_animal(loop.api, token, "机の上のホチキス", photo=loop.no_animal)["id"]
+    cat = post_animal(loop.api, token, "こたつで丸くなるペルシャ", photo=loop.animal)["id"]
+    wait_until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
+    wait_until(
+        lambda: found(loop.api, token, "ホチキス") == [], timeout=5 - (time.monotonic() - start)
+    )
     elapsed = time.monotonic() - start
     print(f"no-animal post judged, deactivated and out of search after {elapsed:.2f} s")
     assert elapsed <= 5
     assert violation_of(loop, stapler)[0][2] is True  # deactivated
-    until(lambda: len(violation_of(loop, cat)) == 1, timeout=5)
-    until(lambda: found(loop.api, token, "こたつ") == [cat], timeout=5)
+    wait_until(lambda: len(violation_of(loop, cat)) == 1, timeout=5)
+    wait_until(lambda: found(loop.api, token, "こたつ") == [cat], timeout=5)
     assert violation_of(loop, cat)[0][0] is False and violation_of(loop, cat)[0][2] is False
     time.sleep(1)  # and it stays
     assert found(loop.api, token, "こたつ") == [cat]
@@ -226,11 +221,11 @@ def test_poison_messages_are_dead_lettered_and_a_redelivery_writes_one_row(loop)
     before = dead_letters(Queue.violation_detection)
     publish({"animal_id": "0" * 32})  # no such post
     publish({"unexpected": True})  # names no post
-    until(lambda: dead_letters(Queue.violation_detection) == before + 2, timeout=20)
+    wait_until(lambda: dead_letters(Queue.violation_detection) == before + 2, timeout=20)
     # The consumer went on: a post after the poison is judged, and judged once although
     # its message comes three times.
-    cat = post(loop.api, token, "また猫", loop.animal)
-    until(lambda: len(violation_of(loop, cat)) == 1, timeout=10)
+    cat = post_animal(loop.api, token, "また猫", photo=loop.animal)["id"]
+    wait_until(lambda: len(violation_of(loop, cat)) == 1, timeout=10)
     publish({"animal_id": cat}, times=2)
     time.sleep(1.5)
     assert len(violation_of(loop, cat)) == 1
@@ -249,8 +244,13 @@ def test_a_classifier_outage_of_a_minute_delays_verdicts_and_loses_none(loop):
     loop.stop_classifier()
     stopped = time.monotonic()
     try:
-        made = [post(loop.api, token, f"停電中の猫 {i}", loop.animal) for i in range(3)]
-        made.append(stapler := post(loop.api, token, "停電中のホチキス", loop.no_animal))
+        made = [
+            post_animal(loop.api, token, f"停電中の猫 {i}", photo=loop.animal)["id"]
+            for i in range(3)
+        ]
+        made.append(
+            stapler := post_animal(loop.api, token, "停電中のホチキス", photo=loop.no_animal)["id"]
+        )
         time.sleep(max(60 - (time.monotonic() - stopped), 0))  # the outage itself
         assert all(violation_of(loop, animal_id) == [] for animal_id in made)
         assert metric(loop.api, "moderation_waiting_posts") == len(made)
@@ -258,12 +258,12 @@ def test_a_classifier_outage_of_a_minute_delays_verdicts_and_loses_none(loop):
     finally:
         loop.start_classifier()
     returned = time.monotonic()
-    until(lambda: all(violation_of(loop, animal_id) for animal_id in made), timeout=60)
+    wait_until(lambda: all(violation_of(loop, animal_id) for animal_id in made), timeout=60)
     print(f"posts made during a 60 s outage judged {time.monotonic() - returned:.1f} s "
           "after the classifier's return")  # fmt: skip
     assert dead_letters(Queue.violation_detection) == before
     assert [row[0] for row in violation_of(loop, stapler)] == [True]
-    until(lambda: found(loop.api, token, "停電中のホチキス") == [], timeout=10)
+    wait_until(lambda: found(loop.api, token, "停電中のホチキス") == [], timeout=10)
     assert metric(loop.api, "moderation_waiting_posts") == 0
 
 
@@ -282,9 +282,11 @@ def log_in(page, handle, password):
 
 def test_a_reversal_in_the_portal_brings_the_post_back_and_becomes_a_label(loop, browser):
     token = login(loop.api)
-    stapler = post(loop.api, token, "棚に並んだホッチキス", loop.no_animal, name=MARKDOWN_NAME)
-    until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
-    until(lambda: found(loop.api, token, "ホッチキス") == [], timeout=5)
+    stapler = post_animal(
+        loop.api, token, "棚に並んだホッチキス", photo=loop.no_animal, name=MARKDOWN_NAME
+    )["id"]
+    wait_until(lambda: [row[0] for row in violation_of(loop, stapler)] == [True], timeout=5)
+    wait_until(lambda: found(loop.api, token, "ホッチキス") == [], timeout=5)
 
     def answer_to(handle: str, password: str, expected: str) -> None:
         """A login on a freshly loaded portal, so that the answer waited for is this one's."""
@@ -328,7 +330,7 @@ def test_a_reversal_in_the_portal_brings_the_post_back_and_becomes_a_label(loop,
     reverse.click()
     page.get_by_text("is back in search").wait_for(timeout=30_000)
     page.screenshot(path=SCREENSHOTS / "portal_reversed.png", full_page=True)
-    until(lambda: found(loop.api, token, "ホッチキス") == [stapler], timeout=10)
+    wait_until(lambda: found(loop.api, token, "ホッチキス") == [stapler], timeout=10)
 
     page.get_by_role("link", name="Violations").click()
     page.get_by_role("heading", name="Violations").wait_for(timeout=60_000)
