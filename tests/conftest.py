@@ -253,8 +253,10 @@ def rabbitmq_vhost(monkeypatch):
 # --- the browser ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless, shared by the browser tests."""
+    """Debian's Chromium, headless, shared by a module's browser tests. Not longer: while
+    Playwright's sync API is open, an event loop runs in this thread, and a later test's
+    asyncio.run() would fail ("cannot be called from a running event loop")."""
     with chromium() as browser:
         yield browser
