@@ -2,6 +2,7 @@
 outbox."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -63,6 +64,13 @@ NO_ANIMAL_VIOLATION_ID = "4cc11afb7f8944ab9b3c1573e85abbf3"
 NO_ANIMAL_VIOLATION = "no_animal_violation"
 
 
+class Role(StrEnum):
+    """What a user may do besides using the app (users.role)."""
+
+    user = "user"
+    moderator = "moderator"  # may log in to the review portal
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -76,7 +84,7 @@ class User(Base):
     # In every token: bumped on a password change, a deactivation or a log-out everywhere,
     # which revokes every token issued before.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # `user` or `moderator` (may open the review portal); `python -m mlsys.batch grant-role`.
+    # A `Role`; `python -m mlsys.batch grant-role` changes it.
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
 
     __table_args__ = (

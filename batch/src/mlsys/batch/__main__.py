@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mlsys.aianimals.settings import generated_dir
+from mlsys.aianimals.tables import Role
 from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging
 
@@ -175,9 +176,7 @@ def search_index(
     stats = consume(
         Queue.search_index, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
     )
-    typer.echo(
-        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
-    )
+    typer.echo(stats)
 
 
 @app.command("account-mail")
@@ -201,35 +200,24 @@ def account_mail(
     stats = consume(
         Queue.account_mail, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
     )
-    typer.echo(
-        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
-    )
+    typer.echo(stats)
 
 
 @app.command("grant-role")
 def grant_role(
     handle_name: Annotated[str, typer.Argument(help="The user's handle name.")],
-    role: Annotated[str, typer.Argument(help="`moderator` (may use the review portal) or `user`.")],
+    role: Annotated[
+        Role, typer.Argument(help="`moderator` (may use the review portal) or `user`.")
+    ],
 ) -> None:
     """Give a user a role: `moderator` lets them log in to the review portal
     (python -m mlsys.violation_detection portal); `user` takes it back."""
-    from sqlalchemy import func, update
-
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.tables import User
+    from mlsys.batch.roles import grant_role as grant
 
-    if role not in ("moderator", "user"):
-        typer.echo(f"error: unknown role {role!r} (known: moderator, user)", err=True)
-        raise typer.Exit(2)
     engine = get_engine()
     upgrade_or_wait(engine)
-    with engine.begin() as db:
-        changed = db.execute(
-            update(User)
-            .where(func.lower(User.handle_name) == handle_name.lower())
-            .values(role=role)
-        ).rowcount  # fmt: skip
-    if not changed:
+    if not grant(engine, handle_name, role):
         typer.echo(f"error: no user {handle_name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{handle_name}: {role}")

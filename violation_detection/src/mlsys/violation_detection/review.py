@@ -21,6 +21,7 @@ from mlsys.aianimals.passwords import verify_password
 from mlsys.aianimals.tables import (
     Animal,
     PhotoLabel,
+    Role,
     User,
     Violation,
     ViolationReview,
@@ -28,7 +29,6 @@ from mlsys.aianimals.tables import (
 )
 from mlsys.aianimals.throttle import LoginThrottle
 
-MODERATOR = "moderator"  # users.role of those who may review
 LABEL_SOURCE = "review"
 
 
@@ -68,7 +68,7 @@ def log_in(engine: Engine, throttle: LoginThrottle, handle_name: str, password: 
         valid = verify_password(password, user.password_hash if user else None)
         reviewer = (
             Reviewer(user.id, user.handle_name, user.token_version)
-            if valid and user is not None and not user.deactivated and user.role == MODERATOR
+            if valid and user is not None and not user.deactivated and user.role == Role.moderator
             else None
         )
         if not valid:
@@ -90,7 +90,7 @@ def still_reviewing(engine: Engine, reviewer: Reviewer) -> bool:
     return (
         user is not None
         and not user.deactivated
-        and user.role == MODERATOR
+        and user.role == Role.moderator
         and user.token_version == reviewer.token_version
     )
 
