@@ -276,6 +276,12 @@ class ConsumerStats:
     errors: list[str] = field(default_factory=list)
     permanent: set[str] = field(default_factory=set)  # ids no retry can fix
 
+    def __str__(self) -> str:
+        """The line a consumer's command prints when it stops."""
+        return (
+            f"handled: {self.handled}, retried: {self.retried}, dead-lettered: {self.dead_lettered}"
+        )
+
 
 def consume(
     queue: Queue,

@@ -90,9 +90,7 @@ def features_consumer(
         idle_seconds=idle_seconds,
         stop=stopping.is_set,
     )
-    typer.echo(
-        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
-    )
+    typer.echo(stats)
 
 
 def _logged_data():
@@ -416,9 +414,7 @@ def image_index_consumer(
         idle_seconds=idle_seconds,
         stop=stopping.is_set,
     )
-    typer.echo(
-        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
-    )
+    typer.echo(stats)
 
 
 if __name__ == "__main__":

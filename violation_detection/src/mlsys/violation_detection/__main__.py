@@ -237,9 +237,7 @@ def consume(
         idle_seconds=idle_seconds,
         stop=stopping.is_set,
     )
-    typer.echo(
-        f"handled: {stats.handled}, retried: {stats.retried}, dead-lettered: {stats.dead_lettered}"
-    )
+    typer.echo(stats)
 
 
 @app.command()
