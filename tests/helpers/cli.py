@@ -6,37 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlsys.aianimals.settings import AuthSettings, MailSettings, ModerationSettings, SearchSettings
-from mlsys.beverage.tracking import ForecastingSettings
-from mlsys.bi.access import BiSettings
-from mlsys.common.settings import (
-    ElasticsearchSettings,
-    MlflowSettings,
-    PlatformSettings,
-    PostgresSettings,
-    RabbitmqSettings,
-    RedisSettings,
-    StorageSettings,
-)
-from mlsys.violation_detection.serve import ClassifierSettings
 from tests.helpers.paths import ROOT
-
-SETTINGS = (
-    PlatformSettings,
-    PostgresSettings,
-    MlflowSettings,
-    ForecastingSettings,
-    RedisSettings,
-    RabbitmqSettings,
-    ElasticsearchSettings,
-    SearchSettings,
-    StorageSettings,
-    AuthSettings,
-    BiSettings,
-    ClassifierSettings,
-    MailSettings,
-    ModerationSettings,
-)
 
 
 def local_env(home: Path) -> dict[str, str]:
@@ -64,9 +34,45 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subproce
 
 def variables_read_by_components() -> set[str]:
     """Every environment variable some component reads: the settings classes, the MLflow
-    server script, and MLflow's own switch. Deployment files may pass only these."""
+    server script, and MLflow's own switch. Deployment files may pass only these. (The
+    settings are imported here, not at the top: every test process imports this module.)"""
+    from mlsys.aianimals.settings import (
+        AuthSettings,
+        MailSettings,
+        ModerationSettings,
+        SearchSettings,
+    )
+    from mlsys.beverage.tracking import ForecastingSettings
+    from mlsys.bi.access import BiSettings
+    from mlsys.common.settings import (
+        ElasticsearchSettings,
+        MlflowSettings,
+        PlatformSettings,
+        PostgresSettings,
+        RabbitmqSettings,
+        RedisSettings,
+        StorageSettings,
+    )
+    from mlsys.violation_detection.serve import ClassifierSettings
+
+    every_settings = (
+        PlatformSettings,
+        PostgresSettings,
+        MlflowSettings,
+        ForecastingSettings,
+        RedisSettings,
+        RabbitmqSettings,
+        ElasticsearchSettings,
+        SearchSettings,
+        StorageSettings,
+        AuthSettings,
+        BiSettings,
+        ClassifierSettings,
+        MailSettings,
+        ModerationSettings,
+    )
     names = set()
-    for settings in SETTINGS:
+    for settings in every_settings:
         prefix = settings.model_config["env_prefix"]
         names |= {f"{prefix}{field}".upper() for field in settings.model_fields}
     names |= set(re.findall(r"\$\{(\w+)", (ROOT / "mlflow" / "serve.sh").read_text()))
