@@ -119,7 +119,7 @@ def test_sign_up_confirm_the_mailed_link_and_log_in_in_the_browser(server, brows
     assert "verify" not in page.url  # the used token is off the address bar
     page.locator("#login-form").get_by_label("Password").fill("a long password")
     page.locator("#login-form").get_by_role("button", name="Log in").click()
-    page.get_by_text("@browser_cat").wait_for(timeout=30_000)
+    page.get_by_text("@browser_cat", exact=True).wait_for(timeout=30_000)
     page.screenshot(path=SCREENSHOTS / "web_client_signed_up.png", full_page=True)
     page.close()
     assert client.post("/v0/user/verify", json={"token": token}).status_code == 404  # used
