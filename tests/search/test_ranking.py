@@ -1,9 +1,13 @@
 """The pieces of learning to rank that must be exactly right: the metrics, the gains,
-the propensities and the point-in-time history (no event at or after a search counts)."""
+the propensities, the point-in-time history (no event at or after a search counts) and the
+text-score baseline (the local engine's own order)."""
+
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from mlsys.aianimals.local_search import LocalSearchIndex
 from mlsys.aianimals.ranking import (
     FEATURES,
     dcg,
@@ -15,7 +19,9 @@ from mlsys.aianimals.ranking import (
     query_features,
     reciprocal_rank,
 )
+from mlsys.aianimals.search import AnimalDocument, SearchQuery
 from mlsys.search.dataset import History
+from mlsys.search.evaluate import TextScores
 
 
 def test_ndcg_against_the_ideal_of_every_candidate():
@@ -69,3 +75,44 @@ def test_feature_rows_have_the_feature_set_and_smoothed_rates():
     assert value["select_rate"][1] > value["select_rate"][0]  # 25 of 50 examinations
     assert value["breed_in_query"].tolist() == [1.0, 0.0]
     assert value["query_in_name"].tolist() == [0.0, 1.0]
+
+
+def test_the_text_score_baseline_is_the_local_engines_match_and_score(tmp_path):
+    texts = [
+        ("ミケ", "ふわふわの猫です"),
+        ("ねこ太郎", "眠そうなねこ、ねこ、ねこ"),
+        ("ポチ", "元気な犬と公園で"),
+        ("タマ", "公園で昼寝する猫"),
+        ("シロ", "柴犬のいぬ、ふわふわ"),
+    ]
+    documents = [
+        AnimalDocument(
+            id=f"{number:032x}",
+            name=name,
+            description=description,
+            photo_key=f"p/{number}.png",
+            animal_category_id=1,
+            animal_category_name_en="cat",
+            animal_category_name_ja="ネコ",
+            animal_subcategory_id=1,
+            animal_subcategory_name_en="persian",
+            animal_subcategory_name_ja="ペルシャ",
+            user_id="u" * 32,
+            user_handle_name="dog_leigh",
+            like=0,
+            created_at=datetime(2021, 7, 1, tzinfo=UTC) + timedelta(days=number),
+        )
+        for number, (name, description) in enumerate(texts)
+    ]
+    engine = LocalSearchIndex(tmp_path / "search.sqlite")
+    engine.upsert(documents)
+    baseline = TextScores([n for n, _ in texts], [d for _, d in texts])
+    for phrases in [("ねこ",), ("猫", "公園"), ("ふわふわ",), ("犬",), ("うさぎ",)]:
+        served = engine.search(SearchQuery(phrases=list(phrases)))
+        matched, score = baseline.search(phrases)
+        assert {int(hit.id, 16): hit.score for hit in served.results} == pytest.approx(
+            {post: score[post] for post in np.flatnonzero(matched)}
+        ), phrases
+    matched, score = baseline.search(("ねこ",))
+    assert np.flatnonzero(matched).tolist() == [0, 1, 3]  # every spelling of the word
+    assert score.argmax() == 1  # in the name, which weighs twice, and said most

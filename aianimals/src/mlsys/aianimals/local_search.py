@@ -102,14 +102,12 @@ class _Postings:
         return self._arrays
 
 
-# The per-slot columns of the memory and their types.
+# The per-slot columns of the memory (beside the terms') and their types.
 _COLUMNS = {
-    "alive": bool,
     "rowid": np.int64,  # the file's: salts the random order, as it did in SQL
     "likes": np.int64,
     "created": np.int64,  # microseconds since the epoch
     "id_key": np.uint64,
-    "length": np.float64,  # terms in the name and the description
     **{name: np.int32 for name in _FILTERS},  # codes of the filters' values
 }
 
@@ -138,57 +136,31 @@ def query_words(query: SearchQuery) -> list[QueryWord]:
     return words
 
 
-class _InMemoryIndex:
-    """The posts of the file at change `applied`: one slot per written version of a post
-    (a rewrite kills the old slot and takes a new one), columns as numpy arrays."""
+class TermIndex:
+    """The posts' terms, one slot per post, and how the local engine ranks them: BM25 as
+    FTS5 computes it (k1 = 1.2, b = 0.75, IDF floored), a match in the name weighing twice.
+    The engine searches through it and the ranker's offline evaluation scores its
+    `text_score` baseline with it, so the baseline is the engine's order."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        self.applied = -1  # nothing yet: the first catch-up reads every row (change >= 0)
-        self.size = 0
+        self.size = 0  # slots taken, dead ones included
         self.live = 0
         self.total_length = 0.0
-        self.slot_of: dict[str, int] = {}
-        self.ids: list[str] = []
-        self.documents: list[str] = []
-        # Parsed documents of live slots, made when first answered: a broad query's 100
-        # candidates cost more to parse and validate than to find.
-        self.parsed: dict[int, SearchHit] = {}
+        self.alive = np.zeros(capacity, dtype=bool)
+        self.length = np.zeros(capacity)  # terms in the name and the description
         self.postings: dict[str, _Postings] = {}
-        self.codes: dict[str, dict[str, int]] = {name: {} for name in _FILTERS}
-        self.column = {name: np.zeros(capacity, dtype) for name, dtype in _COLUMNS.items()}
 
-    def _grow(self) -> None:
-        for name, old in self.column.items():
-            self.column[name] = np.zeros(2 * len(old), old.dtype)
-            self.column[name][: len(old)] = old
-
-    def add(self, rowid: int, animal_id: str, document: str, name: str, description: str):
-        self.remove(animal_id)
-        if self.size == len(self.column["alive"]):
-            self._grow()
+    def add(self, name_terms: list[str], description_terms: list[str]) -> int:
+        """A new post's slot."""
+        if self.size == len(self.alive):
+            self.alive = np.concatenate([self.alive, np.zeros(len(self.alive), dtype=bool)])
+            self.length = np.concatenate([self.length, np.zeros(len(self.length))])
         slot = self.size
         self.size += 1
-        fields = json.loads(document)
-        created = datetime.fromisoformat(fields["created_at"])
-        name_terms, description_terms = name.split(), description.split()
-        values = {
-            "alive": True,
-            "rowid": rowid,
-            "likes": fields["like"],
-            "created": int(created.replace(tzinfo=created.tzinfo or UTC).timestamp() * 1e6),
-            "id_key": _id_key(animal_id),
-            "length": len(name_terms) + len(description_terms),
-        }
-        for name_of_filter in _FILTERS:
-            codes = self.codes[name_of_filter]
-            values[name_of_filter] = codes.setdefault(fields[name_of_filter], len(codes))
-        for column, value in values.items():
-            self.column[column][slot] = value
-        self.slot_of[animal_id] = slot
-        self.ids.append(animal_id)
-        self.documents.append(document)
+        self.alive[slot] = True
+        self.length[slot] = len(name_terms) + len(description_terms)
         self.live += 1
-        self.total_length += values["length"]
+        self.total_length += self.length[slot]
         weights: dict[str, float] = {}
         for term in name_terms:
             weights[term] = weights.get(term, 0.0) + _NAME_WEIGHT
@@ -199,62 +171,48 @@ class _InMemoryIndex:
             if postings is None:
                 postings = self.postings[term] = _Postings()
             postings.add(slot, weight)
+        return slot
 
-    def remove(self, animal_id: str) -> None:
-        slot = self.slot_of.pop(animal_id, None)
-        if slot is not None:
-            self.parsed.pop(slot, None)
-            self.column["alive"][slot] = False
-            self.live -= 1
-            self.total_length -= float(self.column["length"][slot])
+    def remove(self, slot: int) -> None:
+        self.alive[slot] = False
+        self.live -= 1
+        self.total_length -= float(self.length[slot])
 
-    @property
-    def wasteful(self) -> bool:
-        """Dead slots outnumber live ones: rebuilding is cheaper than carrying them."""
-        return self.size > 2 * self.live + 1024
-
-    def search(self, query: SearchQuery, words: list[QueryWord]) -> tuple[int, list[SearchHit]]:
-        """The number of matches of the query (its words: one of each word's forms, or of
-        its similar words, must match) and the page's hits."""
-        size, column = self.size, self.column
-        alive = column["alive"]
-        matched = alive[:size].copy()
-        for name, value in query.filters().items():
-            code = self.codes[name].get(value)
-            if code is None:
-                return 0, []
-            matched &= column[name][:size] == code
+    def match(self, words: list[QueryWord]) -> tuple[np.ndarray, np.ndarray]:
+        """Over every slot: whether the live post matches each word (one of its forms, or
+        of its similar words), and its score (0 without words)."""
+        size = self.size
+        matched = self.alive[:size].copy()
         score = np.zeros(size)
-        if words:
-            average = self.total_length / max(self.live, 1)
-            norm = _K1 * (1 - _B + _B * column["length"][:size] / max(average, 1e-9))
-            for word in words:
-                in_word = np.zeros(size, dtype=bool)
-                typed_idf = 0.0  # the most any typed form weighs: the cap of a similar word's
-                for form in dict.fromkeys(word.forms):
-                    found = self._live_postings(form)
-                    if found is None:
-                        continue
-                    slots, weights, idf = found
-                    typed_idf = max(typed_idf, idf)
-                    score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
-                    in_word[slots] = True
-                # A similar word counts as the word typed, written less surely: its term
-                # frequency is scaled by its weight (< 1) and its IDF is at most the typed
-                # word's, so a post saying it scores below one saying the word typed.
-                for similar, weight in word.similar:
-                    found = self._live_postings(similar)
-                    if found is None:
-                        continue
-                    slots, weights, idf = found
-                    idf = min(idf, typed_idf) if typed_idf else idf
-                    weights = weights * weight
-                    score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
-                    in_word[slots] = True
-                matched &= in_word
-        candidates = np.flatnonzero(matched)
-        page = self._ordered(candidates, score, query, bool(words))
-        return len(candidates), [self._hit(slot, float(score[slot])) for slot in page]
+        if not words:
+            return matched, score
+        average = self.total_length / max(self.live, 1)
+        norm = _K1 * (1 - _B + _B * self.length[:size] / max(average, 1e-9))
+        for word in words:
+            in_word = np.zeros(size, dtype=bool)
+            typed_idf = 0.0  # the most any typed form weighs: the cap of a similar word's
+            for form in dict.fromkeys(word.forms):
+                found = self._live_postings(form)
+                if found is None:
+                    continue
+                slots, weights, idf = found
+                typed_idf = max(typed_idf, idf)
+                score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
+                in_word[slots] = True
+            # A similar word counts as the word typed, written less surely: its term
+            # frequency is scaled by its weight (< 1) and its IDF is at most the typed
+            # word's, so a post saying it scores below one saying the word typed.
+            for similar, weight in word.similar:
+                found = self._live_postings(similar)
+                if found is None:
+                    continue
+                slots, weights, idf = found
+                idf = min(idf, typed_idf) if typed_idf else idf
+                weights = weights * weight
+                score[slots] += idf * weights * (_K1 + 1) / (weights + norm[slots])
+                in_word[slots] = True
+            matched &= in_word
+        return matched, score
 
     def _live_postings(self, form: str) -> tuple[np.ndarray, np.ndarray, float] | None:
         """The live posts of a term, their weights and the term's IDF (None: no post)."""
@@ -262,12 +220,77 @@ class _InMemoryIndex:
         if postings is None:
             return None
         slots, weights = postings.arrays()
-        live = self.column["alive"][slots]
+        live = self.alive[slots]
         slots, weights = slots[live], weights[live]
         if len(slots) == 0:
             return None
         idf = math.log((self.live - len(slots) + 0.5) / (len(slots) + 0.5))
         return slots, weights, idf if idf > 0 else 1e-6  # as FTS5: a common term still counts
+
+
+class _InMemoryIndex:
+    """The posts of the file at change `applied`: one slot per written version of a post
+    (a rewrite kills the old slot and takes a new one), its terms in a TermIndex and its
+    other columns as numpy arrays."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.applied = -1  # nothing yet: the first catch-up reads every row (change >= 0)
+        self.terms = TermIndex(capacity)
+        self.slot_of: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.documents: list[str] = []
+        # Parsed documents of live slots, made when first answered: a broad query's 100
+        # candidates cost more to parse and validate than to find.
+        self.parsed: dict[int, SearchHit] = {}
+        self.codes: dict[str, dict[str, int]] = {name: {} for name in _FILTERS}
+        self.column = {name: np.zeros(capacity, dtype) for name, dtype in _COLUMNS.items()}
+
+    def add(self, rowid: int, animal_id: str, document: str, name: str, description: str):
+        self.remove(animal_id)
+        slot = self.terms.add(name.split(), description.split())
+        if slot == len(self.column["rowid"]):
+            for column, old in self.column.items():
+                self.column[column] = np.concatenate([old, np.zeros(len(old), old.dtype)])
+        fields = json.loads(document)
+        created = datetime.fromisoformat(fields["created_at"])
+        values = {
+            "rowid": rowid,
+            "likes": fields["like"],
+            "created": int(created.replace(tzinfo=created.tzinfo or UTC).timestamp() * 1e6),
+            "id_key": _id_key(animal_id),
+        }
+        for name_of_filter in _FILTERS:
+            codes = self.codes[name_of_filter]
+            values[name_of_filter] = codes.setdefault(fields[name_of_filter], len(codes))
+        for column, value in values.items():
+            self.column[column][slot] = value
+        self.slot_of[animal_id] = slot
+        self.ids.append(animal_id)
+        self.documents.append(document)
+
+    def remove(self, animal_id: str) -> None:
+        slot = self.slot_of.pop(animal_id, None)
+        if slot is not None:
+            self.parsed.pop(slot, None)
+            self.terms.remove(slot)
+
+    @property
+    def wasteful(self) -> bool:
+        """Dead slots outnumber live ones: rebuilding is cheaper than carrying them."""
+        return self.terms.size > 2 * self.terms.live + 1024
+
+    def search(self, query: SearchQuery, words: list[QueryWord]) -> tuple[int, list[SearchHit]]:
+        """The number of matches of the query (its words: one of each word's forms, or of
+        its similar words, must match) and the page's hits."""
+        matched, score = self.terms.match(words)
+        for name, value in query.filters().items():
+            code = self.codes[name].get(value)
+            if code is None:
+                return 0, []
+            matched &= self.column[name][: self.terms.size] == code
+        candidates = np.flatnonzero(matched)
+        page = self._ordered(candidates, score, query, bool(words))
+        return len(candidates), [self._hit(slot, float(score[slot])) for slot in page]
 
     def _hit(self, slot: int, score: float) -> SearchHit:
         parsed = self.parsed.get(slot)
@@ -283,7 +306,7 @@ class _InMemoryIndex:
         start, stop = query.offset, query.offset + query.limit
         if start >= len(candidates):
             return []
-        size, column = self.size, self.column
+        size, column = self.terms.size, self.column
         created, likes = column["created"][:size], column["likes"][:size]
         keys: list[np.ndarray]
         if query.sort_by is SortBy.created_at:
@@ -419,7 +442,7 @@ class LocalSearchIndex:
         if last == memory.applied:
             return
         if memory.wasteful:
-            memory = self._memory = _InMemoryIndex(capacity=len(memory.column["alive"]))
+            memory = self._memory = _InMemoryIndex(capacity=len(memory.column["rowid"]))
         connection.execute("BEGIN")  # one snapshot: the rows and the change they make up
         try:
             last = connection.execute("SELECT last FROM changes").fetchone()[0]

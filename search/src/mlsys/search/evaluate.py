@@ -12,8 +12,8 @@
   existed then, scored by the generator's hidden quality (`quality_gain`), against the
   ideal order of all those posts; MRR of the first post of grade 2 or more (q >= 0.4).
 
-Baselines beside the models: `likes` (most liked then), `text_score` (BM25 over the
-engines' Japanese terms, the name weighing twice: the local engine's order) and
+Baselines beside the models: `likes` (most liked then), `text_score` (the local engine's
+own BM25 order, through its TermIndex) and
 `recency` (newest first). The models reorder the RERANK_CANDIDATES most liked matches,
 as the API's learn_to_rank does.
 """
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsys.aianimals.japanese import Untokenizable, index_terms, query_terms
+from mlsys.aianimals.japanese import Untokenizable, index_terms
+from mlsys.aianimals.local_search import TermIndex, query_words
 from mlsys.aianimals.ranking import (
     RERANK_CANDIDATES,
     logged_gain,
@@ -33,62 +34,35 @@ from mlsys.aianimals.ranking import (
     quality_gain,
     reciprocal_rank,
 )
+from mlsys.aianimals.search import SearchQuery
 from mlsys.search.dataset import RankingData
 
 Scorer = Callable[[np.ndarray], Any]  # feature rows -> scores (higher first)
 BASELINES = ("likes", "text_score", "recency")
 
 
-class TermIndex:
-    """Which posts match a search (every word of every phrase, in one of its forms, in
-    the name or the description) and their BM25 score, over the terms the engines index."""
-
-    K1, B = 1.2, 0.75
+class TextScores:
+    """Which posts match a search and their text score, as the local engine finds and
+    ranks them (its TermIndex over the same terms), one slot per post in the order given."""
 
     def __init__(self, names: list[str], descriptions: list[str]):
-        self.size = len(names)
-        self.postings: list[dict[str, list[int]]] = [{}, {}]
-        self.lengths = np.zeros((2, self.size))
+        self.index = TermIndex(capacity=max(len(names), 1))
         self.untokenizable: set[int] = set()  # posts a text of which the tokenizer refused
         for post, texts in enumerate(zip(names, descriptions, strict=True)):
-            for column, text in enumerate(texts):
+            terms: list[list[str]] = []
+            for text in texts:
                 try:
-                    terms = index_terms(text)
+                    terms.append(index_terms(text))
                 except Untokenizable:
-                    terms = []  # matched by nothing, counted and reported
+                    terms.append([])  # matched by nothing, counted and reported
                     self.untokenizable.add(post)
-                self.lengths[column, post] = len(terms)
-                for term in terms:
-                    self.postings[column].setdefault(term, []).append(post)
-        self.average = np.maximum(self.lengths.mean(axis=1), 1.0)
-        self._arrays = [{t: np.array(p) for t, p in c.items()} for c in self.postings]
+            self.index.add(*terms)
         self._cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def _column_score(self, column: int, term: str) -> np.ndarray:
-        score = np.zeros(self.size)
-        posts = self._arrays[column].get(term)
-        if posts is None:
-            return score
-        idf = np.log((self.size - len(posts) + 0.5) / (len(posts) + 0.5) + 1)
-        norm = self.K1 * (1 - self.B + self.B * self.lengths[column, posts] / self.average[column])
-        score[posts] = idf * (self.K1 + 1) / (1 + norm)
-        return score
-
     def search(self, phrases: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(matches, BM25 score) over all posts."""
+        """(matches, score) over all posts."""
         if phrases not in self._cache:
-            matched = np.ones(self.size, dtype=bool)
-            total = np.zeros(self.size)
-            for phrase in phrases:
-                for forms in query_terms(phrase):
-                    word = np.zeros(self.size)
-                    for form in forms:
-                        word = np.maximum(
-                            word, 2 * self._column_score(0, form) + self._column_score(1, form)
-                        )
-                    matched &= word > 0
-                    total += word
-            self._cache[phrases] = (matched, total)
+            self._cache[phrases] = self.index.match(query_words(SearchQuery(phrases=list(phrases))))
         return self._cache[phrases]
 
 
@@ -99,7 +73,7 @@ def _summary(values: dict[str, list[float]]) -> dict[str, float]:
 def evaluate_logged(
     data: RankingData,
     rankers: Mapping[str, Scorer],
-    terms: TermIndex | None = None,
+    terms: TextScores | None = None,
     split: str = "test",
 ) -> dict:
     """NDCG@10 and MRR of each ranker (and, given `terms`, each baseline) on a split's
@@ -140,7 +114,7 @@ def evaluate_logged(
 def evaluate_hidden(
     data: RankingData,
     rankers: Mapping[str, Scorer],
-    terms: TermIndex,
+    terms: TextScores,
     quality: pd.Series,
     max_searches: int = 2000,
 ) -> dict:

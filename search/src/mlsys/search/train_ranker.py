@@ -27,14 +27,14 @@ def train_ranker(
     """`quality`: the generator's hidden quality, for evaluation only (never a feature or
     a label)."""
     from mlsys.aianimals.ranking import RANKER_MODEL_NAME
-    from mlsys.search.evaluate import TermIndex, evaluate_hidden, evaluate_logged, gap_closed
+    from mlsys.search.evaluate import TextScores, evaluate_hidden, evaluate_logged, gap_closed
     from mlsys.search.gate import gate
     from mlsys.search.tracking import log_ranker_run
     from mlsys.search.train import train
 
     trained = train(data, params)
     rankers = {"ranker": trained.ranker.predict, "regressor": trained.regressor.predict}
-    terms = TermIndex(data.posts["name"].tolist(), data.posts["description"].tolist())
+    terms = TextScores(data.posts["name"].tolist(), data.posts["description"].tolist())
     # The model served is chosen on the validation searches; the test searches only report.
     chosen = max(rankers, key=lambda name: max(trained.validation[name].values()))
     report: dict = {"logged_clicks": evaluate_logged(data, rankers, terms), "chosen": chosen}
