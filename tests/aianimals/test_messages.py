@@ -2,6 +2,9 @@
 dead letters, and nothing lost while the broker is unreachable."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import pika
 import pytest
@@ -23,6 +26,8 @@ from mlsys.aianimals.messages import (
     replay_dead_letters,
 )
 from mlsys.aianimals.tables import DeadLetter, OutboxMessage
+from tests.helpers.aianimals import wait_until
+from tests.helpers.cli import ROOT
 
 
 class Recorder:
@@ -346,3 +351,32 @@ def test_dead_letters_are_replayed_locally(engine):
     fixed = Recorder()
     consume(Queue.search_index, fixed, engine, idle_seconds=0.2)
     assert fixed.handled == ["poison"]
+
+
+@pytest.mark.parametrize(
+    ("component", "command", "sig"),
+    [
+        ("mlsys.batch", "search-index", signal.SIGTERM),  # Kubernetes stopping the pod
+        ("mlsys.search", "features-consumer", signal.SIGINT),  # Ctrl-C
+    ],
+)
+def test_a_consumer_command_stops_on_a_signal_after_its_batch(component, command, sig, tmp_path):
+    """Every consumer's command runs through messages.run_consumer: a signal ends it
+    cleanly (exit 0, its summary printed), never a traceback halfway through a batch."""
+    log = tmp_path / "consumer.log"
+    with log.open("w") as stderr:
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", component, command],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:  # the consumer says when it consumes
+        wait_until(lambda: "consuming queue=" in log.read_text(), timeout=60)
+        consumer.send_signal(sig)
+        stdout, _ = consumer.communicate(timeout=30)
+    finally:
+        consumer.kill()
+    assert consumer.returncode == 0, log.read_text()
+    assert stdout.startswith("handled: 0, retried: 0, dead-lettered: 0"), stdout

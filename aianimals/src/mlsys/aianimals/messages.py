@@ -13,6 +13,7 @@ must be idempotent: a message can be delivered more than once.
 """
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mlsys.aianimals.database import get_engine, upgrade_or_wait
 from mlsys.aianimals.tables import ConsumerOffset, DeadLetter, OutboxMessage
 from mlsys.common.logging import get_logger
 from mlsys.common.settings import Profile, platform_settings, rabbitmq_settings
@@ -281,6 +283,29 @@ class ConsumerStats:
         return (
             f"handled: {self.handled}, retried: {self.retried}, dead-lettered: {self.dead_lettered}"
         )
+
+
+def stop_on_signal() -> Callable[[], bool]:
+    """SIGINT and SIGTERM (Ctrl-C, Kubernetes stopping the pod) end a consumer or the
+    relay after the batch in hand: nothing is left half-handled."""
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, _: stopping.append(number))
+    return lambda: bool(stopping)
+
+
+def run_consumer(
+    queue: Queue, make_handler: Callable[[Engine], Handler], idle_seconds: float | None
+) -> ConsumerStats:
+    """What a consumer's command does: wait for the database at head, make the handler
+    (loading what it needs before the first message, not on it), then consume `queue`
+    until idle for `idle_seconds` or stopped by a signal."""
+    engine = get_engine()
+    upgrade_or_wait(engine)
+    stop = stop_on_signal()
+    handler = make_handler(engine)
+    log.info("consuming queue=%s", queue)
+    return consume(queue, handler, engine, idle_seconds=idle_seconds, stop=stop)
 
 
 def consume(

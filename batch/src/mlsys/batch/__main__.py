@@ -1,7 +1,6 @@
 """Command line of the AIAnimals batch jobs."""
 
-import signal
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -106,14 +105,6 @@ def initial_load(
     )
 
 
-def _stop_on_signal() -> Callable[[], bool]:
-    """SIGINT/SIGTERM (Ctrl-C, Kubernetes stopping the pod) end a loop after its batch."""
-    stopping = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.append(True))
-    return lambda: bool(stopping)
-
-
 @app.command()
 def relay(
     follow: Annotated[
@@ -129,11 +120,11 @@ def relay(
     import pika.exceptions
 
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.messages import relay_outbox
+    from mlsys.aianimals.messages import relay_outbox, stop_on_signal
     from mlsys.common.logging import get_logger
 
     configure_logging()
-    log, stop, engine = get_logger("mlsys.batch.relay"), _stop_on_signal(), get_engine()
+    log, stop, engine = get_logger("mlsys.batch.relay"), stop_on_signal(), get_engine()
     upgrade_or_wait(engine)
     while True:
         try:
@@ -160,23 +151,17 @@ def search_index(
 ) -> None:
     """Consume the search-index queue (RabbitMQ, or the outbox in the local profile):
     index new and changed posts, remove deactivated ones, invalidate cached searches."""
-    from functools import partial
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.indexing import index_posts
-    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.messages import Queue, run_consumer
     from mlsys.aianimals.search import get_search_index
 
+    def handler(engine):
+        index = get_search_index()
+        index.create_index()  # its one writer creates it; the API replicas only search it
+        return partial(index_posts, engine, index)
+
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    index = get_search_index()
-    index.create_index()  # its one writer creates it; the API replicas only search it
-    handler = partial(index_posts, engine, index)
-    stats = consume(
-        Queue.search_index, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
-    )
-    typer.echo(stats)
+    typer.echo(run_consumer(Queue.search_index, handler, idle_seconds))
 
 
 @app.command("account-mail")
@@ -186,19 +171,16 @@ def account_mail(
     """Consume the account-mail queue (RabbitMQ, or the outbox in the local profile): mail
     each sign-up its confirmation link (or, to an address that has an account, a note
     saying so) where MAIL_URL says."""
-    from functools import partial
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.messages import Queue, run_consumer
     from mlsys.aianimals.registrations import mail_registrations
     from mlsys.aianimals.settings import mail_settings
 
     configure_logging()
-    settings, engine = mail_settings(), get_engine()  # refuses an empty MAIL_URL in production
-    upgrade_or_wait(engine)
-    handler = partial(mail_registrations, engine, settings)
-    stats = consume(
-        Queue.account_mail, handler, engine, idle_seconds=idle_seconds, stop=_stop_on_signal()
+    settings = mail_settings()  # refuses an empty MAIL_URL in production, before waiting
+    stats = run_consumer(
+        Queue.account_mail,
+        lambda engine: partial(mail_registrations, engine, settings),
+        idle_seconds,
     )
     typer.echo(stats)
 

@@ -1,5 +1,6 @@
 """Command line of the AIAnimals search-ranking jobs."""
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -70,27 +71,15 @@ def features_consumer(
 ) -> None:
     """Consume the ranking-features queue (RabbitMQ, or the outbox in the local profile):
     a new post gets its online features and its owner's post count is refreshed."""
-    import signal
-    import threading
-    from functools import partial
-
     from mlsys.aianimals.activity import refresh_activity
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.messages import Queue, run_consumer
 
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    stats = consume(
-        Queue.ranking_features,
-        partial(refresh_activity, engine),
-        engine,
-        idle_seconds=idle_seconds,
-        stop=stopping.is_set,
+    typer.echo(
+        run_consumer(
+            Queue.ranking_features, lambda engine: partial(refresh_activity, engine), idle_seconds
+        )
     )
-    typer.echo(stats)
 
 
 def _logged_data():
@@ -391,30 +380,17 @@ def image_index_consumer(
     new post's photo is embedded by the champion image embedding into post_embeddings,
     where the API's similar-image index finds it within a second. A post that does not
     exist or whose photo is unreadable is dead-lettered."""
-    import signal
-    import threading
-    from functools import partial
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.messages import Queue, consume
+    from mlsys.aianimals.messages import Queue, run_consumer
     from mlsys.aianimals.storage import photo_store
     from mlsys.search.post_embeddings import champion_embedding, index_new_posts
 
+    def handler(engine):
+        champion = champion_embedding()
+        champion.refresh()  # loaded before the first message, not on it
+        return partial(index_new_posts, engine, photo_store(), champion)
+
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    champion = champion_embedding()
-    champion.refresh()  # loaded before the first message, not on it
-    stats = consume(
-        Queue.image_index,
-        partial(index_new_posts, engine, photo_store(), champion),
-        engine,
-        idle_seconds=idle_seconds,
-        stop=stopping.is_set,
-    )
-    typer.echo(stats)
+    typer.echo(run_consumer(Queue.image_index, handler, idle_seconds))
 
 
 if __name__ == "__main__":

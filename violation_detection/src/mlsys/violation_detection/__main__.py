@@ -1,6 +1,7 @@
 """Command line of AIAnimals moderation: the no-animal classifier."""
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -214,30 +215,16 @@ def consume(
     profile): each new post's photo is judged by the classifier server
     (VIOLATION_DETECTION_URL); a violation row is written per post and model version, and
     a post judged a violation is deactivated, which takes it out of search."""
-    import signal
-    import threading
-    from functools import partial
-
-    from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.aianimals.messages import Queue
-    from mlsys.aianimals.messages import consume as consume_queue
+    from mlsys.aianimals.messages import Queue, run_consumer
     from mlsys.violation_detection.detect import Classifier, detect_violations
 
+    def handler(engine):
+        classifier = Classifier.from_settings()
+        classifier.wait_until_ready()
+        return partial(detect_violations, engine, classifier)
+
     configure_logging()
-    engine = get_engine()
-    upgrade_or_wait(engine)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    classifier = Classifier.from_settings()
-    classifier.wait_until_ready()
-    stats = consume_queue(
-        Queue.violation_detection,
-        partial(detect_violations, engine, classifier),
-        engine,
-        idle_seconds=idle_seconds,
-        stop=stopping.is_set,
-    )
-    typer.echo(stats)
+    typer.echo(run_consumer(Queue.violation_detection, handler, idle_seconds))
 
 
 @app.command()
