@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mlsys.common.cli import write_report
 from mlsys.common.logging import configure_logging
 from mlsys.common.serving import UVICORN_OPTIONS, networks
 
@@ -106,7 +107,7 @@ def report(
             err=True,
         )
     if output:
-        output.write_text(json.dumps(result, indent=2))
+        write_report(output, result)
 
 
 if __name__ == "__main__":

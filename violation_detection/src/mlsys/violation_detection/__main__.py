@@ -1,13 +1,12 @@
 """Command line of AIAnimals moderation: the no-animal classifier."""
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mlsys.common.cli import IdleSeconds, photo_sample
+from mlsys.common.cli import IdleSeconds, photo_sample, write_report
 from mlsys.common.logging import configure_logging, get_logger
 from mlsys.common.serving import UVICORN_OPTIONS
 from mlsys.violation_detection.experiment import TrainingOptions
@@ -179,7 +178,7 @@ def _train(options: TrainingOptions, output: Path | None, reviewed=None) -> None
             + ("promoted to champion" if outcome.promoted else "not promoted")
         )
     if output is not None:
-        output.write_text(json.dumps(report, indent=2))
+        write_report(output, report)
 
 
 @app.command()
