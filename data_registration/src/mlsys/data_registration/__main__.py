@@ -1,6 +1,6 @@
 """Command line of the data-registration job."""
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -99,10 +99,6 @@ def register(
     )
 
 
-def _date(value: str) -> date:
-    return datetime.strptime(value, "%Y-%m-%d").date()
-
-
 @app.command()
 def generate(
     output_dir: Annotated[
@@ -110,8 +106,12 @@ def generate(
     ],
     stores: Annotated[int, typer.Option(min=1, help="Number of stores.")] = 10,
     items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 10,
-    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2017-01-02",
-    end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")] = "2021-07-04",
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], show_default="2017-01-02", help="First day.")
+    ] = datetime(2017, 1, 2),
+    end: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], show_default="2021-07-04", help="Last day.")
+    ] = datetime(2021, 7, 4),
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
     real_master_dir: Annotated[
         Path | None,
@@ -126,7 +126,7 @@ def generate(
     from mlsys.data_registration.generate import generate as run
 
     configure_logging()
-    spec = GenerationSpec(stores=stores, items=items, start=_date(start), end=_date(end), seed=seed)
+    spec = GenerationSpec(stores=stores, items=items, start=start.date(), end=end.date(), seed=seed)
     real = real_master_dir if real_master_dir and real_master_dir.is_dir() else None
     path = run(spec, output_dir, real)
     typer.echo(f"wrote {path}")
