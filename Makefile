@@ -40,8 +40,11 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode compiled once at install (13 s here): a machine with PYTHONDONTWRITEBYTECODE set
+# would otherwise compile every module a process imports, each time (the ML stack's
+# imports: 15 s instead of 6.6 s per process; collecting the tests: 22 s instead of 11 s).
 .venv/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml
-	$(UV) sync --frozen --all-packages --all-extras
+	$(UV) sync --frozen --all-packages --all-extras --compile-bytecode
 	touch $@
 
 .PHONY: install
