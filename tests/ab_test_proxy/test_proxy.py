@@ -125,4 +125,6 @@ def test_answers_name_their_variant_and_access_logs_carry_it():
         assert received[-1][0] == "/v0/metadata"
         metrics = proxy.get("/ab/metrics").text
         assert f'ab_requests_total{{status="200",variant="{variant}"}}' in metrics
+        route = 'handler="/v0/animal/search",method="POST"'
+        assert f'http_requests_total{{{route},status="2xx"}}' in metrics
         assert proxy.get("/ab/health").json()["experiment"] == "ranking"

@@ -264,10 +264,9 @@ def test_health_metrics_and_docs(api):
     paths = api.get("/v0/openapi.json").json()["paths"]
     assert "/v0/animal/search" in paths and "/v0/user/login" in paths
     metrics = api.get("/metrics").text
-    assert (
-        'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v0/health-check"'
-        in metrics
-    )
+    route = 'handler="/v0/health-check",'
+    assert f'http_requests_total{{{route}method="GET",status="2xx"}}' in metrics
+    assert f'http_request_duration_seconds_bucket{{{route}le="0.005",method="GET"}}' in metrics
     assert "outbox_waiting_messages" in metrics
 
 

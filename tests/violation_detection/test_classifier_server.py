@@ -93,6 +93,7 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         metrics = client.get("/metrics").text
         assert 'violation_refused_photos_total{reason="not_an_image"}' in metrics
         assert 'violation_predictions_total{outcome="violation"}' in metrics
+        assert 'http_requests_total{handler="/v1/predict",method="POST",status="4xx"}' in metrics
 
 
 def test_the_next_champion_is_served_once_the_alias_moves(registry):

@@ -33,6 +33,7 @@ from starlette.datastructures import Headers
 from mlsys.ab_test_proxy.config import Experiment, Mode, Variant
 from mlsys.aianimals.answers import search_id_of
 from mlsys.aianimals.photos import MAX_UPLOAD_BYTES
+from mlsys.common.metrics import HttpMetrics, HttpMetricsMiddleware
 from mlsys.common.serving import BodyLimit, Networks, answer, within
 
 SEARCH = "/v0/animal/search"
@@ -69,6 +70,7 @@ LABELLED = Counter(
     ["variant"],
     registry=METRICS,
 )
+HTTP = HttpMetrics(METRICS)  # every request the proxy answers, by route
 
 
 def _bucket(key: str) -> float:
@@ -273,6 +275,7 @@ def create_app(
     # Nothing over the largest body the API takes is read (by its Content-Length, and
     # while it streams in, for a body without one).
     app.add_middleware(BodyLimit, limit=lambda method, path: MAX_UPLOAD_BYTES)
+    app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)  # outermost: refusals counted
     return app
 
 

@@ -35,6 +35,7 @@ from mlsys.api.similar import SimilarImages
 from mlsys.api.similar_words import champion_similar_words
 from mlsys.common import migrate
 from mlsys.common.logging import get_logger
+from mlsys.common.metrics import HttpMetricsMiddleware
 from mlsys.common.serving import BodyLimit
 from mlsys.common.settings import Profile, platform_settings
 
@@ -186,5 +187,6 @@ def create_app() -> FastAPI:
 
     app.add_middleware(guards.RequestGuard)
     app.add_middleware(BodyLimit, limit=guards.body_limit)  # around the guard: read nothing
-    app.add_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are timed too
+    # Outermost: requests the guard or the body limit refuse are counted too.
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
     return app

@@ -1,22 +1,17 @@
-"""Prometheus metrics: request latency per route, search cache results, outbox lag, posts
-waiting for a moderation verdict."""
+"""Prometheus metrics: requests and their latency per route (the platform's HTTP metrics),
+search cache results, learn_to_rank's outcomes, outbox lag, posts waiting for a moderation
+verdict."""
 
-from time import perf_counter
-
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.indexing import waiting_for_verdict
 from mlsys.aianimals.messages import outbox_lag
+from mlsys.common.metrics import HttpMetrics
 
-REQUEST_SECONDS = Histogram(
-    "http_request_duration_seconds",
-    "Request latency by route template",
-    ["method", "route", "status"],
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
+HTTP = HttpMetrics()
 SEARCH_CACHE = Counter(
     "search_cache_requests_total",
     "Searches by cache result: hit, coalesced (answered by an identical search in flight), "
@@ -71,32 +66,6 @@ class WaitingCollector(Collector):
                 moderation[1],
             ),
         ]
-
-
-class MetricsMiddleware:
-    """Pure ASGI (no per-request task as BaseHTTPMiddleware has): time every request."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = perf_counter(), [500]
-
-        async def send_and_record_status(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], route, str(status[0])).observe(
-                perf_counter() - start
-            )
 
 
 REGISTRY.register(WaitingCollector())

@@ -39,6 +39,7 @@ from mlsys.aianimals.photos import (
     photo_from_bytes,
 )
 from mlsys.common.logging import get_logger
+from mlsys.common.metrics import HttpMetrics, HttpMetricsMiddleware
 from mlsys.common.serving import BodyLimit, answer
 from mlsys.common.settings import require_secret
 from mlsys.common.tracking import ChampionWatch
@@ -109,6 +110,7 @@ SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=METRICS,
 )
+HTTP = HttpMetrics(METRICS)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ def create_app(champion: ChampionWatch[LoadedModel] | None = None) -> FastAPI:
     app.state.champion = champion or champion_classifier()
     app.add_middleware(BodyLimit, limit=lambda method, path: MAX_REQUEST_BYTES)
     if token := classifier_settings().token.get_secret_value():
-        app.add_middleware(Callers, token=token)  # outermost: a stranger's body is never read
+        app.add_middleware(Callers, token=token)  # before the body: a stranger's is never read
+    app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)  # outermost: refusals counted
 
     @app.get("/health")
     async def health() -> dict:
