@@ -1,4 +1,5 @@
-"""The search endpoint under load on uvicorn, in one run.
+"""The search endpoint under load on uvicorn, in one run, and what the request metrics cost
+the trivial route (the API against the same app without them).
 
 Closed loop (wrk: each connection sends again once answered), the same routes of one API
 server (uvicorn, `--api-workers` processes) each for the same duration at the same
@@ -195,6 +196,26 @@ def search_load(
                 seconds=seconds,
             )
 
+        # The request metrics' overhead: the trivial route on the API and on the same app
+        # without them, served alike, measured in turns so that drift hits both.
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "tests.bench.uninstrumented:create_app",
+             "--port", str(port + 1), "--workers", str(workers), "--no-access-log",
+             "--no-proxy-headers", "--no-server-header"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            bare_base = f"http://127.0.0.1:{port + 1}"
+            wait_for_url(f"{bare_base}/v0/health-check", timeout=60)
+            turns: dict[str, list[float]] = {"instrumented": [], "bare": []}
+            for _ in range(3):
+                for name, url in (("instrumented", base), ("bare", bare_base)):
+                    measured = _wrk(f"{url}/v0/health-check", token, None, connections, seconds)
+                    turns[name].append(measured["requests_per_second"])
+        finally:
+            bare.terminate()
+            bare.wait(timeout=30)
+        instrumented, without = (sum(turns[n]) / len(turns[n]) for n in ("instrumented", "bare"))
         results = {
             "posts": posts,
             "api_workers": workers,
@@ -207,6 +228,10 @@ def search_load(
             "uncached_learn_to_rank": _wrk(search, token, by_ranker, connections, seconds),
             "open_loop_uncached_search": offered("score"),
             "open_loop_uncached_learn_to_rank": offered("learn_to_rank"),
+        }
+        results["request_metrics"] = {
+            "trivial_requests_per_second": turns,
+            "overhead": round(1 - instrumented / without, 4),  # goal <= 0.05
         }
         trivial = results["trivial"]["requests_per_second"]
         results["cached_vs_trivial"] = round(
