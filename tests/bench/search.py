@@ -154,7 +154,7 @@ def search_load(
     def cli(*args: str) -> None:
         subprocess.run([sys.executable, "-m", *args], env=env, cwd=ROOT, check=True)
 
-    server = None
+    server = bare = None
     try:
         generated = work / "aianimals"
         cli("mlsys.batch", "generate", "--output", str(generated), "--posts", str(posts))
@@ -181,10 +181,30 @@ def search_load(
         with urllib.request.urlopen(login) as response:
             token = json.load(response)["token"]
         search = f"{base}/v0/animal/search?limit=20"
+        # The same app without its request metrics, served alike: their overhead's baseline.
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "tests.bench.uninstrumented:create_app",
+             "--port", str(port + 1), "--workers", str(workers), "--no-access-log",
+             "--no-proxy-headers", "--no-server-header"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        bare_base = f"http://127.0.0.1:{port + 1}"
+        wait_for_url(f"{bare_base}/v0/health-check", timeout=60)
         ranking = _wait_for_the_ranker(base, token)
-        _wrk(search, token, CACHED, connections, 3)  # warm up: caches, connections, JIT-free
+        _wait_for_the_ranker(bare_base, token)
         by_score, by_ranker = (UNCACHED.replace("SORT", s) for s in ("score", "learn_to_rank"))
-        _wrk(search, token, by_ranker, connections, 3)  # every worker loads the index, model
+        for url in (search, f"{bare_base}/v0/animal/search?limit=20"):  # warmed up alike:
+            _wrk(url, token, CACHED, connections, 3)  # caches, connections
+            _wrk(url, token, by_ranker, connections, 3)  # every worker loads the index, model
+        # The trivial route on both in turns, so that drift hits both; then the bare app goes.
+        turns: dict[str, list[float]] = {"instrumented": [], "bare": []}
+        for _ in range(3):
+            for name, url in (("instrumented", base), ("bare", bare_base)):
+                measured = _wrk(f"{url}/v0/health-check", token, None, connections, seconds)
+                turns[name].append(measured["requests_per_second"])
+        bare.terminate()
+        bare.wait(timeout=30)
+        instrumented, without = (sum(turns[n]) / len(turns[n]) for n in ("instrumented", "bare"))
 
         def offered(sort_by: str) -> dict:
             path, host = "/v0/animal/search?limit=20", f"127.0.0.1:{port}"
@@ -196,26 +216,6 @@ def search_load(
                 seconds=seconds,
             )
 
-        # The request metrics' overhead: the trivial route on the API and on the same app
-        # without them, served alike, measured in turns so that drift hits both.
-        bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "tests.bench.uninstrumented:create_app",
-             "--port", str(port + 1), "--workers", str(workers), "--no-access-log",
-             "--no-proxy-headers", "--no-server-header"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            bare_base = f"http://127.0.0.1:{port + 1}"
-            wait_for_url(f"{bare_base}/v0/health-check", timeout=60)
-            turns: dict[str, list[float]] = {"instrumented": [], "bare": []}
-            for _ in range(3):
-                for name, url in (("instrumented", base), ("bare", bare_base)):
-                    measured = _wrk(f"{url}/v0/health-check", token, None, connections, seconds)
-                    turns[name].append(measured["requests_per_second"])
-        finally:
-            bare.terminate()
-            bare.wait(timeout=30)
-        instrumented, without = (sum(turns[n]) / len(turns[n]) for n in ("instrumented", "bare"))
         results = {
             "posts": posts,
             "api_workers": workers,
@@ -244,9 +244,10 @@ def search_load(
         )
         return results
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        for process in (server, bare):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
         client = redis.Redis()
         keys = list(client.scan_iter(f"{prefix}*"))
         if keys:

@@ -26,6 +26,9 @@ class HttpMetrics:
     """The two metrics, registered once in `registry`."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        # Each series' child, looked up once: `labels()` costs 2 of the 3 µs a request's
+        # observation takes. Handlers are route templates, so the keys are few.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "http_requests_total",
             "Requests by handler (route template), method and status class",
@@ -41,8 +44,15 @@ class HttpMetrics:
         )
 
     def observe(self, handler: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(handler, method, f"{status // 100}xx").inc()
-        self.duration.labels(handler, method).observe(seconds)
+        key = (handler, method, status // 100)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.requests.labels(handler, method, f"{status // 100}xx"),
+                self.duration.labels(handler, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class HttpMetricsMiddleware:
