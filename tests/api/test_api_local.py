@@ -268,6 +268,7 @@ def test_health_metrics_and_docs(api):
     assert f'http_requests_total{{{route}method="GET",status="2xx"}}' in metrics
     assert f'http_request_duration_seconds_bucket{{{route}le="0.005",method="GET"}}' in metrics
     assert "outbox_waiting_messages" in metrics
+    assert 'model_served_version{model="aianimals_search_ranker"}' in metrics  # 0: none yet
 
 
 class GatedIndex:

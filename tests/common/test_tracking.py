@@ -60,7 +60,15 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
     """ChampionWatch: nothing before a champion, each new version loaded once, the one
     served kept when loading the next fails, nothing once no version is the champion; and
     each change of what is served announced once (what was cached with it is stale)."""
+    from mlsys.common.metrics import SERVED_MODELS
     from mlsys.common.tracking import CHAMPION, ChampionWatch
+
+    def served(name: str) -> float | None:
+        """What a scrape reads (the collector alone: the default registry may also hold a
+        collector that reads another test's database)."""
+        samples = [s for family in SERVED_MODELS.collect() for s in family.samples]
+        values = [s.value for s in samples if s.name == name and s.labels["model"] == "a_model"]
+        return values[0] if values else None
 
     loads: list[int] = []
 
@@ -86,6 +94,10 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
         client.set_registered_model_alias("a_model", CHAMPION, str(version))
         watch.refresh()
         assert watch.loaded == expected
+        # What /metrics reports: the version served and when it was registered.
+        assert served("model_served_version") == int(expected[-1])
+        created = client.get_model_version("a_model", expected[-1]).creation_timestamp
+        assert served("model_served_registered_timestamp_seconds") == created / 1000
     assert loads == [1, 2, 3]  # version 1 loaded once; 3 tried, 2 still served
     assert changes == ["model 1", "model 2"]  # after each is served; not for the failure
     client.delete_registered_model_alias("a_model", CHAMPION)
@@ -93,6 +105,8 @@ def test_a_servers_champion_follows_the_alias_and_survives_a_failed_reload(local
     assert (watch.loaded, watch.problem) == (None, "no champion model is registered")
     watch.refresh()
     assert changes == ["model 1", "model 2", None]  # none served any more: once
+    assert served("model_served_version") == 0
+    assert served("model_served_registered_timestamp_seconds") is None
 
 
 def test_models_are_addressed_by_version_number_or_alias_one_way():

@@ -44,6 +44,7 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         champion_classifier,
         create_app,
     )
+    from mlsys.violation_detection.tracking import MODEL_NAME
 
     champion = champion_classifier()
     with (
@@ -94,6 +95,7 @@ def test_photos_are_judged_with_the_champions_threshold_and_bad_ones_refused(reg
         assert 'violation_refused_photos_total{reason="not_an_image"}' in metrics
         assert 'violation_predictions_total{outcome="violation"}' in metrics
         assert 'http_requests_total{handler="/v1/predict",method="POST",status="4xx"}' in metrics
+        assert f'model_served_version{{model="{MODEL_NAME}"}}' in metrics
 
 
 def test_the_next_champion_is_served_once_the_alias_moves(registry):

@@ -1,6 +1,6 @@
-"""Every HTTP server's request metrics (rate, errors, duration), under the names and labels
-prometheus-fastapi-instrumentator gives them, so that the ecosystem's dashboards and alert
-rules read them unchanged:
+"""What every server reports, written once. Its requests (rate, errors, duration), under
+the names and labels prometheus-fastapi-instrumentator gives them, so that the ecosystem's
+dashboards and alert rules read them unchanged:
 
 - `http_requests_total{handler, method, status}`: `handler` is the route template
   (`/v0/animal/{animal_id}`, never the path a client chose: bounded cardinality), `none`
@@ -9,11 +9,20 @@ rules read them unchanged:
 
 A server makes one `HttpMetrics` for its registry at import and adds
 `HttpMetricsMiddleware` outermost, so that requests its other layers refuse are counted.
+
+And the models it serves (`SERVED_MODELS`, in the default registry; a server with a
+registry of its own registers it there too): each `ChampionWatch`'s version, 0 while it
+serves none, and when that version was registered (its age: `time() - ...`).
 """
 
+import weakref
+from collections.abc import Iterator
 from time import perf_counter
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Finer than the instrumentator's (0.1, 0.5, 1): the API's searches answer in milliseconds
@@ -81,3 +90,39 @@ class HttpMetricsMiddleware:
             self.metrics.observe(
                 route or UNMATCHED, scope["method"], status[0], perf_counter() - start
             )
+
+
+class ServedModels(Collector):
+    """Read at scrape time from the process's champion watches (held weakly: a watch that
+    is gone is no longer reported); one series per model, a watch serving a version first."""
+
+    def __init__(self) -> None:
+        self._watches: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def add(self, watch: Any) -> None:
+        """`watch` has `model_name`, `version` (None: serves none) and `registered_at`."""
+        self._watches.add(watch)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        version = GaugeMetricFamily(
+            "model_served_version", "The registered version served (0: none)", labels=["model"]
+        )
+        registered = GaugeMetricFamily(
+            "model_served_registered_timestamp_seconds",
+            "When the served version was registered (its age: time() minus this)",
+            labels=["model"],
+        )
+        by_model: dict[str, Any] = {}
+        for watch in list(self._watches):
+            if watch.version is not None or watch.model_name not in by_model:
+                by_model[watch.model_name] = watch
+        for name, watch in sorted(by_model.items()):
+            version.add_metric([name], watch.version or 0)
+            if watch.version is not None and watch.registered_at is not None:
+                registered.add_metric([name], watch.registered_at)
+        yield version
+        yield registered
+
+
+SERVED_MODELS = ServedModels()
+REGISTRY.register(SERVED_MODELS)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mlsys.common.logging import get_logger
+from mlsys.common.metrics import SERVED_MODELS
 from mlsys.common.settings import mlflow_tracking_uri, platform_settings
 
 if TYPE_CHECKING:
@@ -270,7 +271,9 @@ class ChampionWatch(Generic[Loaded]):
         self.what, self.on_change = what, on_change
         self.loaded: Loaded | None = None
         self.version: int | None = None
+        self.registered_at: float | None = None  # the served version's, in epoch seconds
         self.problem = f"the {what} is loading"
+        SERVED_MODELS.add(self)  # the process's metrics report what it serves
 
     def _none(self, problem: str) -> None:
         served = self.version
@@ -302,6 +305,7 @@ class ChampionWatch(Generic[Loaded]):
             version = int(found.version)
             if version != self.version:
                 self.loaded, self.version, self.problem = self.load(version), version, ""
+                self.registered_at = found.creation_timestamp / 1000
                 log.info("serving %s/%s", self.model_name, version)
                 self._changed()
         except Exception as error:  # MLflow unreachable, a broken artifact: keep serving

@@ -39,7 +39,7 @@ from mlsys.aianimals.photos import (
     photo_from_bytes,
 )
 from mlsys.common.logging import get_logger
-from mlsys.common.metrics import HttpMetrics, HttpMetricsMiddleware
+from mlsys.common.metrics import SERVED_MODELS, HttpMetrics, HttpMetricsMiddleware
 from mlsys.common.serving import BodyLimit, answer
 from mlsys.common.settings import require_secret
 from mlsys.common.tracking import ChampionWatch
@@ -111,6 +111,7 @@ SECONDS = Histogram(
     registry=METRICS,
 )
 HTTP = HttpMetrics(METRICS)
+METRICS.register(SERVED_MODELS)  # the champion served, beside the classifier's own
 
 
 @dataclass(frozen=True)
