@@ -2,12 +2,15 @@
 dead letters, and nothing lost while the broker is unreachable."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 
+import httpx
 import pika
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
 from mlsys.aianimals import messages
@@ -28,6 +31,7 @@ from mlsys.aianimals.messages import (
 from mlsys.aianimals.tables import DeadLetter, OutboxMessage
 from tests.helpers.aianimals import wait_until
 from tests.helpers.cli import ROOT
+from tests.helpers.services import free_port
 
 
 class Recorder:
@@ -57,13 +61,51 @@ def engine():
     return engine
 
 
-def test_local_consumer_reads_the_outbox_and_dead_letters_poison(engine):
+COUNTERS = {
+    "handled": messages.HANDLED,
+    "failed": messages.FAILED,
+    "retried": messages.RETRIED,
+    "dead_lettered": messages.DEAD_LETTERED,
+}
+
+
+def sample(metric, **labels: str) -> float:
+    """A counter's or gauge's value for `labels` (read from the metric itself: the default
+    registry may hold collectors that query a database)."""
+    for family in metric.collect():
+        for s in family.samples:
+            if s.labels == labels and not s.name.endswith("_created"):
+                return s.value
+    return 0.0
+
+
+def counted(queue: str) -> dict[str, float]:
+    return {name: sample(counter, queue=queue) for name, counter in COUNTERS.items()}
+
+
+@pytest.fixture
+def measured_each_turn(monkeypatch):
+    """The queue's gauges measured on every turn of the loop, not every few seconds."""
+    monkeypatch.setattr(messages, "MEASURE_EVERY_SECONDS", 0.0)
+
+
+def test_local_consumer_reads_the_outbox_and_dead_letters_poison(engine, measured_each_turn):
     queue_posts(engine, ["a", "b", "c"])
     queue_posts(engine, ["d"], topic=Topic.animal_updated)
     recorder = Recorder(poison={"b"})
+    before = counted(Queue.search_index)
     stats = consume(Queue.search_index, recorder, engine, idle_seconds=0.2)
     assert recorder.handled == ["a", "c", "d"]
     assert (stats.handled, stats.dead_lettered) == (3, 1)
+    after = counted(Queue.search_index)
+    assert {name: after[name] - before[name] for name in COUNTERS} == {
+        "handled": 3,
+        "failed": len(stats.errors),
+        "retried": stats.retried,
+        "dead_lettered": 1,
+    }
+    assert sample(messages.DEAD_LETTERS, queue=Queue.search_index) == 1
+    assert sample(messages.WAITING, queue=Queue.search_index) == 0
     with engine.connect() as connection:
         dead = connection.execute(select(DeadLetter.consumer, DeadLetter.payload)).all()
         assert dead == [("search-index", {"animal_id": "b"})]
@@ -124,7 +166,9 @@ def test_relay_publishes_each_message_once_with_confirms(rabbitmq, created_posts
 
 
 @pytest.mark.integration
-def test_consumer_acks_after_handling_and_dead_letters_poison(rabbitmq, monkeypatch):
+def test_consumer_acks_after_handling_and_dead_letters_poison(
+    rabbitmq, monkeypatch, measured_each_turn
+):
     monkeypatch.setenv("RABBITMQ_MAX_ATTEMPTS", "3")
     queue_posts(rabbitmq, ["a", "poison", "b"])
     relay_outbox(rabbitmq)
@@ -138,12 +182,22 @@ def test_consumer_acks_after_handling_and_dead_letters_poison(rabbitmq, monkeypa
     )
     connection.close()
     recorder = Recorder(poison={"poison"})
+    before = counted(Queue.search_index)
     stats = consume(Queue.search_index, recorder, rabbitmq, idle_seconds=1)
     assert sorted(recorder.handled) == ["a", "b"]
     # The poison post after 3 deliveries (2 backed-off retries); the broken body at once:
     # no retry can make it JSON.
     assert stats.dead_lettered == 2
     assert stats.retried == 2
+    after = counted(Queue.search_index)
+    assert {name: after[name] - before[name] for name in COUNTERS} == {
+        "handled": 2,
+        "failed": 4,  # the poison post's three deliveries and the broken body
+        "retried": 2,
+        "dead_lettered": 2,
+    }
+    assert sample(messages.DEAD_LETTERS, queue=Queue.search_index) == 2
+    assert sample(messages.WAITING, queue=Queue.search_index) == 0
     assert queue_depth("search-index") == 0
     assert queue_depth("search-index.dead") == 2
     dead = rabbitmq_connection()
@@ -354,26 +408,38 @@ def test_dead_letters_are_replayed_locally(engine):
 
 
 @pytest.mark.parametrize(
-    ("component", "command", "sig"),
-    [
-        ("mlsys.batch", "search-index", signal.SIGTERM),  # Kubernetes stopping the pod
-        ("mlsys.search", "features-consumer", signal.SIGINT),  # Ctrl-C
+    ("component", "command", "queue", "sig"),
+    [  # SIGTERM: Kubernetes stopping the pod; SIGINT: Ctrl-C
+        ("mlsys.batch", "search-index", Queue.search_index, signal.SIGTERM),
+        ("mlsys.search", "features-consumer", Queue.ranking_features, signal.SIGINT),
     ],
 )
-def test_a_consumer_command_stops_on_a_signal_after_its_batch(component, command, sig, tmp_path):
+def test_a_consumer_command_stops_on_a_signal_after_its_batch(
+    component, command, queue, sig, tmp_path
+):
     """Every consumer's command runs through messages.run_consumer: a signal ends it
-    cleanly (exit 0, its summary printed), never a traceback halfway through a batch."""
-    log = tmp_path / "consumer.log"
+    cleanly (exit 0, its summary printed), never a traceback halfway through a batch. While
+    it runs it serves its metrics on METRICS_PORT."""
+    log, port = tmp_path / "consumer.log", free_port()
     with log.open("w") as stderr:
         consumer = subprocess.Popen(
             [sys.executable, "-m", component, command],
             cwd=ROOT,
+            env=os.environ | {"METRICS_PORT": str(port)},
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
         )
     try:  # the consumer says when it consumes
         wait_until(lambda: "consuming queue=" in log.read_text(), timeout=60)
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(scraped.text)
+            for s in family.samples
+        }
+        assert samples[("consumer_queue_messages", (("queue", queue),))] == 0
+        assert samples[("consumer_dead_letters", (("queue", queue),))] == 0
         consumer.send_signal(sig)
         stdout, _ = consumer.communicate(timeout=30)
     finally:

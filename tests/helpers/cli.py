@@ -46,6 +46,7 @@ def variables_read_by_components() -> set[str]:
     from mlsys.bi.access import BiSettings
     from mlsys.common.settings import (
         ElasticsearchSettings,
+        MetricsSettings,
         MlflowSettings,
         PlatformSettings,
         PostgresSettings,
@@ -70,6 +71,7 @@ def variables_read_by_components() -> set[str]:
         ClassifierSettings,
         MailSettings,
         ModerationSettings,
+        MetricsSettings,
     )
     names = set()
     for settings in every_settings:

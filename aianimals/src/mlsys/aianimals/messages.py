@@ -10,6 +10,10 @@ change's transaction), so a broker outage loses nothing: the message waits in th
 Consumers ack only after the handler returned (its work committed), retry a failing
 message up to `RABBITMQ_MAX_ATTEMPTS` deliveries, then dead-letter it and go on. Handlers
 must be idempotent: a message can be delivered more than once.
+
+Each consumer counts its messages by outcome, times its handler and measures its queue and
+its dead letters (`consumer_*{queue}`); the relay counts what it published and parked
+(`outbox_*_total`). Both serve them on METRICS_PORT.
 """
 
 import json
@@ -24,12 +28,14 @@ from enum import StrEnum
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mlsys.aianimals.database import get_engine, upgrade_or_wait
 from mlsys.aianimals.tables import ConsumerOffset, DeadLetter, OutboxMessage
 from mlsys.common.logging import get_logger
+from mlsys.common.metrics import serve_worker_metrics
 from mlsys.common.settings import Profile, platform_settings, rabbitmq_settings
 
 log = get_logger(__name__)
@@ -67,6 +73,31 @@ QUEUES: dict[Queue, list[Topic]] = {
     Queue.image_index: [Topic.animal_created],  # and embedded once, for similar images
     Queue.account_mail: [Topic.user_registered],
 }
+
+
+# --- metrics (by queue: each consumer reads one) -----------------------------------------------
+
+HANDLED = Counter("consumer_messages_handled_total", "Messages handled", ["queue"])
+FAILED = Counter("consumer_messages_failed_total", "Deliveries the handler failed", ["queue"])
+RETRIED = Counter(
+    "consumer_messages_retried_total", "Messages delivered again after a backoff", ["queue"]
+)
+DEAD_LETTERED = Counter(
+    "consumer_messages_dead_lettered_total", "Messages given up on (to dead letters)", ["queue"]
+)
+HANDLER_SECONDS = Histogram(
+    "consumer_handler_duration_seconds",
+    "Time the handler took per call (a batch, or one message of a failed batch)",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WAITING = Gauge("consumer_queue_messages", "Messages waiting in the queue", ["queue"])
+DEAD_LETTERS = Gauge(
+    "consumer_dead_letters", "Dead letters held for the queue (to replay once fixed)", ["queue"]
+)
+RELAYED = Counter("outbox_relayed_total", "Outbox messages published to RabbitMQ")
+PARKED = Counter("outbox_parked_total", "Outbox messages no queue takes, parked")
+MEASURE_EVERY_SECONDS = 5.0  # the queue's gauges: a query or a broker call each time
 
 
 def add_to_outbox(connection: Connection, topic: Topic, payloads: list[dict]) -> None:
@@ -214,6 +245,7 @@ def relay_outbox(engine: Engine, batch_size: int = 500) -> int:
                         .values(published_at=func.now())
                     )
             published += len(confirmed)
+            RELAYED.inc(len(confirmed))
             log.info("relayed=%d", published)
             if failure is not None:
                 raise failure
@@ -242,6 +274,7 @@ def _publish(
         except pika.exceptions.UnroutableError:
             reason = f"no queue takes topic {topic!r}"
             log.error("parked outbox message=%s reason=%s", message_id, reason)
+            PARKED.inc()
             db.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == message_id)
@@ -272,11 +305,34 @@ BATCH = 200
 
 @dataclass
 class ConsumerStats:
+    """A consumer's run so far; every count goes to its queue's counters too."""
+
+    queue: str
     handled: int = 0
     retried: int = 0
     dead_lettered: int = 0
     errors: list[str] = field(default_factory=list)
     permanent: set[str] = field(default_factory=set)  # ids no retry can fix
+
+    def __post_init__(self) -> None:
+        for counter in (HANDLED, FAILED, RETRIED, DEAD_LETTERED):
+            counter.labels(self.queue)  # a series from the start: 0, not absent
+
+    def count_handled(self, messages: int) -> None:
+        self.handled += messages
+        HANDLED.labels(self.queue).inc(messages)
+
+    def count_failed(self, message_id: str, error: Exception) -> None:
+        self.errors.append(f"{message_id}: {error!r}")
+        FAILED.labels(self.queue).inc()
+
+    def count_retried(self, messages: int) -> None:
+        self.retried += messages
+        RETRIED.labels(self.queue).inc(messages)
+
+    def count_dead_lettered(self) -> None:
+        self.dead_lettered += 1
+        DEAD_LETTERED.labels(self.queue).inc()
 
     def __str__(self) -> str:
         """The line a consumer's command prints when it stops."""
@@ -298,11 +354,12 @@ def run_consumer(
     queue: Queue, make_handler: Callable[[Engine], Handler], idle_seconds: float | None
 ) -> ConsumerStats:
     """What a consumer's command does: wait for the database at head, make the handler
-    (loading what it needs before the first message, not on it), then consume `queue`
-    until idle for `idle_seconds` or stopped by a signal."""
+    (loading what it needs before the first message, not on it), serve its metrics, then
+    consume `queue` until idle for `idle_seconds` or stopped by a signal."""
     engine = get_engine()
     upgrade_or_wait(engine)
     stop = stop_on_signal()
+    serve_worker_metrics()
     handler = make_handler(engine)
     log.info("consuming queue=%s", queue)
     return consume(queue, handler, engine, idle_seconds=idle_seconds, stop=stop)
@@ -322,16 +379,33 @@ def consume(
     return _consume_outbox(queue, handler, engine, idle_seconds, stop)
 
 
+class QueueGauges:
+    """A queue's waiting messages and dead letters, measured by `measure` at most every
+    MEASURE_EVERY_SECONDS (the loop calls `update` on every turn)."""
+
+    def __init__(self, queue: str, measure: Callable[[], tuple[int, int]]) -> None:
+        self.waiting, self.dead = WAITING.labels(queue), DEAD_LETTERS.labels(queue)
+        self.measure, self.measured_at = measure, -MEASURE_EVERY_SECONDS
+
+    def update(self) -> None:
+        if time.monotonic() - self.measured_at >= MEASURE_EVERY_SECONDS:
+            waiting, dead = self.measure()
+            self.waiting.set(waiting)
+            self.dead.set(dead)
+            self.measured_at = time.monotonic()
+
+
 def _handle(handler: Handler, batch: list[Message], stats: ConsumerStats) -> list[Message]:
     """Handle a batch; returns the messages that failed alone (after a batch failure)."""
     try:
-        handler(batch)
-        stats.handled += len(batch)
+        with HANDLER_SECONDS.labels(stats.queue).time():
+            handler(batch)
+        stats.count_handled(len(batch))
         return []
     except Exception as error:  # any failure of one message must not stop the rest
         if len(batch) == 1:
             log.warning("message=%s topic=%s failed error=%r", batch[0].id, batch[0].topic, error)
-            stats.errors.append(f"{batch[0].id}: {error!r}")
+            stats.count_failed(batch[0].id, error)
             if isinstance(error, PermanentFailure):
                 stats.permanent.add(batch[0].id)
             return batch
@@ -344,9 +418,16 @@ def _handle(handler: Handler, batch: list[Message], stats: ConsumerStats) -> lis
 def _consume_rabbitmq(
     queue: Queue, handler: Handler, idle_seconds: float | None, stop: Callable[[], bool]
 ) -> ConsumerStats:
-    stats, max_attempts = ConsumerStats(), rabbitmq_settings().max_attempts
+    stats, max_attempts = ConsumerStats(queue), rabbitmq_settings().max_attempts
     with confirmed_channel() as channel:  # confirms: a retry is safe before the ack
         channel.basic_qos(prefetch_count=BATCH)
+        gauges = QueueGauges(
+            queue,
+            lambda: (
+                channel.queue_declare(queue, passive=True).method.message_count,
+                channel.queue_declare(f"{queue}.dead", passive=True).method.message_count,
+            ),
+        )
         pending: list[tuple[int, pika.BasicProperties, bytes]] = []
         idle_since = time.monotonic()
 
@@ -356,7 +437,7 @@ def _consume_rabbitmq(
                 try:
                     messages.append(Message(str(tag), properties.type or "", json.loads(body)))
                 except ValueError as error:  # not JSON: no retry can fix it
-                    stats.errors.append(f"{properties.message_id}: {error!r}")
+                    stats.count_failed(str(properties.message_id), error)
                     stats.permanent.add(str(tag))
                     failed.add(tag)
             if messages:
@@ -378,6 +459,7 @@ def _consume_rabbitmq(
                     continue
             if pending:
                 flush()
+            gauges.update()
             waited = time.monotonic() - idle_since
             if stop() or (idle_seconds is not None and waited >= idle_seconds):
                 break
@@ -400,7 +482,7 @@ def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, s
     attempt = _attempt(properties.headers)
     if attempt >= max_attempts or str(tag) in stats.permanent:
         channel.basic_nack(tag, requeue=False)  # -> the dead-letter exchange -> queue.dead
-        stats.dead_lettered += 1
+        stats.count_dead_lettered()
         log.error("dead-lettered queue=%s message=%s", queue, properties.message_id)
         return
     # Retry after a backoff in the retry queue (the others are not held up: a short outage
@@ -415,7 +497,7 @@ def _retry_or_dead_letter(channel, queue, tag, properties, body, max_attempts, s
     )
     channel.basic_publish("", retry_queue(queue, attempt), body, retry, mandatory=True)
     channel.basic_ack(tag)
-    stats.retried += 1
+    stats.count_retried(1)
 
 
 def _consume_outbox(
@@ -425,10 +507,27 @@ def _consume_outbox(
     idle_seconds: float | None,
     stop: Callable[[], bool],
 ) -> ConsumerStats:
-    stats, max_attempts = ConsumerStats(), rabbitmq_settings().max_attempts
+    stats, max_attempts = ConsumerStats(queue), rabbitmq_settings().max_attempts
     topics = QUEUES[queue]
+
+    def measure() -> tuple[int, int]:
+        with engine.connect() as db:
+            offset = select(ConsumerOffset.last_message_id).where(ConsumerOffset.consumer == queue)
+            waiting = db.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.id > func.coalesce(offset.scalar_subquery(), 0))
+                .where(OutboxMessage.topic.in_(topics))
+            )
+            dead = db.scalar(
+                select(func.count()).select_from(DeadLetter).where(DeadLetter.consumer == queue)
+            )
+        return waiting or 0, dead or 0
+
+    gauges = QueueGauges(queue, measure)
     idle_since = time.monotonic()
     while not stop():
+        gauges.update()
         with engine.connect() as db:
             offset = db.scalar(
                 select(ConsumerOffset.last_message_id).where(ConsumerOffset.consumer == queue)
@@ -452,13 +551,13 @@ def _consume_outbox(
             if not retryable:
                 break
             time.sleep(retry_delay_ms(attempt) / 1000)
-            stats.retried += len(retryable)
+            stats.count_retried(len(retryable))
             failed = [m for m in failed if m.id in stats.permanent] + [
                 m for message in retryable for m in _handle(handler, [message], stats)
             ]
         with engine.begin() as db:
             for message in failed:
-                stats.dead_lettered += 1
+                stats.count_dead_lettered()
                 log.error("dead-lettered queue=%s message=%s", queue, message.id)
                 db.execute(
                     insert(DeadLetter).values(

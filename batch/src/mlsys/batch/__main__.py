@@ -10,6 +10,7 @@ from mlsys.aianimals.settings import generated_dir
 from mlsys.aianimals.tables import Role
 from mlsys.common.cli import IdleSeconds
 from mlsys.common.logging import configure_logging
+from mlsys.common.metrics import job
 
 app = typer.Typer(
     help="AIAnimals batch jobs: generate the synthetic activity, load everything into the "
@@ -72,6 +73,7 @@ def migrate() -> None:
 
 
 @app.command("initial-load")
+@job
 def initial_load(
     generated: Annotated[
         Path | None,
@@ -122,10 +124,13 @@ def relay(
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
     from mlsys.aianimals.messages import relay_outbox, stop_on_signal
     from mlsys.common.logging import get_logger
+    from mlsys.common.metrics import serve_worker_metrics
 
     configure_logging()
     log, stop, engine = get_logger("mlsys.batch.relay"), stop_on_signal(), get_engine()
     upgrade_or_wait(engine)
+    if follow:
+        serve_worker_metrics()
     while True:
         try:
             published = relay_outbox(engine)

@@ -13,17 +13,41 @@ A server makes one `HttpMetrics` for its registry at import and adds
 And the models it serves (`SERVED_MODELS`, in the default registry; a server with a
 registry of its own registers it there too): each `ChampionWatch`'s version, 0 while it
 serves none, and when that version was registered (its age: `time() - ...`).
+
+A worker that is no HTTP server (a consumer, the relay) serves the default registry on
+METRICS_PORT (`serve_worker_metrics`). A batch job lives too briefly to be scraped: its
+command, decorated with `job`, pushes its run to the Pushgateway at
+METRICS_PUSHGATEWAY_URL when it ends, grouped by `job` (`<component>-<command>`):
+`job_duration_seconds`, `job_success` (1 or 0), `job_last_success_timestamp_seconds` or
+`job_last_failure_timestamp_seconds`, and `job_items` (the rows or items it handled, where
+the job reports them with `report_items`).
 """
 
+import functools
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import perf_counter
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+import click
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    pushadd_to_gateway,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlsys.common.logging import get_logger
+from mlsys.common.settings import metrics_settings
+
+log = get_logger(__name__)
 
 # Finer than the instrumentator's (0.1, 0.5, 1): the API's searches answer in milliseconds
 # and a p99 alert needs buckets around its goal.
@@ -126,3 +150,85 @@ class ServedModels(Collector):
 
 SERVED_MODELS = ServedModels()
 REGISTRY.register(SERVED_MODELS)
+
+
+# --- workers and jobs ---------------------------------------------------------------------
+
+
+def serve_worker_metrics() -> None:
+    """Serve the default registry's `/metrics` on METRICS_PORT (unset: nothing), from a
+    thread of its own, for a worker that is no HTTP server."""
+    port = metrics_settings().port
+    if port is not None:
+        start_http_server(port)
+        log.info("metrics on port=%d", port)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_running: list[dict[str, float]] = []  # the running job's reported figures
+
+
+def report_items(count: int) -> None:
+    """The rows or items the running job handled (its `job_items`)."""
+    if _running:
+        _running[-1]["items"] = count
+
+
+def job(command: Callable[P, R]) -> Callable[P, R]:
+    """Decorates a batch job's command (`mlsys.<component>.__main__`): when it ends, its
+    run is pushed to the Pushgateway as job `<component>-<command>`. An exit code other than
+    0 or an exception is a failure. A push that fails is logged and changes nothing: the
+    job's outcome is its own."""
+    # The package, `mlsys.<component>`, also when run as `python -m` (module `__main__`)
+    package = command.__globals__.get("__package__") or command.__module__
+    component = package.removeprefix("mlsys.").split(".")[0].replace("_", "-")
+    name = f"{component}-{command.__name__.replace('_', '-')}"
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        figures: dict[str, float] = {}
+        _running.append(figures)
+        start, succeeded = perf_counter(), False
+        try:
+            result = command(*args, **kwargs)
+            succeeded = True
+            return result
+        except click.exceptions.Exit as exit_:  # typer.Exit
+            succeeded = exit_.exit_code == 0
+            raise
+        except SystemExit as exit_:
+            succeeded = exit_.code in (0, None)
+            raise
+        finally:
+            _running.pop()
+            push_job_run(name, succeeded, perf_counter() - start, figures.get("items"))
+
+    return run
+
+
+def push_job_run(name: str, succeeded: bool, seconds: float, items: float | None) -> None:
+    """One run of job `name` to the Pushgateway (METRICS_PUSHGATEWAY_URL; unset: nothing).
+    Only the pushed names are replaced in the job's group: a failure leaves the time of
+    the last success as it was."""
+    url = metrics_settings().pushgateway_url
+    if not url:
+        return
+    registry = CollectorRegistry()
+    figures = {
+        "job_duration_seconds": ("How long the job's last run took", seconds),
+        "job_success": ("1 if the job's last run succeeded, 0 if it failed", int(succeeded)),
+        (
+            "job_last_success_timestamp_seconds"
+            if succeeded
+            else "job_last_failure_timestamp_seconds"
+        ): ("When the job last ended so", time.time()),
+    }
+    if items is not None:
+        figures["job_items"] = ("Rows or items the job's last run handled", items)
+    for metric, (documentation, value) in figures.items():
+        Gauge(metric, documentation, registry=registry).set(value)
+    try:
+        pushadd_to_gateway(url, job=name, registry=registry, timeout=10)
+    except OSError as error:  # the gateway is down: the run's outcome stands
+        log.warning("could not push job=%s metrics to %s: %r", name, url, error)

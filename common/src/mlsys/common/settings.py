@@ -106,12 +106,25 @@ class StorageSettings(BaseSettings):
     public_url: str = "/v0/photos"  # where clients fetch what is stored
 
 
+class MetricsSettings(BaseSettings):
+    """Where a process that is not an HTTP server reports (mlsys.common.metrics)."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICS_")
+
+    port: int | None = None  # a worker (consumer, relay) serves /metrics here; None: not
+    pushgateway_url: str | None = None  # a job pushes its run's metrics here; None: not
+
+
 def platform_settings() -> PlatformSettings:
     return PlatformSettings()
 
 
 def postgres_settings() -> PostgresSettings:
     return PostgresSettings()
+
+
+def metrics_settings() -> MetricsSettings:
+    return MetricsSettings()
 
 
 def mlflow_settings() -> MlflowSettings:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from mlsys.common.logging import configure_logging
+from mlsys.common.metrics import job, report_items
 from mlsys.data_registration.files import InvalidInput
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ def migrate() -> None:
 
 
 @app.command()
+@job
 def register(
     master_dir: Annotated[
         Path | None,
@@ -93,6 +95,7 @@ def register(
             "the week after the latest registered one"
         )
         return
+    report_items(summary.sales_rows_written)
     typer.echo(
         f"master rows written: {summary.master_rows}; sales rows read: {summary.sales_rows_read}, "
         f"selected: {summary.sales_rows_selected}, written: {summary.sales_rows_written}"

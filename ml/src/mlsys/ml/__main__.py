@@ -7,6 +7,7 @@ import typer
 
 from mlsys.common.cli import write_report
 from mlsys.common.logging import configure_logging
+from mlsys.common.metrics import job, report_items
 from mlsys.common.tracking import CHAMPION
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ def print_scores(scores: dict) -> None:
 
 
 @app.command()
+@job
 def backtest(
     from_week: Annotated[
         str, typer.Option("--from", help="First target week, ISO year-week like 2021-35.")
@@ -93,6 +95,7 @@ def backtest(
 
 
 @app.command()
+@job
 def validate(overrides: Overrides = None) -> None:
     """Check the registered sales before training: enough complete weeks, none missing,
     every store-item series present in the latest week. Exits 1 listing the problems."""
@@ -108,6 +111,7 @@ def validate(overrides: Overrides = None) -> None:
 
 
 @app.command()
+@job
 def train(
     overrides: Overrides = None,
     promote: Annotated[
@@ -137,6 +141,7 @@ def train(
 
 
 @app.command()
+@job
 def promote(
     version: Annotated[
         int | None, typer.Option(help="Registered version to judge; default: the latest.")
@@ -153,6 +158,7 @@ def promote(
 
 
 @app.command()
+@job
 def predict(
     week: Annotated[
         str | None,
@@ -168,6 +174,7 @@ def predict(
 
     configure_logging()
     result = run(iso_week(week) if week else None, alias=alias)
+    report_items(result.rows)
     typer.echo(
         f"week {result.week}: {result.rows} predictions by version {result.version} "
         f"({result.written} written)"

@@ -9,6 +9,7 @@ import typer
 from mlsys.aianimals.settings import HIDDEN_QUALITY_FILE, SYNONYM_QUERIES_FILE, generated_dir
 from mlsys.common.cli import IdleSeconds, photo_sample, write_report
 from mlsys.common.logging import configure_logging
+from mlsys.common.metrics import job
 
 app = typer.Typer(
     help="AIAnimals search ranking: learn to rank posts from the search access logs "
@@ -49,6 +50,7 @@ def print_report(report: dict) -> None:
 
 
 @app.command()
+@job
 def features() -> None:
     """Compute every post's online ranking features as of now (likes, impressions,
     position-weighted examinations, selects, long views and likes from the access logs,
@@ -97,6 +99,7 @@ def _logged_data():
 
 
 @app.command("train-ranker")
+@job
 def train_ranker(
     output: Annotated[Path | None, typer.Option(help="Write both tables here as JSON.")] = None,
     hidden_quality: Annotated[
@@ -152,6 +155,7 @@ def train_ranker(
 
 
 @app.command("promote-ranker")
+@job
 def promote_ranker(
     version: Annotated[int, typer.Option(help="The registered version to judge.")],
 ) -> None:
@@ -211,6 +215,7 @@ def simulate(
 
 
 @app.command("build-image-index")
+@job
 def build_image_index(
     output: Annotated[Path | None, typer.Option(help="Write the report here as JSON.")] = None,
     images: Annotated[
@@ -292,6 +297,7 @@ def build_image_index(
 
 
 @app.command("similar-words")
+@job
 def similar_words(
     output: Annotated[Path | None, typer.Option(help="Write the report here as JSON.")] = None,
     synonym_queries: Annotated[

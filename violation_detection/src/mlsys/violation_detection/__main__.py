@@ -8,6 +8,7 @@ import typer
 
 from mlsys.common.cli import IdleSeconds, photo_sample, write_report
 from mlsys.common.logging import configure_logging, get_logger
+from mlsys.common.metrics import job
 from mlsys.common.serving import UVICORN_OPTIONS
 from mlsys.violation_detection.experiment import TrainingOptions
 
@@ -122,6 +123,7 @@ def train(
 
 
 @app.command()
+@job
 def retrain(
     images: ImagesOption = DEFAULT_IMAGES,
     fresh_images: FreshImagesOption = DEFAULT_FRESH_IMAGES,
