@@ -87,10 +87,15 @@ serve: install ## serve what the last `make demo` made, without running its jobs
 	$(UV) run --frozen mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 		--default-artifact-root $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	$(PY) -m mlsys.violation_detection serve --port $(CLASSIFIER_PORT) & \
-	VIOLATION_DETECTION_URL=http://127.0.0.1:$(CLASSIFIER_PORT) $(PY) -m mlsys.violation_detection consume & \
+	VIOLATION_DETECTION_URL=http://127.0.0.1:$(CLASSIFIER_PORT) METRICS_PORT=9101 \
+		$(PY) -m mlsys.violation_detection consume & \
 	$(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
-	$(PY) -m mlsys.search image-index-consumer & \
+	METRICS_PORT=9102 $(PY) -m mlsys.search image-index-consumer & \
 	wait
+
+.PHONY: monitoring
+monitoring: ## Prometheus :9090 (the shipped configuration and alert rules, scraping what `make serve` runs) and the Pushgateway :9091 on localhost (Debian packages, installed if missing)
+	bash infrastructure/scripts/monitoring.sh
 
 .PHONY: services
 services: ## make PostgreSQL :5432, Redis :6379 and RabbitMQ :5672 answer on localhost (installs the Debian packages if missing)

@@ -50,3 +50,53 @@ def pushgateway(log: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def prometheus(config: dict, directory: Path) -> Iterator[str]:
+    """Prometheus with `config` (its rule files absolute paths), its data and log in
+    `directory`; yields its URL once it answers."""
+    import yaml
+
+    require(shutil.which("prometheus") is not None, "prometheus (Debian's package)")
+    port = free_port()
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with (directory / "prometheus.log").open("w") as output:
+        process = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(url), timeout=60)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def query(url: str, expression: str) -> list[dict]:
+    """An instant query through Prometheus' HTTP API: [{"metric": {...}, "value": [t, v]}]."""
+    response = httpx.get(f"{url}/api/v1/query", params={"query": expression}, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def firing(url: str) -> list[dict]:
+    """The labels of every firing alert."""
+    response = httpx.get(f"{url}/api/v1/alerts", timeout=10)
+    response.raise_for_status()
+    return [a["labels"] for a in response.json()["data"]["alerts"] if a["state"] == "firing"]

@@ -19,8 +19,8 @@ METRICS_PORT (`serve_worker_metrics`). A batch job lives too briefly to be scrap
 command, decorated with `job`, pushes its run to the Pushgateway at
 METRICS_PUSHGATEWAY_URL when it ends, grouped by `job` (`<component>-<command>`):
 `job_duration_seconds`, `job_success` (1 or 0), `job_last_success_timestamp_seconds` or
-`job_last_failure_timestamp_seconds`, and `job_items` (the rows or items it handled, where
-the job reports them with `report_items`).
+`job_last_failure_timestamp_seconds`, and what the job reports (`report_items`: `job_items`,
+the rows or items it handled; `report`: a figure of its own).
 """
 
 import functools
@@ -166,13 +166,36 @@ def serve_worker_metrics() -> None:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# What a job's run pushes: name -> documentation. Declared once (`job_figure`), so that
+# what dashboards and alert rules may query is known (tests/deploy/test_monitoring.py).
+JOB_FIGURES: dict[str, str] = {}
 _running: list[dict[str, float]] = []  # the running job's reported figures
 
 
-def report_items(count: int) -> None:
-    """The rows or items the running job handled (its `job_items`)."""
+def job_figure(name: str, documentation: str) -> str:
+    """Declares a figure a job pushes (a gauge in its group); returns its name."""
+    JOB_FIGURES[name] = documentation
+    return name
+
+
+JOB_DURATION = job_figure("job_duration_seconds", "How long the job's last run took")
+JOB_SUCCESS = job_figure("job_success", "1 if the job's last run succeeded, 0 if it failed")
+JOB_LAST_SUCCESS = job_figure("job_last_success_timestamp_seconds", "When the job last succeeded")
+JOB_LAST_FAILURE = job_figure("job_last_failure_timestamp_seconds", "When the job last failed")
+JOB_ITEMS = job_figure("job_items", "Rows or items the job's last run handled")
+
+
+def report(figure: str, value: float) -> None:
+    """A declared figure of the running job, pushed with its run."""
+    if figure not in JOB_FIGURES:
+        raise ValueError(f"{figure!r} is not declared with job_figure")
     if _running:
-        _running[-1]["items"] = count
+        _running[-1][figure] = value
+
+
+def report_items(count: int) -> None:
+    """The rows or items the running job handled."""
+    report(JOB_ITEMS, count)
 
 
 def job(command: Callable[P, R]) -> Callable[P, R]:
@@ -202,32 +225,27 @@ def job(command: Callable[P, R]) -> Callable[P, R]:
             raise
         finally:
             _running.pop()
-            push_job_run(name, succeeded, perf_counter() - start, figures.get("items"))
+            push_job_run(name, succeeded, perf_counter() - start, figures)
 
     return run
 
 
-def push_job_run(name: str, succeeded: bool, seconds: float, items: float | None) -> None:
-    """One run of job `name` to the Pushgateway (METRICS_PUSHGATEWAY_URL; unset: nothing).
-    Only the pushed names are replaced in the job's group: a failure leaves the time of
-    the last success as it was."""
+def push_job_run(name: str, succeeded: bool, seconds: float, reported: dict[str, float]) -> None:
+    """One run of job `name` to the Pushgateway (METRICS_PUSHGATEWAY_URL; unset: nothing),
+    with the figures it `reported`. Only the pushed names are replaced in the job's group:
+    a failure leaves the time of the last success as it was."""
     url = metrics_settings().pushgateway_url
     if not url:
         return
     registry = CollectorRegistry()
     figures = {
-        "job_duration_seconds": ("How long the job's last run took", seconds),
-        "job_success": ("1 if the job's last run succeeded, 0 if it failed", int(succeeded)),
-        (
-            "job_last_success_timestamp_seconds"
-            if succeeded
-            else "job_last_failure_timestamp_seconds"
-        ): ("When the job last ended so", time.time()),
+        JOB_DURATION: seconds,
+        JOB_SUCCESS: int(succeeded),
+        JOB_LAST_SUCCESS if succeeded else JOB_LAST_FAILURE: time.time(),
+        **reported,
     }
-    if items is not None:
-        figures["job_items"] = ("Rows or items the job's last run handled", items)
-    for metric, (documentation, value) in figures.items():
-        Gauge(metric, documentation, registry=registry).set(value)
+    for figure, value in figures.items():
+        Gauge(figure, JOB_FIGURES[figure], registry=registry).set(value)
     try:
         pushadd_to_gateway(url, job=name, registry=registry, timeout=10)
     except OSError as error:  # the gateway is down: the run's outcome stands

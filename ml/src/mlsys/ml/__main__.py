@@ -7,7 +7,7 @@ import typer
 
 from mlsys.common.cli import write_report
 from mlsys.common.logging import configure_logging
-from mlsys.common.metrics import job, report_items
+from mlsys.common.metrics import job, report, report_items
 from mlsys.common.tracking import CHAMPION
 
 app = typer.Typer(
@@ -169,12 +169,16 @@ def predict(
     alias: Annotated[str, typer.Option(help="Registered-model alias to predict with.")] = CHAMPION,
 ) -> None:
     """Forecast one week's sales for every store and item with the champion and store them."""
+    from datetime import timedelta
+
     from mlsys.ml.backtest import iso_week
+    from mlsys.ml.predict import FORECAST_WEEK_END
     from mlsys.ml.predict import predict as run
 
     configure_logging()
     result = run(iso_week(week) if week else None, alias=alias)
     report_items(result.rows)
+    report(FORECAST_WEEK_END, (iso_week(result.week) + timedelta(days=7)).timestamp())
     typer.echo(
         f"week {result.week}: {result.rows} predictions by version {result.version} "
         f"({result.written} written)"

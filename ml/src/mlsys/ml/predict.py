@@ -8,6 +8,7 @@ from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import WeeklySalesPrediction
 from mlsys.common.bulk import bulk_upsert
 from mlsys.common.logging import get_logger
+from mlsys.common.metrics import job_figure
 from mlsys.common.tracking import CHAMPION, model_uri, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import week_label
@@ -16,6 +17,10 @@ from mlsys.ml.features import weekly_frame
 from mlsys.ml.tracking import configure, load_run_config
 
 log = get_logger(__name__)
+# Pushed by the predict job: the alert on no forecasts for the coming week reads it.
+FORECAST_WEEK_END = job_figure(
+    "forecast_week_end_timestamp_seconds", "When the latest forecast week ends"
+)
 
 
 @dataclass
