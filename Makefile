@@ -170,7 +170,10 @@ build-%:
 push-%:
 	@$(BUILD_IMAGE) --push
 
-.PHONY: argo
+.PHONY: argo dashboards
+dashboards: install ## build the Grafana dashboards from infrastructure/monitoring/dashboards.py into its dashboards/ folder
+	$(UV) run --frozen python infrastructure/monitoring/dashboards.py
+
 argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML (image placeholders: deploy_job sets REGISTRY and TAG)
 	$(UV) run --frozen python infrastructure/argo/compile.py
 

@@ -2,6 +2,8 @@
 checks (`promtool`, Debian's `prometheus` package) pass, every alert rule fires and stays
 silent where its unit tests say, and every metric a rule queries is one the code exports."""
 
+import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +16,9 @@ from tests.helpers.services import require
 
 MONITORING = ROOT / "infrastructure" / "monitoring"
 RULES = MONITORING / "alerts.yml"
+_spec = importlib.util.spec_from_file_location("dashboards", MONITORING / "dashboards.py")
+dashboards = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dashboards)
 
 
 def promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess:
@@ -153,3 +158,94 @@ def test_a_rule_on_a_metric_nobody_exports_is_caught():
     assert queried_metrics("consumer_dead_letter > 0") - exported_metrics() == {
         "consumer_dead_letter"
     }
+
+
+# --- dashboards ------------------------------------------------------------------------------
+
+
+def panels(board: dict) -> list[dict]:
+    """The panels that query (rows only group them)."""
+    return [panel for panel in board["panels"] if panel["type"] != "row"]
+
+
+def expressions(board: dict) -> list[str]:
+    return [target["expr"] for panel in panels(board) for target in panel["targets"]]
+
+
+def committed_dashboards() -> dict[Path, dict]:
+    return {
+        path: json.loads(path.read_text())
+        for path in sorted((MONITORING / "dashboards").glob("*.json"))
+    }
+
+
+def test_the_committed_dashboards_are_what_the_code_builds():
+    rendered = dashboards.rendered()
+    assert sorted(rendered) == sorted(committed_dashboards()), "run `make dashboards`"
+    for path, text in rendered.items():
+        assert path.read_text() == text, f"{path.name} differs: run `make dashboards`"
+
+
+def test_one_dashboard_per_system():
+    titles = {board["title"] for board in committed_dashboards().values()}
+    assert titles == {
+        "Forecasting",
+        "AIAnimals: API and search",
+        "Messages and jobs",
+        "Moderation",
+        "Experiments: the A/B test proxy",
+    }
+
+
+def test_each_dashboard_is_whole():
+    """What Grafana needs to show a dashboard as built: a uid (the file's name), panels with
+    ids unique in it, each on the provisioned data source with queries named A, B, ...,
+    placed within the grid's 24 columns."""
+    datasource = yaml.safe_load((MONITORING / "grafana" / "datasources.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    for path, board in committed_dashboards().items():
+        assert board["uid"] == path.stem
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids)) and 0 not in ids, path.name
+        for panel in panels(board):
+            assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
+            refs = [target["refId"] for target in panel["targets"]]
+            assert refs == [chr(ord("A") + i) for i in range(len(refs))], panel["title"]
+            assert all(target["expr"] for target in panel["targets"]), panel["title"]
+            position = panel["gridPos"]
+            assert position["x"] + position["w"] <= 24 and position["h"] > 0, panel["title"]
+
+
+def test_every_panels_query_is_valid_promql(tmp_path):
+    """promtool parses every query (as recording rules), Grafana's `$__rate_interval`
+    given a value."""
+    rules = [
+        {"record": f"panel:{i}", "expr": expression.replace("$__rate_interval", "1m")}
+        for i, expression in enumerate(
+            e for board in committed_dashboards().values() for e in expressions(board)
+        )
+    ]
+    (tmp_path / "panels.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]})
+    )
+    result = promtool("check", "rules", "panels.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboards_query_only_exported_metrics():
+    queried = {
+        name
+        for board in committed_dashboards().values()
+        for expression in expressions(board)
+        for name in queried_metrics(expression)
+    }
+    assert queried - exported_metrics() == set()
+
+
+def test_latency_is_a_quantile_not_time_spent_per_second():
+    """The systems this project re-creates plotted `rate(..._seconds_sum)`: time spent
+    per second, not latency. Every panel on a duration histogram takes its quantile."""
+    for board in committed_dashboards().values():
+        for expression in expressions(board):
+            if "duration_seconds_" in expression:  # a histogram's series
+                assert "histogram_quantile" in expression and "_bucket" in expression, expression
