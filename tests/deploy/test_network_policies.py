@@ -12,6 +12,7 @@ from tests.helpers.paths import ROOT
 MANIFESTS = ROOT / "infrastructure/manifests"
 NAMESPACES = ["data", "mlflow", "search-engine", "beverage-sales-forecasting", "aianimals"]
 ARGO_STEP = {"workflows.argoproj.io/workflow": "forecasting-28"}  # how Argo labels a step
+WORKER = {"mlsys.io/metrics": "worker"}  # a pod that serves its metrics on METRICS_PORT
 
 
 def app(name: str) -> dict[str, str]:
@@ -98,6 +99,9 @@ REFUSED = [
     ("aianimals", app("search-index"), "aianimals", app("api"), 8000),
     ("default", {}, "aianimals", app("ab-test-proxy"), 8080),
     ("aianimals", app("api"), "aianimals", app("ab-test-proxy"), 8080),
+    # A worker's metrics are Prometheus' alone.
+    ("aianimals", app("api"), "aianimals", app("search-index") | WORKER, 9100),
+    ("default", {}, "aianimals", app("outbox-relay") | WORKER, 9100),
 ]
 
 
@@ -203,4 +207,5 @@ def test_prometheus_may_scrape_every_pod_that_asks_to_be_scraped():
                     port = int(annotations["prometheus.io/port"])
                     scraped.append(labels["app.kubernetes.io/name"])
                     assert flow("monitoring", app("prometheus"), namespace, labels, port), labels
-    assert {"api", "violation-classifier"} <= set(scraped)
+    assert {"api", "violation-classifier", "outbox-relay", "search-index", "ranking-features",
+            "image-index", "account-mail", "violation-detection"} <= set(scraped)  # fmt: skip
