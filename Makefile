@@ -171,7 +171,7 @@ push-%:
 	@$(BUILD_IMAGE) --push
 
 .PHONY: argo dashboards
-dashboards: install ## build the Grafana dashboards from infrastructure/monitoring/dashboards.py into its dashboards/ folder
+dashboards: install ## build the Grafana dashboards from infrastructure/monitoring/dashboards.py into infrastructure/manifests/monitoring/dashboards/
 	$(UV) run --frozen python infrastructure/monitoring/dashboards.py
 
 argo: install ## compile the Hera definitions in infrastructure/argo/ to their YAML (image placeholders: deploy_job sets REGISTRY and TAG)
@@ -181,15 +181,15 @@ argo: install ## compile the Hera definitions in infrastructure/argo/ to their Y
 DEPLOY = DRY_RUN=$(DRY_RUN) RENDER_DIR=$(RENDER_DIR) REGISTRY=$(DEPLOY_REGISTRY) TAG=$(DEPLOY_TAG) bash infrastructure/scripts/deploy.sh
 
 .PHONY: initialize_deployment deploy_base deploy_job vendor_argo port_forward moderator delete_namespaces
-initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals)
+initialize_deployment: ## create the namespaces (data, mlflow, argo, beverage-sales-forecasting, search-engine, aianimals, monitoring)
 	$(DEPLOY) initialize
-deploy_base: secrets ## the namespaces, PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads
+deploy_base: secrets ## the namespaces, PostgreSQL, MLflow, Argo, the BI, Elasticsearch, the AIAnimals backend, initial loads, monitoring (Prometheus, Pushgateway, Grafana)
 	$(DEPLOY) base
 deploy_job: ## create the Argo CronWorkflows (weekly registration, forecasting DAG, search ranker, image index, classifier retraining)
 	$(DEPLOY) job
 vendor_argo: ## render Argo's install of release ARGO_VERSION from a checkout of argo-workflows at ARGO_SOURCE into manifests/argo (review the diff, commit)
 	bash infrastructure/scripts/vendor_argo.sh $(ARGO_SOURCE) $(ARGO_VERSION)
-port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000, the review portal on :8502
+port_forward: ## BI on :8501, MLflow on :5001, Argo on :2746, AIAnimals API on :8000, the review portal on :8502, Grafana on :3000
 	DRY_RUN=$(DRY_RUN) bash infrastructure/scripts/port_forward.sh
 moderator: ## HANDLE=name: make an AIAnimals user a moderator on the cluster (register them in the app first: seeded users' passwords are random)
 	@test -n "$(HANDLE)" || { echo "HANDLE=<the user's handle name> is required" >&2; exit 2; }

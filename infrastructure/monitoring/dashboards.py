@@ -1,6 +1,6 @@
 """Grafana dashboards as code, one per system, built with Grafana's foundation SDK:
-`make dashboards` writes each to `dashboards/<uid>.json` beside this file, which Grafana
-provisions. The committed JSON must equal what this builds, and every metric a panel
+`make dashboards` writes each to `infrastructure/manifests/monitoring/dashboards/<uid>.json`,
+which Grafana provisions. The committed JSON must equal what this builds, and every metric a panel
 queries must be one the code exports (tests/deploy/test_monitoring.py).
 
 Latency is always a quantile of the request histograms (`histogram_quantile` over the
@@ -21,8 +21,8 @@ from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
 from mlsys.violation_detection.tracking import MODEL_NAME as CLASSIFIER_MODEL_NAME
 
 HERE = Path(__file__).parent
-OUTPUT = HERE / "dashboards"
-# The Prometheus data source, provisioned with this uid (grafana-datasources.yml).
+OUTPUT = HERE.parent / "manifests" / "monitoring" / "dashboards"
+# The Prometheus data source, provisioned with this uid (manifests/monitoring/grafana/).
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
 RATE = "$__rate_interval"  # Grafana's window for rate(): at least four scrapes
 

@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 manifests=infrastructure/manifests
 registry="${REGISTRY:-localhost:5000}"
 tag="${TAG:-}"
-namespaces=(data mlflow argo beverage-sales-forecasting search-engine aianimals)
+namespaces=(data mlflow argo beverage-sales-forecasting search-engine aianimals monitoring)
 
 run() {
   if [ "${DRY_RUN:-0}" = 1 ]; then echo "+ $*"; else "$@"; fi
@@ -197,6 +197,10 @@ case "${1:-}" in
       wait_for aianimals "$workload"
     done
     wait_for beverage-sales-forecasting deployment/bi
+    apply_kustomization monitoring
+    for workload in statefulset/prometheus statefulset/pushgateway deployment/grafana; do
+      wait_for monitoring "$workload"
+    done
     ;;
   job)
     require_tag

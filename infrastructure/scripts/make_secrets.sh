@@ -57,6 +57,8 @@ rabbitmq_server="RABBITMQ_DEFAULT_USER=mlsys
 RABBITMQ_DEFAULT_PASS=$rabbitmq_password"
 redis_server="REDIS_PASSWORD=$redis_password"
 elasticsearch_server="ELASTIC_PASSWORD=$elasticsearch_password"
+# Grafana's admin (user `admin`).
+grafana="GF_SECURITY_ADMIN_PASSWORD=$(value GF_SECURITY_ADMIN_PASSWORD)"
 
 # write FILE CONTENT: keep FILE if it has every key of CONTENT, else (re)write it.
 write() {
@@ -97,6 +99,7 @@ write "$manifests/aianimals/secrets/mail.env" "$mail"
 write "$manifests/aianimals/secrets/rabbitmq.env" "$rabbitmq_server"
 write "$manifests/aianimals/secrets/redis.env" "$redis_server"
 write "$manifests/search-engine/secrets/elasticsearch.env" "$elasticsearch_server"
+write "$manifests/monitoring/secrets/grafana.env" "$grafana"
 write "$compose_env" "$postgres_server
 $mlflow_server
 $bi_login
@@ -104,4 +107,5 @@ $aianimals
 $classifier
 $mail
 $rabbitmq_server
-$elasticsearch_server"
+$elasticsearch_server
+$grafana"

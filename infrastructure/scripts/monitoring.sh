@@ -32,5 +32,5 @@ fi
 wait_up 9091 || { echo "the Pushgateway did not come up: $data/pushgateway.log"; failed=1; }
 wait_up 9090 || { echo "Prometheus did not come up: $data/prometheus.log"; failed=1; }
 [ $failed = 0 ] || exit 1
-echo "Prometheus:  http://127.0.0.1:9090/alerts   (rules: infrastructure/monitoring/alerts.yml)"
+echo "Prometheus:  http://127.0.0.1:9090/alerts   (rules: infrastructure/manifests/monitoring/alerts.yml)"
 echo "Pushgateway: http://127.0.0.1:9091   (jobs push with METRICS_PUSHGATEWAY_URL=http://127.0.0.1:9091)"

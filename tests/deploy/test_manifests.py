@@ -24,6 +24,7 @@ def test_the_platform_namespaces_are_all_there():
         "beverage-sales-forecasting",
         "data",
         "mlflow",
+        "monitoring",
         "search-engine",
     ]
 
@@ -70,6 +71,18 @@ def test_every_pod_runs_as_non_root(manifests):
             if pod:
                 assert pod["securityContext"]["runAsNonRoot"] is True, document["metadata"]
                 assert pod["automountServiceAccountToken"] is False
+
+
+def test_only_prometheus_holds_a_service_account_token(manifests):
+    """Its pod discovery reads the Kubernetes API (it may list the product namespaces'
+    pods alone: prometheus-discovery.yaml); every other pod of ours mounts no token."""
+    holders = []
+    for namespace in set(NAMESPACES) - {"argo"}:  # Argo's vendored install talks to the API
+        for document in rendered(manifests / namespace):
+            pod = document.get("spec", {}).get("template", {}).get("spec")
+            if pod and pod.get("automountServiceAccountToken") is not False:
+                holders.append((namespace, document["metadata"]["name"]))
+    assert holders == [("monitoring", "prometheus")]
 
 
 def test_every_pod_filters_syscalls_with_the_runtime_default(manifests):

@@ -1,4 +1,5 @@
-"""The monitoring configuration as shipped (infrastructure/monitoring): Prometheus' own
+"""The monitoring configuration as shipped (infrastructure/manifests/monitoring, and
+infrastructure/monitoring: the dashboards' code, the local Prometheus): Prometheus' own
 checks (`promtool`, Debian's `prometheus` package) pass, every alert rule fires and stays
 silent where its unit tests say, and every metric a rule queries is one the code exports."""
 
@@ -14,9 +15,10 @@ import yaml
 from tests.helpers.paths import ROOT
 from tests.helpers.services import require
 
-MONITORING = ROOT / "infrastructure" / "monitoring"
+MONITORING = ROOT / "infrastructure" / "manifests" / "monitoring"
+LOCAL = ROOT / "infrastructure" / "monitoring"
 RULES = MONITORING / "alerts.yml"
-_spec = importlib.util.spec_from_file_location("dashboards", MONITORING / "dashboards.py")
+_spec = importlib.util.spec_from_file_location("dashboards", LOCAL / "dashboards.py")
 dashboards = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dashboards)
 
@@ -48,7 +50,7 @@ def alert_names() -> list[str]:
 
 
 def test_the_local_configuration_passes_promtools_check():
-    result = promtool("check", "config", "prometheus-local.yml")
+    result = promtool("check", "config", "prometheus-local.yml", cwd=LOCAL)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -57,7 +59,7 @@ def test_the_kubernetes_configuration_passes_promtools_check(tmp_path):
     the cluster runs, has it): the configuration is checked with its pod discovery
     replaced by a static target, so that everything else (relabelling, rule files) is
     Prometheus' own check."""
-    config = yaml.safe_load((MONITORING / "prometheus-kubernetes.yml").read_text())
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     pods = next(job for job in config["scrape_configs"] if job["job_name"] == "pods")
     discovery = pods.pop("kubernetes_sd_configs")
     assert discovery == [
@@ -73,7 +75,7 @@ def test_the_kubernetes_configuration_passes_promtools_check(tmp_path):
 def test_jobs_are_named_alike_on_kubernetes_and_on_one_machine():
     """The local jobs carry the names the pods' `app.kubernetes.io/name` gives them on the
     cluster: one rule and one dashboard read both."""
-    local = yaml.safe_load((MONITORING / "prometheus-local.yml").read_text())
+    local = yaml.safe_load((LOCAL / "prometheus-local.yml").read_text())
     deployments = {
         document["metadata"]["name"]
         for path in (ROOT / "infrastructure" / "manifests").glob("*/*.yaml")
@@ -249,3 +251,20 @@ def test_latency_is_a_quantile_not_time_spent_per_second():
         for expression in expressions(board):
             if "duration_seconds_" in expression:  # a histogram's series
                 assert "histogram_quantile" in expression and "_bucket" in expression, expression
+
+
+def test_the_cluster_gets_every_dashboard_and_the_rules_prometheus_reads():
+    """The monitoring namespace's ConfigMaps hold each built dashboard (within a
+    ConfigMap's 1 MiB) and Prometheus' configuration with the rules where it reads them."""
+    generators = {
+        generator["name"]: generator["files"]
+        for generator in yaml.safe_load((MONITORING / "kustomization.yaml").read_text())[
+            "configMapGenerator"
+        ]
+    }
+    built = sorted(f"dashboards/{path.name}" for path in committed_dashboards())
+    assert sorted(generators["grafana-dashboards"]) == built
+    assert sum((MONITORING / name).stat().st_size for name in built) < 1024 * 1024
+    assert sorted(generators["prometheus-config"]) == ["alerts.yml", "prometheus.yml"]
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]

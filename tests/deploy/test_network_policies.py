@@ -10,7 +10,8 @@ import yaml
 from tests.helpers.paths import ROOT
 
 MANIFESTS = ROOT / "infrastructure/manifests"
-NAMESPACES = ["data", "mlflow", "search-engine", "beverage-sales-forecasting", "aianimals"]
+NAMESPACES = ["data", "mlflow", "search-engine", "beverage-sales-forecasting", "aianimals",
+              "monitoring"]  # fmt: skip
 ARGO_STEP = {"workflows.argoproj.io/workflow": "forecasting-28"}  # how Argo labels a step
 WORKER = {"mlsys.io/metrics": "worker"}  # a pod that serves its metrics on METRICS_PORT
 
@@ -62,6 +63,20 @@ NEEDED = [
     ("monitoring", app("prometheus"), "aianimals", app("violation-classifier"), 8100),
     ("monitoring", app("prometheus"), "aianimals", app("api"), 8000),
     ("monitoring", app("prometheus"), "aianimals", app("ab-test-proxy"), 8080),
+    ("monitoring", app("prometheus"), "monitoring", app("pushgateway"), 9091),
+    ("monitoring", app("grafana"), "monitoring", app("prometheus"), 9090),
+    ("ingress-nginx", {}, "monitoring", app("grafana"), 3000),
+    # Each batch job's run, to the Pushgateway (mlsys.common.metrics.job).
+    ("beverage-sales-forecasting", ARGO_STEP, "monitoring", app("pushgateway"), 9091),
+    ("aianimals", ARGO_STEP, "monitoring", app("pushgateway"), 9091),
+    (
+        "beverage-sales-forecasting",
+        app("initial-registration"),
+        "monitoring",
+        app("pushgateway"),
+        9091,
+    ),
+    ("aianimals", app("aianimals-initial-load"), "monitoring", app("pushgateway"), 9091),
 ]
 REFUSED = [
     ("aianimals", app("api"), "aianimals", app("rabbitmq"), 5672),  # the API uses the outbox
@@ -99,7 +114,11 @@ REFUSED = [
     ("aianimals", app("search-index"), "aianimals", app("api"), 8000),
     ("default", {}, "aianimals", app("ab-test-proxy"), 8080),
     ("aianimals", app("api"), "aianimals", app("ab-test-proxy"), 8080),
-    # A worker's metrics are Prometheus' alone.
+    # A worker's metrics are Prometheus' alone; the Pushgateway takes the jobs' runs only.
+    ("aianimals", app("api"), "monitoring", app("pushgateway"), 9091),
+    ("beverage-sales-forecasting", app("bi"), "monitoring", app("pushgateway"), 9091),
+    ("default", {}, "monitoring", app("grafana"), 3000),
+    ("aianimals", app("api"), "monitoring", app("prometheus"), 9090),
     ("aianimals", app("api"), "aianimals", app("search-index") | WORKER, 9100),
     ("default", {}, "aianimals", app("outbox-relay") | WORKER, 9100),
 ]

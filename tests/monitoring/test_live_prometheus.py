@@ -19,16 +19,16 @@ from tests.helpers.services import free_port
 
 pytestmark = pytest.mark.integration
 
-MONITORING = ROOT / "infrastructure" / "monitoring"
+LOCAL = ROOT / "infrastructure" / "monitoring"
 
 
 def shipped_configuration(targets: dict[str, str]) -> dict:
     """prometheus-local.yml with its jobs pointed at `targets` (job -> host:port) and the
     others left out (this machine may serve something else on the usual ports), scraped and
     evaluated every second."""
-    config = yaml.safe_load((MONITORING / "prometheus-local.yml").read_text())
+    config = yaml.safe_load((LOCAL / "prometheus-local.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(MONITORING / rule) for rule in config["rule_files"]]
+    config["rule_files"] = [str((LOCAL / rule).resolve()) for rule in config["rule_files"]]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for name, target in targets.items():
         jobs.setdefault(name, {"job_name": name})["static_configs"] = [{"targets": [target]}]
