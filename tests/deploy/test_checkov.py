@@ -30,9 +30,10 @@ SKIPS = {
     "users (999/1000), which own the images' data directories; ours run as 10001",
     "CKV_K8S_22": "RabbitMQ's and Elasticsearch's images write into their own directories at "
     "start (test_manifests.WRITABLE_ROOT); every other container's root is read-only",
-    "CKV_K8S_8": "the relay and the search-index consumer serve no port: a failure ends "
-    "the process and the Deployment restarts it",
-    "CKV_K8S_9": "the same two workers: nothing to be ready for (no Service sends to them)",
+    "CKV_K8S_8": "the relay and the consumers serve only their metrics: a failure ends the "
+    "process and the Deployment restarts it; a probe of the metrics thread would not see a "
+    "stuck consumer (the ConsumerStalled alert does)",
+    "CKV_K8S_9": "the same workers: nothing to be ready for (no Service sends to them)",
     "CKV_K8S_38": "Prometheus alone mounts its service account's token (its pod discovery "
     "lists pods; test_manifests.test_only_prometheus_holds_a_service_account_token)",
     # Dockerfiles
