@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mlsys.pipelines.run import run_workflow
+from tests.helpers.monitoring import pushgateway, scrape
 from tests.helpers.paths import ROOT
 
 
@@ -195,7 +196,8 @@ def test_the_command_line_prints_the_summary_and_exits_as_the_workflow_ends(tmp_
 @pytest.mark.slow  # registers the real file: 7 s
 def test_the_shipped_weekly_registration_runs_as_local_processes(tmp_path, monkeypatch):
     """Without a container engine: register-next-week as written for the cluster, its
-    /app paths (the files the image carries) read from the repository."""
+    /app paths (the files the image carries) read from the repository. Its step pushes
+    its run to the Pushgateway, as on the cluster (job `data-registration-register`)."""
     monkeypatch.chdir(ROOT)
     registered = subprocess.run(
         [sys.executable, "-m", "mlsys.data_registration", "register", "--master-dir",
@@ -204,7 +206,13 @@ def test_the_shipped_weekly_registration_runs_as_local_processes(tmp_path, monke
     )  # fmt: skip
     assert registered.returncode == 0, registered.stderr
     shipped = ROOT / "infrastructure" / "argo" / "register-next-week.yaml"
-    phase, _, _ = run(shipped, tmp_path)
+    with pushgateway(tmp_path / "pushgateway.log") as gateway:
+        monkeypatch.setenv("METRICS_PUSHGATEWAY_URL", gateway)
+        phase, _, _ = run(shipped, tmp_path)
+        pushed = scrape(f"{gateway}/metrics")
     assert phase == "Succeeded", (tmp_path / "logs" / "register-next-week.1.log").read_text()
     log = (tmp_path / "logs" / "register-next-week.1.log").read_text()
     assert "selected: 700, written: 700" in log  # week 49: 7 days x 10 stores x 10 items
+    group = frozenset({("job", "data-registration-register"), ("instance", "")})
+    assert pushed[("job_success", group)] == 1
+    assert pushed[("job_items", group)] == 700
