@@ -7,10 +7,8 @@ import signal
 import subprocess
 import sys
 
-import httpx
 import pika
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
 from mlsys.aianimals import messages
@@ -31,6 +29,7 @@ from mlsys.aianimals.messages import (
 from mlsys.aianimals.tables import DeadLetter, OutboxMessage
 from tests.helpers.aianimals import wait_until
 from tests.helpers.cli import ROOT
+from tests.helpers.monitoring import scrape
 from tests.helpers.services import free_port
 
 
@@ -432,14 +431,9 @@ def test_a_consumer_command_stops_on_a_signal_after_its_batch(
         )
     try:  # the consumer says when it consumes
         wait_until(lambda: "consuming queue=" in log.read_text(), timeout=60)
-        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-        samples = {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(scraped.text)
-            for s in family.samples
-        }
-        assert samples[("consumer_queue_messages", (("queue", queue),))] == 0
-        assert samples[("consumer_dead_letters", (("queue", queue),))] == 0
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert samples[("consumer_queue_messages", frozenset({("queue", queue)}))] == 0
+        assert samples[("consumer_dead_letters", frozenset({("queue", queue)}))] == 0
         consumer.send_signal(sig)
         stdout, _ = consumer.communicate(timeout=30)
     finally:

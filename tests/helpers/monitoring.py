@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.aianimals import wait_until
-from tests.helpers.services import free_port, port_open, require
+from tests.helpers.http import wait_for_url
+from tests.helpers.services import free_port, require
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -45,7 +45,7 @@ def pushgateway(log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: port_open("127.0.0.1", port), timeout=20)
+        wait_for_url(f"http://127.0.0.1:{port}/-/ready", timeout=20, process=process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -74,18 +74,11 @@ def prometheus(config: dict, directory: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(url), timeout=60)
+        wait_for_url(f"{url}/-/ready", timeout=60, process=process)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def query(url: str, expression: str) -> list[dict]:
