@@ -109,7 +109,16 @@ def test_many_logins_at_once_all_answer(aianimals_home):
     none answered. Each login now counts on its own connection."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with serving_api() as (api, _), ThreadPoolExecutor(64) as pool:
+    import httpx
+
+    # A connection per request: 64 threads sharing kept-alive connections raced the
+    # client's own pool (a socket closed under another thread's read: EBADF), not the API.
+    one_shot = httpx.Limits(max_keepalive_connections=0)
+    with (
+        serving_api() as (_, server),
+        httpx.Client(base_url=server.url, timeout=30, limits=one_shot) as api,
+        ThreadPoolExecutor(64) as pool,
+    ):
         answers = list(pool.map(lambda _: attempt(api, "dog_leigh", "password"), range(64)))
         guesses = list(pool.map(lambda _: attempt(api, "cat_lover", "guess"), range(64)))
     assert [answer.status_code for answer in answers] == [200] * 64
