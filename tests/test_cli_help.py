@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import ROOT
 
-COMPONENTS = ["ab_test_proxy", "api", "batch", "bi", "data_registration", "ml", "pipelines",
-              "search", "violation_detection"]  # fmt: skip
+COMPONENTS = ["ab_test_proxy", "api", "batch", "bi", "data_registration", "ml", "monitoring",
+              "pipelines", "search", "violation_detection"]  # fmt: skip
 
 
 def app(component: str) -> typer.Typer:

@@ -24,6 +24,7 @@ POD_SECURITY = m.PodSecurityContext(
 )
 RETRY = RetryStrategy(limit=2, retry_policy="OnFailure")
 VERSION_FILE = "/tmp/registered-version"  # on the step's /tmp volume, read back by Argo
+VERDICT_FILE = "/tmp/verdict"  # a check's `true` or `false`, read back by Argo likewise
 # The steps that learn from the shipped photos: a workflow parameter whose default is the
 # production run (every photo); the tests pass a small sample.
 PHOTO_SAMPLE = {"photos": "all"}

@@ -8,7 +8,8 @@ from mlsys.beverage.tables import Base
 from mlsys.common import db, migrate
 
 _REGISTERED = ("regions", "stores", "items", "item_prices", "item_sales")
-_PREDICTED = ("weekly_sales_predictions", "backtest_predictions")
+_PREDICTED = ("weekly_sales_predictions", "backtest_predictions", "weekly_forecast_features")
+_DRIFT = ("drift_results",)
 
 SCHEMA = migrate.Schema(
     name="beverage",
@@ -22,7 +23,12 @@ SCHEMA = migrate.Schema(
             **dict.fromkeys(_REGISTERED, "SELECT"),
             **dict.fromkeys(_PREDICTED, "SELECT, INSERT, UPDATE"),
         },
-        "bi": dict.fromkeys((*_REGISTERED, *_PREDICTED), "SELECT"),
+        # Compares the forecasts' inputs with the champion's reference; writes its verdicts.
+        "monitoring": {
+            **dict.fromkeys((*_REGISTERED, *_PREDICTED), "SELECT"),
+            **dict.fromkeys(_DRIFT, "SELECT, INSERT, UPDATE"),
+        },
+        "bi": dict.fromkeys((*_REGISTERED, *_PREDICTED, *_DRIFT), "SELECT"),
     },
 )
 

@@ -82,3 +82,34 @@ class BacktestPrediction(Base):
     item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
     prediction: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WeeklyForecastFeature(Base):
+    """A feature the forecaster read for one forecast: what the drift check compares with
+    the model's training reference. Long (one row a feature) so that a feature added to the
+    model needs no migration; natural key (week, store, item, model version, feature)."""
+
+    __tablename__ = "weekly_forecast_features"
+    week_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class DriftResult(Base):
+    """One measure of a drift check of a model version's forecasts for a week: a column's
+    test, the dataset's share of drifted columns, or the realised error once actuals came.
+    Natural key (model, version, week, measure): checking a week again replaces it."""
+
+    __tablename__ = "drift_results"
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    week_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    measure: Mapped[str] = mapped_column(String(64), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32))  # ks, chi2, wasserstein, share, wape, ...
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -39,3 +39,7 @@ def week_metric(forecaster: Forecaster) -> str:
 GATE_METRIC = backtest_metric(Forecaster.model, "wape")
 # The champion's config backtested on the candidate's weeks, logged with the candidate.
 CHAMPION_SAME_WEEKS_METRIC = "champion_wape_same_weeks"
+
+# Logged with every registered forecaster: the monitored features and the out-of-sample
+# forecasts of its backtest weeks, which the drift check compares new forecasts with.
+DRIFT_REFERENCE_ARTIFACT = "drift_reference.parquet"

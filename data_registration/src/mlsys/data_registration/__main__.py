@@ -9,6 +9,7 @@ import typer
 from mlsys.common.logging import configure_logging
 from mlsys.common.metrics import job, report_items
 from mlsys.data_registration.files import InvalidInput
+from mlsys.data_registration.generate import Shift
 
 app = typer.Typer(
     help="Register beverage master data and daily sales in the database "
@@ -116,6 +117,16 @@ def generate(
         datetime, typer.Option(formats=["%Y-%m-%d"], show_default="2021-07-04", help="Last day.")
     ] = datetime(2021, 7, 4),
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    shift: Annotated[
+        Shift,
+        typer.Option(
+            help="A shift from --shift-from on, for drift checks: every price up 30 %, every "
+            "sale down 40 %, or the first store closed."
+        ),
+    ] = Shift.none,
+    shift_from: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="The day the shift starts.")
+    ] = None,
     real_master_dir: Annotated[
         Path | None,
         typer.Option(help="Take store and item names and prices from this real master data."),
@@ -129,7 +140,18 @@ def generate(
     from mlsys.data_registration.generate import generate as run
 
     configure_logging()
-    spec = GenerationSpec(stores=stores, items=items, start=start.date(), end=end.date(), seed=seed)
+    try:
+        spec = GenerationSpec(
+            stores=stores,
+            items=items,
+            start=start.date(),
+            end=end.date(),
+            seed=seed,
+            shift=shift,
+            shift_from=shift_from.date() if shift_from else None,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
     real = real_master_dir if real_master_dir and real_master_dir.is_dir() else None
     path = run(spec, output_dir, real)
     typer.echo(f"wrote {path}")

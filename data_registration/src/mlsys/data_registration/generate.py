@@ -7,7 +7,8 @@ each sales file has a provenance file beside it that registration reads.
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,17 @@ from mlsys.data_registration.files import DAY_NAMES, MASTER_FILES, PROVENANCE_SU
 MONTH_LEVEL = np.array([0.62, 0.66, 0.74, 0.82, 0.90, 0.96, 1.00, 0.88, 0.82, 0.76, 0.82, 0.60])
 WEEKDAY_LEVEL = np.array([0.94, 1.00, 1.05, 1.12, 1.19, 0.77, 0.90])
 PRICE_ELASTICITY = -1.5
+# A shift from `shift_from` on, for drift checks: every price up this much (sales follow by
+# the elasticity), every sale down to this share, or the first store closed (selling 0).
+PRICE_SHIFT = 1.3
+LEVEL_SHIFT = 0.6
+
+
+class Shift(StrEnum):
+    none = "none"
+    price = "price"
+    level = "level"
+    store = "store"
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,12 @@ class GenerationSpec:
     start: date = date(2017, 1, 2)
     end: date = date(2021, 7, 4)
     seed: int = 0
+    shift: Shift = Shift.none
+    shift_from: date | None = None
+
+    def __post_init__(self) -> None:
+        if (self.shift == Shift.none) != (self.shift_from is None):
+            raise ValueError("a shift needs the day it starts, and only a shift has one")
 
 
 def _master(spec: GenerationSpec, real_master_dir: Path | None, rng: np.random.Generator):
@@ -59,21 +77,42 @@ def _master(spec: GenerationSpec, real_master_dir: Path | None, rng: np.random.G
 
 
 def _prices(spec: GenerationSpec, items: pd.DataFrame, base_price: np.ndarray, rng):
-    """One price period per item and calendar year, the price moving up to ±15 %."""
+    """One price period per item and calendar year, the price moving up to ±15 %; a price
+    shift splits its year's period at the day it starts."""
     rows = []
     for year in range(spec.start.year, spec.end.year + 1):
         change = np.round(base_price * rng.uniform(0.85, 1.15, len(items)) / 10) * 10
-        for n, name in enumerate(items["name"]):
-            rows.append(
-                {
-                    "id": f"p{year}{n:026d}",
-                    "item_name": name,
-                    "price": int(change[n]),
-                    "applied_from": f"{year}-01-01",
-                    "applied_to": f"{year}-12-31",
-                }
-            )
+        periods = [(date(year, 1, 1), date(year, 12, 31), change, "")]
+        shift_from = spec.shift_from
+        if spec.shift == Shift.price and shift_from is not None and shift_from.year == year:
+            periods = [
+                (date(year, 1, 1), shift_from - timedelta(days=1), change, ""),
+                (shift_from, date(year, 12, 31), np.round(change * PRICE_SHIFT / 10) * 10, "s"),
+            ]
+        for first, last, price, suffix in periods:
+            for n, name in enumerate(items["name"]):
+                rows.append(
+                    {
+                        "id": f"p{suffix}{year}{n:026d}",
+                        "item_name": name,
+                        "price": int(price[n]),
+                        "applied_from": first.isoformat(),
+                        "applied_to": last.isoformat(),
+                    }
+                )
     return pd.DataFrame(rows)
+
+
+def _price_per_day(prices: pd.DataFrame, days: pd.DatetimeIndex, n_items: int) -> np.ndarray:
+    """(days, items): each day's price of each item, from the periods."""
+    price = np.zeros((len(days), n_items), dtype=np.int64)
+    for n, (_, periods) in enumerate(prices.groupby("item_name", sort=False)):
+        for period in periods.itertuples():
+            during = (days >= pd.Timestamp(period.applied_from)) & (
+                days <= pd.Timestamp(period.applied_to)
+            )
+            price[during, n] = period.price
+    return price
 
 
 def generate(spec: GenerationSpec, output_dir: Path, real_master_dir: Path | None) -> Path:
@@ -91,9 +130,7 @@ def generate(spec: GenerationSpec, output_dir: Path, real_master_dir: Path | Non
     yearly = MONTH_LEVEL[days.month.to_numpy() - 1] * (
         1 + 0.03 * np.sin(2 * np.pi * days.day_of_year.to_numpy() / 365.25)
     )
-    year_index = days.year.to_numpy() - spec.start.year
-    price_table = prices["price"].to_numpy().reshape(-1, n_items)  # (years, items)
-    price = price_table[year_index]  # (days, items)
+    price = _price_per_day(prices, days, n_items)
     price_effect = (price / base_price) ** PRICE_ELASTICITY
 
     # mean sales per (day, store, item), then Poisson noise
@@ -104,6 +141,12 @@ def generate(spec: GenerationSpec, output_dir: Path, real_master_dir: Path | Non
         * weekday_shape.T[days.day_of_week.to_numpy()][:, None, :]
         * price_effect[:, None, :]
     )
+    if spec.shift_from is not None:
+        shifted = days >= pd.Timestamp(spec.shift_from)
+        if spec.shift == Shift.level:
+            mean[shifted] *= LEVEL_SHIFT
+        elif spec.shift == Shift.store:
+            mean[shifted, 0, :] = 0.0
     sales = rng.poisson(mean).astype(np.int64)
     frame = pd.DataFrame(
         {

@@ -33,6 +33,10 @@ FEATURES = [
     "price_ratio",
 ]
 WEEK = pd.Timedelta(days=7)
+# What the drift check compares with the training reference: the features that describe a
+# series' recent behaviour. The calendar's (new_month_fraction, level_days) hold one value
+# for every row of a week, so one week against the reference's several would always drift.
+MONITORED = ["share", "share_recent", "residual_last", "residual_mean", "price_ratio"]
 
 
 def week_start(dates: pd.Series) -> pd.Series:

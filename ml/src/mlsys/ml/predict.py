@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mlsys.beverage.database import get_engine
-from mlsys.beverage.tables import WeeklySalesPrediction
+from mlsys.beverage.tables import WeeklyForecastFeature, WeeklySalesPrediction
 from mlsys.common.bulk import bulk_upsert
 from mlsys.common.logging import get_logger
 from mlsys.common.metrics import job_figure
@@ -13,7 +13,7 @@ from mlsys.common.tracking import CHAMPION, model_uri, run_of
 from mlsys.ml import model
 from mlsys.ml.backtest import week_label
 from mlsys.ml.data import load_inputs, store_ids
-from mlsys.ml.features import weekly_frame
+from mlsys.ml.features import MONITORED, weekly_frame
 from mlsys.ml.tracking import configure, load_run_config
 
 log = get_logger(__name__)
@@ -63,8 +63,14 @@ def predict(week: pd.Timestamp | None = None, alias: str = CHAMPION) -> Predicti
             "prediction": model.predict(booster, rows),
         }
     )
+    # What the forecasts were made from, for the drift check: one row a feature.
+    keys = ["week_start", "store_id", "item_id", "model_version"]
+    features = pd.concat(
+        [predictions[keys], rows[MONITORED].reset_index(drop=True).astype(float)], axis=1
+    ).melt(id_vars=keys, var_name="feature", value_name="value")
     with engine.begin() as connection:
         written = bulk_upsert(connection, WeeklySalesPrediction, predictions)
+        bulk_upsert(connection, WeeklyForecastFeature, features)
     log.info(
         "predicted week=%s version=%s rows=%d written=%d",
         week_label(target),

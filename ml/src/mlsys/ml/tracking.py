@@ -9,6 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mlsys.beverage.tracking import (
+    DRIFT_REFERENCE_ARTIFACT,
     Forecaster,
     ForecastingSettings,
     backtest_metric,
@@ -16,7 +17,7 @@ from mlsys.beverage.tracking import (
     week_metric,
 )
 from mlsys.common.tracking import configure_mlflow, log_metrics_batch
-from mlsys.ml.features import FEATURES
+from mlsys.ml.features import FEATURES, MONITORED
 
 CONFIG_ARTIFACT = "config.yaml"
 
@@ -41,8 +42,10 @@ def log_forecasting_run(
     sample: pd.DataFrame,
     tags: dict[str, str],
     registered_model_name: str | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> tuple[str, int | None]:
-    """Log one run; register the model when a name is given. Returns (run_id, version)."""
+    """Log one run; register the model when a name is given, with the drift check's
+    `reference` beside it. Returns (run_id, version)."""
     from mlflow.models import infer_signature
 
     import mlflow
@@ -54,6 +57,10 @@ def log_forecasting_run(
             path = Path(tmp) / CONFIG_ARTIFACT
             path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
             mlflow.log_artifact(str(path))
+            if reference is not None:
+                path = Path(tmp) / DRIFT_REFERENCE_ARTIFACT
+                reference.to_parquet(path, index=False)
+                mlflow.log_artifact(str(path))
         metrics = [
             (backtest_metric(Forecaster(name), key), value, 0)
             for name, values in scores.items()
@@ -83,6 +90,21 @@ def log_forecasting_run(
         )
     version = info.registered_model_version if registered_model_name else None
     return run.info.run_id, (int(version) if version is not None else None)
+
+
+# Enough rows for every drift test (above 1,000 they are distances, not p-values), and a
+# small artifact however many series there are.
+REFERENCE_ROWS = 10_000
+
+
+def drift_reference(frame: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """The backtest weeks' monitored features beside their out-of-sample forecasts: what
+    the model's inputs and outputs looked like when it was judged (a seeded sample)."""
+    rows = frame.merge(forecasts, on=["week_start", "store", "item"])
+    reference = rows[[*MONITORED, "prediction"]].astype(float)
+    if len(reference) > REFERENCE_ROWS:
+        reference = reference.sample(REFERENCE_ROWS, random_state=0)
+    return reference.reset_index(drop=True)
 
 
 def load_run_config(run_id: str) -> DictConfig:

@@ -13,7 +13,7 @@ from mlsys.ml import model
 from mlsys.ml.backtest import backtest, iso_week, store_forecasts, week_label
 from mlsys.ml.data import fingerprint, load_inputs
 from mlsys.ml.features import WEEK, SalesHistory, weekly_frame
-from mlsys.ml.tracking import configure, load_run_config, log_forecasting_run
+from mlsys.ml.tracking import configure, drift_reference, load_run_config, log_forecasting_run
 
 log = get_logger(__name__)
 
@@ -61,6 +61,7 @@ def train(cfg: DictConfig, promote: bool = True) -> TrainingResult:
             "evaluation_weeks": f"{week_label(weeks[0])}..{week_label(weeks[-1])}",
         },
         registered_model_name=settings.registered_model_name,
+        reference=drift_reference(frame, forecasts),
     )
     store_forecasts(engine, run_id, forecasts)
     assert version is not None  # registered under a name, so it has a version

@@ -54,12 +54,22 @@ class DatasetDrift:
         return next(result for result in self.columns if result.column == name)
 
 
-def column_drift(name: str, reference: pd.Series, current: pd.Series, kind: Kind) -> ColumnDrift:
-    """Whether `current` drifted from `reference` (missing values left out of both)."""
+def column_drift(
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    kind: Kind,
+    threshold: float | None = None,
+) -> ColumnDrift:
+    """Whether `current` drifted from `reference` (missing values left out of both). With a
+    `threshold`, a numerical column is judged by the normed Wasserstein distance against it
+    at any size (Evidently's `stattest="wasserstein", stattest_threshold=threshold`)."""
     reference, current = reference.dropna(), current.dropna()
     if reference.empty or current.empty:
         raise ValueError(f"{name}: no values to compare (reference {len(reference)}, "
                          f"current {len(current)})")  # fmt: skip
+    if threshold is not None and kind == "numerical":
+        return _measured(name, kind, "wasserstein", _wasserstein(reference, current), threshold)
     if len(reference) <= SMALL_REFERENCE_ROWS:
         if kind == "numerical":
             p = stats.ks_2samp(reference.to_numpy(float), current.to_numpy(float)).pvalue
@@ -69,10 +79,7 @@ def column_drift(name: str, reference: pd.Series, current: pd.Series, kind: Kind
         table = pd.concat([reference.value_counts(), current.value_counts()], axis=1).fillna(0)
         return _tested(name, kind, "chi2", stats.chi2_contingency(table.to_numpy().T).pvalue)
     if kind == "numerical" and reference.nunique() > MANY_VALUES:
-        values = reference.to_numpy(float)
-        norm = max(float(np.std(values)), 0.001)
-        score = stats.wasserstein_distance(values, current.to_numpy(float)) / norm
-        return _measured(name, kind, "wasserstein", score)
+        return _measured(name, kind, "wasserstein", _wasserstein(reference, current))
     shares = pd.concat(
         [reference.value_counts(normalize=True), current.value_counts(normalize=True)], axis=1
     ).fillna(0)
@@ -81,9 +88,13 @@ def column_drift(name: str, reference: pd.Series, current: pd.Series, kind: Kind
 
 
 def dataset_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, categorical: Set[str] = frozenset()
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    categorical: Set[str] = frozenset(),
+    threshold: float | None = None,
 ) -> DatasetDrift:
-    """Every column of `reference` tested against the same in `current`."""
+    """Every column of `reference` tested against the same in `current` (`threshold`: see
+    `column_drift`)."""
     missing = set(reference.columns) - set(current.columns)
     if missing:
         raise ValueError(f"the current data lacks the columns {sorted(missing)}")
@@ -93,6 +104,7 @@ def dataset_drift(
             reference[name],
             current[name],
             "categorical" if name in categorical else "numerical",
+            threshold,
         )
         for name in reference.columns
     ]
@@ -104,8 +116,17 @@ def _tested(name: str, kind: Kind, method: str, p: float) -> ColumnDrift:
     return ColumnDrift(name, kind, method, float(p), P_VALUE, bool(p < P_VALUE))
 
 
-def _measured(name: str, kind: Kind, method: str, score: float) -> ColumnDrift:
-    return ColumnDrift(name, kind, method, float(score), DISTANCE, bool(score >= DISTANCE))
+def _measured(
+    name: str, kind: Kind, method: str, score: float, threshold: float = DISTANCE
+) -> ColumnDrift:
+    return ColumnDrift(name, kind, method, float(score), threshold, bool(score >= threshold))
+
+
+def _wasserstein(reference: pd.Series, current: pd.Series) -> float:
+    """The Wasserstein distance in standard deviations of the reference."""
+    values = reference.to_numpy(float)
+    norm = max(float(np.std(values)), 0.001)
+    return float(stats.wasserstein_distance(values, current.to_numpy(float)) / norm)
 
 
 def _two_proportions(reference: pd.Series, current: pd.Series) -> float:
