@@ -51,10 +51,11 @@ $(UV):
 install: .venv/.synced ## install uv and every workspace member into .venv
 
 .PHONY: demo
-demo: install ## forecasting (register, backtest, then the forecasting CronWorkflow through the local runner: validate, train, gate, predict) and AIAnimals (generate, load, index, train the search ranker, learn similar words, train the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
+demo: install ## forecasting (register, backtest, then the forecasting CronWorkflow through the local runner: validate, train, gate, predict; then the forecast-drift CronWorkflow: the drift check, retraining if it calls for it) and AIAnimals (generate, load, index, train the search ranker, learn similar words, train the no-animal classifier and the image embedding), then serve the BI, MLflow, the API and its web client, the A/B test proxy, the classifier, the detection and image-index consumers and the review portal (SERVE=0: stop after the jobs)
 	$(PY) -m mlsys.data_registration register --master-dir dataset/beverage --sales $(REAL_SALES)
 	$(PY) -m mlsys.ml backtest --from 2021-35 --to 2021-51 --output $(HOME_DIR)/backtest.json
 	$(PY) -m mlsys.pipelines run infrastructure/argo/forecasting.yaml --runner process --show-logs --logs $(HOME_DIR)/pipelines/forecasting
+	$(PY) -m mlsys.pipelines run infrastructure/argo/forecast-drift.yaml --runner process --show-logs --logs $(HOME_DIR)/pipelines/forecast-drift
 	$(PY) -m mlsys.batch generate --output $(HOME_DIR)/aianimals --posts $(POSTS) --searches $(SEARCHES)
 	$(PY) -m mlsys.batch initial-load --generated $(HOME_DIR)/aianimals
 	$(PY) -m mlsys.batch search-index --idle-seconds 1

@@ -10,6 +10,8 @@ field is `schedules`, a list: Argo v4 has no `schedule` field and refuses it):
         --type merge -p '{"spec": {"schedules": ["*/10 * * * *"]}}'
     kubectl -n beverage-sales-forecasting patch cronworkflow forecasting \\
         --type merge -p '{"spec": {"schedules": ["5-59/10 * * * *"]}}'
+    kubectl -n beverage-sales-forecasting patch cronworkflow forecast-drift \\
+        --type merge -p '{"spec": {"schedules": ["8-59/10 * * * *"]}}'
 """
 
 from hera.workflows import DAG, CronWorkflow, Parameter
@@ -85,9 +87,7 @@ def forecast_drift() -> CronWorkflow:
         forecast = forecast_dag()
         with DAG(name="check"):
             checked = check()
-            checked >> forecast(
-                name="retrain", when=f"{checked.get_parameter('drifted')} == true"
-            )
+            checked >> forecast(name="retrain", when=f"{checked.get_parameter('drifted')} == true")
     return workflow
 
 

@@ -173,9 +173,26 @@ def forecasting() -> dashboard.Dashboard:
                 query('job_items{job="data-registration-register"}'),
             )
         )
-        .with_row(dashboard.Row("Jobs: registration, validation, training, the gate, predict"))
+        .with_row(dashboard.Row("Drift: the champion's inputs and realised error"))
+        .with_panel(
+            figure(
+                "Drift: 1 calls for retraining",
+                "none",
+                query('drift_detected{job="monitoring-drift"}'),
+            )
+        )
+        .with_panel(
+            figure(
+                "Share of the monitored columns that drifted",
+                "percentunit",
+                query('drift_share{job="monitoring-drift"}'),
+            )
+        )
+        .with_row(
+            dashboard.Row("Jobs: registration, validation, training, the gate, predict, drift")
+        )
     )
-    for panel in jobs("ml-.*|data-registration-.*"):
+    for panel in jobs("ml-.*|data-registration-.*|monitoring-.*"):
         built = built.with_panel(panel)
     return built
 

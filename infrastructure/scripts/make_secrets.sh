@@ -17,7 +17,7 @@ value() {
 }
 # PostgreSQL: the superuser (only the server and its bootstrap script know it) and one
 # login role per component (data/create-roles.sh makes them; the migrations grant them).
-roles="beverage_owner beverage_data_registration beverage_ml beverage_bi
+roles="beverage_owner beverage_data_registration beverage_ml beverage_monitoring beverage_bi
 aianimals_owner aianimals_api aianimals_batch aianimals_search aianimals_violation_detection
 mlflow"
 postgres_server="POSTGRES_USER=postgres
@@ -84,7 +84,7 @@ write "$manifests/mlflow/secrets/postgres.env" "$(postgres_login mlflow)"
 write "$manifests/mlflow/secrets/mlflow-auth.env" "$mlflow_server"
 write "$manifests/beverage-sales-forecasting/secrets/mlflow-credentials.env" "$mlflow_client"
 write "$manifests/beverage-sales-forecasting/secrets/bi-credentials.env" "$bi_login"
-for component in owner data_registration ml bi; do
+for component in owner data_registration ml monitoring bi; do
   write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "beverage_$component")"
 done

@@ -143,6 +143,7 @@ MANIFESTS = ROOT / "infrastructure/manifests"
 # The steps that log runs or register models: the only ones given the tracking server's user.
 TRACKING = {
     ("mlsys.ml", None),
+    ("mlsys.monitoring", "drift"),
     ("mlsys.search", "train-ranker"),
     ("mlsys.search", "promote-ranker"),
     ("mlsys.search", "build-image-index"),

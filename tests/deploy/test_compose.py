@@ -143,9 +143,9 @@ def test_our_services_run_on_a_read_only_root_with_a_bounded_tmp():
 
 
 ONE_SHOT = {
-    "beverage-migrate", "data-registration", "ml", "aianimals-migrate", "aianimals-initial-load",
-    "search-train-ranker", "search-similar-words", "search-build-image-index",
-    "violation-detection-train",
+    "beverage-migrate", "data-registration", "ml", "forecast-drift", "aianimals-migrate",
+    "aianimals-initial-load", "search-train-ranker", "search-similar-words",
+    "search-build-image-index", "violation-detection-train",
 }  # fmt: skip
 
 

@@ -115,10 +115,11 @@ def exported_metrics() -> set[str]:
     from prometheus_client import REGISTRY
 
     # Imported for what they register: the consumers' and the relay's metrics, the API's,
-    # and the figure the predict job pushes.
+    # and the figures the predict and drift jobs push.
     import mlsys.aianimals.messages
     import mlsys.api.metrics
-    import mlsys.ml.predict  # noqa: F401
+    import mlsys.ml.predict
+    import mlsys.monitoring.__main__  # noqa: F401
     from mlsys.ab_test_proxy.proxy import METRICS as PROXY
     from mlsys.common.metrics import JOB_FIGURES
     from mlsys.violation_detection.serve import METRICS as CLASSIFIER

@@ -15,6 +15,7 @@ PAGES = {  # url path: (heading, minimum number of charts)
     "": ("Sales explorer", 2),
     "evaluation": ("Predictions against actuals", 2),
     "models": ("Model history", 1),
+    "drift": ("Drift", 2),
 }
 
 

@@ -88,5 +88,10 @@ def test_a_dataset_drifts_when_half_its_columns_do():
 def test_what_cannot_be_compared_is_refused():
     with pytest.raises(ValueError, match="lacks the columns"):
         dataset_drift(sales(100, 0), sales(100, 1).drop(columns="price"))
-    with pytest.raises(ValueError, match="no values to compare"):
-        column_drift("units", pd.Series([1.0, 2.0]), pd.Series([np.nan]), "numerical")
+    with pytest.raises(ValueError, match="reference has no values"):
+        column_drift("units", pd.Series([np.nan]), pd.Series([1.0, 2.0]), "numerical")
+
+
+def test_a_column_whose_values_all_went_missing_drifted():
+    gone = column_drift("units", pd.Series([1.0, 2.0]), pd.Series([np.nan, np.nan]), "numerical")
+    assert (gone.method, gone.score, gone.drifted) == ("missing", 1.0, True)

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 DATABASES="beverage aianimals"
-COMPONENTS_beverage="data_registration ml bi"
+COMPONENTS_beverage="data_registration ml monitoring bi"
 COMPONENTS_aianimals="api batch search violation_detection"
 
 psql_admin() {

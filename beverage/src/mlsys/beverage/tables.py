@@ -98,6 +98,12 @@ class WeeklyForecastFeature(Base):
     value: Mapped[float | None] = mapped_column(Float)
 
 
+# The measures of a drift check besides its columns' (written by the monitoring job, read
+# by the BI): the share of drifted columns, and the realised error once actuals came.
+DATASET_MEASURE = "dataset"
+REALISED_WAPE_MEASURE = "realised_wape"
+
+
 class DriftResult(Base):
     """One measure of a drift check of a model version's forecasts for a week: a column's
     test, the dataset's share of drifted columns, or the realised error once actuals came.

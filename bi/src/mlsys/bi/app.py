@@ -1,4 +1,4 @@
-"""The BI: sales explorer, predictions against actuals, model history.
+"""The BI: sales explorer, predictions against actuals, model history, drift.
 
 Run with `python -m mlsys.bi serve`. Queries are cached (st.cache_data) so pages stay
 fast on the full data; the cache expires after a minute so new jobs show up.
@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from mlsys.beverage.database import get_engine
+from mlsys.beverage.tables import DATASET_MEASURE, REALISED_WAPE_MEASURE
 from mlsys.beverage.tracking import Forecaster, forecasting_settings
 from mlsys.bi import access, queries
 from mlsys.common.settings import mlflow_tracking_uri
@@ -39,6 +40,11 @@ def model_history() -> pd.DataFrame:
     return queries.model_history(
         mlflow_tracking_uri(), forecasting_settings().registered_model_name
     )
+
+
+@st.cache_data(ttl=CACHE_SECONDS)
+def drift_results() -> pd.DataFrame:
+    return queries.drift_results(get_engine())
 
 
 def sales_page() -> None:
@@ -172,6 +178,60 @@ def models_page() -> None:
     st.dataframe(history, width="stretch", hide_index=True)
 
 
+def drift_page() -> None:
+    st.header("Drift")
+    results = drift_results()
+    if results.empty:
+        st.info("No drift check yet: run `python -m mlsys.monitoring drift`.")
+        return
+    realised = results[results["measure"] == REALISED_WAPE_MEASURE]
+    checks = results[results["measure"] != REALISED_WAPE_MEASURE]
+    latest = checks[checks["week_start"] == checks["week_start"].max()]
+    latest = latest[latest["model_version"] == latest["model_version"].max()]
+    dataset = latest[latest["measure"] == DATASET_MEASURE].iloc[0]
+    a, b, c = st.columns(3)
+    a.metric(
+        f"Inputs drifted, week of {dataset['week_start']:%Y-%m-%d}",
+        f"{dataset['score']:.0%}",
+        help=f"Version {dataset['model_version']}; drift at {dataset['threshold']:.0%}.",
+    )
+    if realised.empty:
+        b.metric("Realised WAPE", "no actuals yet")
+    else:
+        last = realised.iloc[-1]
+        b.metric(
+            f"Realised WAPE, week of {last['week_start']:%Y-%m-%d}",
+            f"{last['score']:.3f}",
+            help=f"Version {last['model_version']}; drift above {last['threshold']:.3f}.",
+        )
+    columns = latest[latest["measure"] != DATASET_MEASURE]
+    c.metric("Columns drifted", f"{int(columns['drifted'].sum())} of {len(columns)}")
+    st.subheader("Monitored columns against the champion's reference")
+    bars = alt.Chart(columns).encode(y=alt.Y("measure:N", title=None))
+    st.altair_chart(
+        bars.mark_bar().encode(
+            x=alt.X("score:Q", title="distance (reference standard deviations)"),
+            color=alt.Color("drifted:N", scale=alt.Scale(domain=[False, True],
+                                                          range=["#4c78a8", "#e45756"])),
+        )
+        + bars.mark_tick(color="black", thickness=2, size=20).encode(x="threshold:Q"),
+        width="stretch",
+    )  # fmt: skip
+    st.subheader("Over time")
+    shares = checks[checks["measure"] == DATASET_MEASURE].assign(series="inputs drifted (share)")
+    errors = realised.assign(series="realised WAPE")
+    over_time = pd.concat([shares, errors])[["week_start", "series", "score", "threshold"]]
+    line = alt.Chart(over_time).encode(x=alt.X("week_start:T", title="week"))
+    st.altair_chart(
+        (line.mark_line(point=True).encode(y=alt.Y("score:Q", title=None), color="series:N")
+         + line.mark_line(strokeDash=[4, 4]).encode(y="threshold:Q", color="series:N"))
+        .facet(row=alt.Row("series:N", title=None))
+        .resolve_scale(y="independent"),
+    )  # fmt: skip
+    st.dataframe(results.sort_values(["week_start", "measure"], ascending=[False, True]),
+                 width="stretch", hide_index=True)  # fmt: skip
+
+
 st.set_page_config(page_title="Beverage demand forecasting", layout="wide")
 if not access.signed_in():
     st.stop()  # nothing of the data is rendered, or queried, before the login
@@ -180,5 +240,6 @@ st.navigation(
         st.Page(sales_page, title="Sales", default=True),
         st.Page(evaluation_page, title="Predictions vs actuals", url_path="evaluation"),
         st.Page(models_page, title="Model history", url_path="models"),
+        st.Page(drift_page, title="Drift", url_path="drift"),
     ]
 ).run()

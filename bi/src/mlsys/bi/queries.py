@@ -5,6 +5,7 @@ from sqlalchemy import Engine, String, cast, func, literal, select
 
 from mlsys.beverage.tables import (
     BacktestPrediction,
+    DriftResult,
     Item,
     ItemSale,
     Region,
@@ -163,3 +164,13 @@ def model_history(tracking_uri: str, model_name: str) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows)
     return frame.sort_values("version", ascending=False) if not frame.empty else frame
+
+
+def drift_results(engine: Engine) -> pd.DataFrame:
+    """Every drift check's measures (drift_results), oldest week first."""
+    with engine.connect() as connection:
+        frame = pd.read_sql(
+            select(DriftResult).order_by(DriftResult.week_start, DriftResult.measure), connection
+        )
+    frame["week_start"] = pd.to_datetime(frame["week_start"])
+    return frame

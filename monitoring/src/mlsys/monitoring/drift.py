@@ -63,11 +63,15 @@ def column_drift(
 ) -> ColumnDrift:
     """Whether `current` drifted from `reference` (missing values left out of both). With a
     `threshold`, a numerical column is judged by the normed Wasserstein distance against it
-    at any size (Evidently's `stattest="wasserstein", stattest_threshold=threshold`)."""
+    at any size (Evidently's `stattest="wasserstein", stattest_threshold=threshold`).
+
+    A column with no value left now, where the reference had some, drifted: whatever the
+    model learned from it, it gets nothing of it (method `missing`, score 1: every value)."""
     reference, current = reference.dropna(), current.dropna()
-    if reference.empty or current.empty:
-        raise ValueError(f"{name}: no values to compare (reference {len(reference)}, "
-                         f"current {len(current)})")  # fmt: skip
+    if reference.empty:
+        raise ValueError(f"{name}: the reference has no values to compare with")
+    if current.empty:
+        return ColumnDrift(name, kind, "missing", 1.0, 1.0, True)
     if threshold is not None and kind == "numerical":
         return _measured(name, kind, "wasserstein", _wasserstein(reference, current), threshold)
     if len(reference) <= SMALL_REFERENCE_ROWS:

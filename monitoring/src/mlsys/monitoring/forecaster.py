@@ -35,6 +35,8 @@ from sqlalchemy import Engine, func, select
 
 from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import (
+    DATASET_MEASURE,
+    REALISED_WAPE_MEASURE,
     DriftResult,
     ItemSale,
     WeeklyForecastFeature,
@@ -50,8 +52,6 @@ log = get_logger(__name__)
 
 REALISED_WAPE_FACTOR = 1.5  # a week's realised WAPE above the backtest's times this: drift
 INPUT_DISTANCE = 0.6  # a monitored column this many standard deviations away: drift
-DATASET = "dataset"  # the measure holding the share of drifted columns
-REALISED_WAPE = "realised_wape"
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,8 @@ class ForecasterDrift:
 def check_forecaster(week: date | None = None) -> ForecasterDrift:
     """Check the champion's forecasts of `week` (default: the latest it forecast); store the
     results in PostgreSQL and a run in MLflow."""
+    from mlflow.exceptions import MlflowException
+
     import mlflow
 
     settings = forecasting_settings()
@@ -125,7 +127,13 @@ def check_forecaster(week: date | None = None) -> ForecasterDrift:
     champion = client.get_model_version_by_alias(name, CHAMPION)
     version = int(champion.version)
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_of(champion), DRIFT_REFERENCE_ARTIFACT, tmp)
+        try:
+            path = client.download_artifacts(run_of(champion), DRIFT_REFERENCE_ARTIFACT, tmp)
+        except (MlflowException, OSError) as error:
+            raise ValueError(
+                f"version {version} has no drift reference ({DRIFT_REFERENCE_ARTIFACT}): it was "
+                "trained before drift checks; train a new version (`python -m mlsys.ml train`)"
+            ) from error
         reference = pd.read_parquet(path)
 
     engine = get_engine()
@@ -244,21 +252,20 @@ def realised_wapes(engine: Engine) -> pd.DataFrame:
 
 def store(engine: Engine, result: ForecasterDrift) -> int:
     """The check's measures as rows of `drift_results` (a week checked again is replaced)."""
-    key = {"model_name": result.model_name}
+
+    def row(version: int, week: date, measure: str, method: str, score: float,
+            threshold: float, drifted: bool) -> dict:  # fmt: skip
+        return {"model_name": result.model_name, "model_version": version, "week_start": week,
+                "measure": measure, "method": method, "score": min(score, 1e9),
+                "threshold": threshold, "drifted": drifted}  # fmt: skip
+
+    version, week, inputs = result.model_version, result.week, result.inputs
     rows = [
-        {**key, "model_version": result.model_version, "week_start": result.week,
-         "measure": c.column, "method": c.method, "score": c.score, "threshold": c.threshold,
-         "drifted": c.drifted}
-        for c in result.inputs.columns
-    ] + [
-        {**key, "model_version": result.model_version, "week_start": result.week,
-         "measure": DATASET, "method": "share", "score": result.inputs.share,
-         "threshold": DATASET_SHARE, "drifted": result.inputs.drifted}
-    ] + [
-        {**key, "model_version": r.model_version, "week_start": r.week, "measure": REALISED_WAPE,
-         "method": "wape", "score": min(r.wape, 1e9), "threshold": r.threshold,
-         "drifted": r.drifted}
-        for r in result.realised
+        *(row(version, week, c.column, c.method, c.score, c.threshold, c.drifted)
+          for c in inputs.columns),
+        row(version, week, DATASET_MEASURE, "share", inputs.share, DATASET_SHARE, inputs.drifted),
+        *(row(r.model_version, r.week, REALISED_WAPE_MEASURE, "wape", r.wape, r.threshold,
+              r.drifted) for r in result.realised),
     ]  # fmt: skip
     with engine.begin() as connection:
         return bulk_upsert(connection, DriftResult, pd.DataFrame(rows))
@@ -278,5 +285,5 @@ def log_run(result: ForecasterDrift) -> None:
             *((f"drift_score_{c.column}", c.score, 0) for c in result.inputs.columns),
         ]
         if latest is not None:
-            metrics.append((REALISED_WAPE, min(latest.wape, 1e9), 0))
+            metrics.append((REALISED_WAPE_MEASURE, min(latest.wape, 1e9), 0))
         log_metrics_batch(run.info.run_id, metrics)
