@@ -231,8 +231,8 @@ def realised_wapes(engine: Engine) -> pd.DataFrame:
             in_week = ItemSale.date.between(week, end)
             days = connection.execute(
                 select(func.count(func.distinct(ItemSale.date))).where(in_week)
-            )
-            if days.scalar() < 7:
+            ).scalar_one()
+            if days < 7:
                 continue  # its actuals are not all registered yet
             actuals = pd.read_sql(
                 select(ItemSale.store_id, ItemSale.item_id, func.sum(ItemSale.sales).label("sales"))
