@@ -153,3 +153,7 @@ def test_the_champion_gate_scores_the_champion_on_the_candidates_data_and_record
     assert (tags["gate.candidate"], tags["gate.reference"], tags["gate.champion_version"]) == (
         "0.85", "0.9", "2")  # fmt: skip
     assert client.get_model_version("gated", "2").tags["gate.verdict"] == "promoted"  # kept
+    assert not gate(3, 0.90).beats  # a tie keeps the champion...
+    tied = champion_gate("gated", 4, "test.auc", 0.90, rescore, higher_is_better=True,
+                         ties_to_candidate=True)  # fmt: skip
+    assert tied.beats and current_champion("gated", "test.auc").version == 4  # ...unless told

@@ -105,15 +105,18 @@ def run_in_images(cluster, name: str, logs: Path, parameters: dict | None = None
 
 
 def test_the_forecasting_workflows_run_step_by_step_in_their_images(cluster, tmp_path):
-    """The shipped register-next-week and forecasting CronWorkflows: the week after the
-    initial registration is registered, a model trained, gated and its predictions stored."""
+    """The shipped register-next-week, forecasting and forecast-drift CronWorkflows: the
+    week after the initial registration is registered, a model trained, gated and its
+    predictions stored, then checked for drift (the monitoring image, its own role)."""
     weeks = "SELECT count(DISTINCT date_trunc('week', date)) FROM item_sales"
     predicted = "SELECT count(*) FROM weekly_sales_predictions"
     before = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
-    for name in ("register-next-week", "forecasting"):
+    for name in ("register-next-week", "forecasting", "forecast-drift"):
         run_in_images(cluster, name, tmp_path / name)
     after = int(psql(cluster, "beverage", weeks)), int(psql(cluster, "beverage", predicted))
     assert after[0] == before[0] + 1 and after[1] > before[1], (before, after)
+    checked = "SELECT count(*) FROM drift_results WHERE measure = 'dataset'"
+    assert int(psql(cluster, "beverage", checked)) == 1
 
 
 def test_bi_is_ready_and_asks_for_a_login(cluster):

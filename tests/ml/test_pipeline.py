@@ -107,14 +107,17 @@ def test_promotion_gate_and_idempotent_prediction():
     strong = train(config())
     assert strong.promoted and strong.wape < weak.wape
     assert strong.champion_wape == pytest.approx(weak.wape)  # champion re-scored on the same weeks
+    weak_again = train(config("features.share_window_weeks=1", "features.dow_window_weeks=1"))
+    assert not weak_again.promoted  # worse stays out
     again = train(config())
-    assert not again.promoted  # equal is not better
+    assert again.promoted  # the same config ties; its fit saw the newest weeks
+    assert again.champion_wape == pytest.approx(strong.wape)
     name = configure().registered_model_name
     champion = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    assert int(champion.version) == strong.version
+    assert int(champion.version) == again.version
 
     first, second = predict(), predict()
-    assert (first.version, first.rows, first.written) == (strong.version, 100, 100)
+    assert (first.version, first.rows, first.written) == (again.version, 100, 100)
     assert (second.rows, second.written) == (100, 0)
 
 

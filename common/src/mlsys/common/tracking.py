@@ -149,12 +149,15 @@ class Verdict:
     champion_version: int | None
     higher_is_better: bool
     already_champion: bool = False
+    ties_to_candidate: bool = False  # an equal score promotes (see `judge`)
 
     @property
     def beats(self) -> bool:
         if self.already_champion:
             return False
         if self.reference is None:
+            return True
+        if self.ties_to_candidate and self.candidate == self.reference:
             return True
         if self.higher_is_better:
             return self.candidate > self.reference
@@ -183,11 +186,14 @@ def judge(
     *,
     higher_is_better: bool = False,
     floor: float | None = None,
+    ties_to_candidate: bool = False,
 ) -> Verdict:
     """The one champion gate's comparison: the champion (unless it is the candidate)
     scored by `score_champion` on the data the candidate was scored on; without a
     champion, `floor` (a baseline the first version must beat) when given. Lower is better
-    (an error) unless `higher_is_better` (NDCG, AUC, recall)."""
+    (an error) unless `higher_is_better` (NDCG, AUC, recall). With `ties_to_candidate`, an
+    equal score promotes: for a gate that scores the champion's recipe rather than its
+    fitted model, where the same recipe ties exactly and the candidate saw newer data."""
     champion = current_champion(model_name, metric_key)
     if champion is not None and champion.version == version:
         return Verdict(model_name, version, metric_key, candidate, None, version,
@@ -201,6 +207,7 @@ def judge(
         reference,
         champion.version if champion is not None else None,
         higher_is_better,
+        ties_to_candidate=ties_to_candidate,
     )
 
 
@@ -237,11 +244,13 @@ def champion_gate(
     *,
     higher_is_better: bool = False,
     floor: float | None = None,
+    ties_to_candidate: bool = False,
 ) -> Verdict:
     """Judge the candidate against the champion on the same data and promote it if it
     wins (`judge`, then `apply_verdict`); every model's gate."""
     verdict = judge(model_name, version, metric_key, candidate, score_champion,
-                    higher_is_better=higher_is_better, floor=floor)  # fmt: skip
+                    higher_is_better=higher_is_better, floor=floor,
+                    ties_to_candidate=ties_to_candidate)  # fmt: skip
     apply_verdict(verdict)
     return verdict
 

@@ -71,8 +71,10 @@ def train(cfg: DictConfig, promote: bool = True) -> TrainingResult:
 
 
 def gate(version: int | None = None) -> TrainingResult:
-    """The promotion gate: `version` (default: the latest) becomes champion only if its
-    backtest WAPE beats the champion's config backtested on the same weeks."""
+    """The promotion gate: `version` (default: the latest) becomes champion if its backtest
+    WAPE beats the champion's config backtested on the same weeks, or ties it: the same
+    config ties exactly, and the candidate was fitted on newer weeks (the weekly retraining,
+    the retraining a drift calls for), so it replaces the champion's older fit."""
     import mlflow
 
     name = configure().registered_model_name
@@ -93,5 +95,5 @@ def gate(version: int | None = None) -> TrainingResult:
         client.log_metric(run_id, CHAMPION_SAME_WEEKS_METRIC, scored)
         return scored
 
-    verdict = champion_gate(name, version, GATE_METRIC, wape, champion_wape)
+    verdict = champion_gate(name, version, GATE_METRIC, wape, champion_wape, ties_to_candidate=True)
     return TrainingResult(run_id, version, wape, verdict.reference, verdict.beats)
