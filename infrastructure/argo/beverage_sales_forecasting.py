@@ -80,7 +80,7 @@ def forecast_drift() -> CronWorkflow:
             "drift-check",
             "mlsys-monitoring",
             ["drift", "--verdict-file", VERDICT_FILE],
-            peak_mib=300,
+            peak_mib=309,
             tracking=True,
             outputs=[Parameter(name="drifted", value_from=m.ValueFrom(path=VERDICT_FILE))],
         )
