@@ -52,6 +52,7 @@ log = get_logger(__name__)
 
 REALISED_WAPE_FACTOR = 1.5  # a week's realised WAPE above the backtest's times this: drift
 INPUT_DISTANCE = 0.6  # a monitored column this many standard deviations away: drift
+REALISED_WEEKS = 8  # the latest forecast weeks scored again by each check
 
 
 @dataclass(frozen=True)
@@ -215,14 +216,19 @@ def forecast_inputs(engine: Engine, week: date, version: int) -> pd.DataFrame:
     return wide.merge(forecasts, on=keys)
 
 
-def realised_wapes(engine: Engine) -> pd.DataFrame:
-    """week_start, model_version, wape: each stored forecast week whose seven days of sales
-    are registered, scored against them (a series without sales sold nothing)."""
+def realised_wapes(engine: Engine, weeks: int = REALISED_WEEKS) -> pd.DataFrame:
+    """week_start, model_version, wape: each of the latest `weeks` forecast weeks whose seven
+    days of sales are registered, scored against them (a series without sales sold
+    nothing). Older weeks keep the rows an earlier check stored."""
     with engine.connect() as connection:
+        latest = connection.execute(select(func.max(WeeklySalesPrediction.week_start))).scalar()
+        if latest is None:
+            return pd.DataFrame(columns=["week_start", "model_version", "wape"])
         forecasts = pd.read_sql(
             select(WeeklySalesPrediction.week_start, WeeklySalesPrediction.model_version,
                    WeeklySalesPrediction.store_id, WeeklySalesPrediction.item_id,
-                   WeeklySalesPrediction.prediction),
+                   WeeklySalesPrediction.prediction)
+            .where(WeeklySalesPrediction.week_start > latest - timedelta(weeks=weeks)),
             connection,
         )  # fmt: skip
         rows = []
