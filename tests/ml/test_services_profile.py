@@ -4,13 +4,14 @@ MLflow tracking server (PostgreSQL backend store, proxied artifacts) started by 
 import base64
 import json
 import os
+from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
 import mlflow
 from mlsys.beverage.database import get_engine
-from mlsys.beverage.tables import ItemSale, WeeklySalesPrediction
+from mlsys.beverage.tables import DriftResult, ItemSale, WeeklySalesPrediction
 from tests.helpers.cli import run_cli
 from tests.helpers.paths import REAL, REAL_SALES
 from tests.helpers.services import MLFLOW_ADMIN, create_roles
@@ -28,7 +29,7 @@ def test_register_backtest_train_predict_against_services(
     monkeypatch.setenv("MLFLOW_REGISTERED_MODEL_NAME", f"it_{services_profile}")
     assert os.environ["MLSYS_PROFILE"] == "services"
     # Each component as its own role, with only its privileges (as deployed).
-    roles = create_roles(services_profile, ["data_registration", "ml", "bi"])
+    roles = create_roles(services_profile, ["data_registration", "ml", "monitoring", "bi"])
     run_cli(
         "mlsys.data_registration", "migrate", env=os.environ | {"POSTGRES_USER": roles["owner"]}
     )
@@ -63,7 +64,8 @@ def test_register_backtest_train_predict_against_services(
 
     first = run_cli("mlsys.ml", "train", "evaluation.weeks=3", env=env)
     assert "registered version 1" in first.stdout and "promoted to champion" in first.stdout
-    second = run_cli("mlsys.ml", "train", "evaluation.weeks=3", env=env)
+    weaker = ["evaluation.weeks=3", "features.share_window_weeks=1", "features.dow_window_weeks=1"]
+    second = run_cli("mlsys.ml", "train", *weaker, env=env)
     assert "registered version 2" in second.stdout and "not promoted" in second.stdout
 
     predicted = run_cli("mlsys.ml", "predict", env=env)
@@ -79,6 +81,14 @@ def test_register_backtest_train_predict_against_services(
     assert rows == [(1, champion.run_id, 100)]
     # the model's artifacts went through the server's artifact proxy
     assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
+
+    # The drift check as its own role: the reference through the proxy, results by COPY.
+    env = os.environ | {"POSTGRES_USER": roles["monitoring"]}
+    checked = run_cli("mlsys.monitoring", "drift", env=env)
+    assert "version 1, week of 2022-01-03" in checked.stdout, checked.stdout
+    with get_engine().connect() as connection:
+        measures = connection.execute(select(DriftResult.measure, DriftResult.week_start)).all()
+    assert ("dataset", date(2022, 1, 3)) in measures and len(measures) == 7  # 6 columns
 
 
 @pytest.mark.integration
