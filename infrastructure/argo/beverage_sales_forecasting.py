@@ -19,6 +19,10 @@ from hera.workflows import models as m
 from steps import VERDICT_FILE, VERSION_FILE, cron, job
 
 NAMESPACE = "beverage-sales-forecasting"
+# Whether validation and training read generated history: a workflow parameter whose
+# default is the production value (never); the tests pass `true` to run on generated data.
+GENERATED = {"generated": "false"}
+GENERATED_ARG = "data.include_generated={{workflow.parameters.generated}}"
 
 
 def register_next_week() -> CronWorkflow:
@@ -38,12 +42,13 @@ def forecast_dag() -> DAG:
     the retraining a drift calls for (defined in the workflow being built)."""
     # Bad data fails it on purpose: a retry would only fail again.
     validate = job(
-        "validate-data", "mlsys-ml", ["validate"], peak_mib=281, retry=None, tracking=True
-    )
+        "validate-data", "mlsys-ml", ["validate", GENERATED_ARG], peak_mib=281, retry=None,
+        tracking=True,
+    )  # fmt: skip
     train = job(
         "backtest-train",
         "mlsys-ml",
-        ["train", "--no-promote", "--version-file", VERSION_FILE],
+        ["train", "--no-promote", "--version-file", VERSION_FILE, GENERATED_ARG],
         peak_mib=371,
         tracking=True,
         outputs=[Parameter(name="version", value_from=m.ValueFrom(path=VERSION_FILE))],
@@ -67,7 +72,7 @@ def forecast_dag() -> DAG:
 
 def forecasting() -> CronWorkflow:
     """Every Monday 03:00: validate data -> backtest and train -> promotion gate -> predict."""
-    with cron("forecasting", NAMESPACE, "0 3 * * 1", "forecast") as workflow:
+    with cron("forecasting", NAMESPACE, "0 3 * * 1", "forecast", GENERATED) as workflow:
         forecast_dag()
     return workflow
 
@@ -75,7 +80,7 @@ def forecasting() -> CronWorkflow:
 def forecast_drift() -> CronWorkflow:
     """Every Monday 05:00, after the week's forecast: the drift check of the champion; when
     it calls for retraining, the forecasting run again (its gate still judges the result)."""
-    with cron("forecast-drift", NAMESPACE, "0 5 * * 1", "check") as workflow:
+    with cron("forecast-drift", NAMESPACE, "0 5 * * 1", "check", GENERATED) as workflow:
         check = job(
             "drift-check",
             "mlsys-monitoring",

@@ -2,8 +2,8 @@
 
 On generated histories, through the training and prediction code and the check's verdict:
 unshifted, it calls for retraining at most once in 20 seeds; with a shift in the latest
-weeks (prices, the level of sales, a store closing), always. Then end to end on the real
-sales with a shift injected: the `drift` job on the database, its results in the database
+weeks (prices, the level of sales, a store closing), always. Then end to end on a generated
+history with a level shift: the `drift` job on the database, its results in the database
 and MLflow, and the forecast-drift CronWorkflow through the local runner, which retrains
 (registering a new version) only when the check calls for it.
 """
@@ -36,7 +36,7 @@ from mlsys.monitoring.forecaster import (
     wape,
 )
 from mlsys.pipelines.run import run_workflow
-from tests.helpers.paths import REAL, REAL_SALES, ROOT
+from tests.helpers.paths import ROOT
 
 SHIFT_FROM = pd.Timestamp("2020-09-07")  # a Monday: the first forecast week after training
 EVALUATION_WEEKS = 8  # the config's: the reference's weeks
@@ -139,39 +139,39 @@ def cli(component: str, *args) -> str:
 
 
 def run_drift_workflow(logs: Path) -> tuple[str, dict[str, str]]:
-    """The shipped forecast-drift CronWorkflow through the local runner: its phase and
-    the phase of each step that ran (a skipped one has none)."""
+    """The shipped forecast-drift CronWorkflow through the local runner, on generated
+    history: its phase and the phase of each step that ran (a skipped one has none)."""
     shipped = ROOT / "infrastructure" / "argo" / "forecast-drift.yaml"
-    phase, rows = run_workflow(shipped, {}, runner="process", logs=logs, echo=lambda _: None)
+    phase, rows = run_workflow(shipped, {"generated": "true"}, runner="process", logs=logs,
+                               echo=lambda _: None)  # fmt: skip
     return phase, {row.step.removeprefix("forecast-drift."): row.phase for row in rows}
 
 
-@pytest.mark.slow  # trains three times on the real weeks: about 60 s
+@pytest.mark.slow  # trains three times: about 90 s
 def test_the_drift_workflow_retrains_only_when_the_check_calls_for_it(tmp_path):
-    """Real sales through 2021-48, a champion, its forecast of week 49: no drift, and the
-    workflow's retraining is skipped. Then week 49 registered with every sale 40 % lower:
-    the realised error calls for retraining, and the workflow trains and registers a new
-    version. The results are in the database and in MLflow."""
-    cli("data_registration", "register", "--master-dir", REAL, "--sales", REAL_SALES,
-        "--until-week", "2021-48")  # fmt: skip
-    cli("ml", "train")
+    """Generated history through the week before SHIFT_FROM, a champion, its forecast of
+    SHIFT_FROM's week: no drift, and the workflow's retraining is skipped. Then that week
+    registered, every sale 40 % lower (the level shift): the realised error calls for
+    retraining, and the workflow trains, registers and promotes a new version. The
+    results are in the database and in MLflow."""
+    spec = GenerationSpec(start=date(2019, 6, 3), end=date(2020, 9, 13), seed=20,
+                          shift=Shift.level, shift_from=SHIFT_FROM.date())  # fmt: skip
+    sales = generate(spec, tmp_path / "generated", real_master_dir=None)
+    cli("data_registration", "register", "--master-dir", tmp_path / "generated", "--sales",
+        sales, "--until-week", "2020-36")  # fmt: skip
+    cli("ml", "train", "data.include_generated=true")
     cli("ml", "predict")
     phase, nodes = run_drift_workflow(tmp_path / "calm")
     assert phase == "Succeeded", nodes
     assert nodes == {"drift-check": "Succeeded"}  # the retraining skipped
 
-    sales = pd.read_csv(REAL_SALES)
-    week_49 = sales["date"].between("2021-12-06", "2021-12-12")
-    sales.loc[week_49, "sales"] = (sales.loc[week_49, "sales"] * 0.6).round().astype(int)
-    shifted = tmp_path / "item_sale_records_shifted.csv"
-    sales.to_csv(shifted, index=False)
-    cli("data_registration", "register", "--sales", shifted, "--latest-week-only")
+    cli("data_registration", "register", "--sales", sales, "--latest-week-only")
     cli("ml", "predict")
     report = tmp_path / "drift.json"
     printed = cli("monitoring", "drift", "--output", report)
     print(printed)
     checked = json.loads(report.read_text())
-    assert checked["drifted"] and checked["realised"]["week"] == "2021-12-06", printed
+    assert checked["drifted"] and checked["realised"]["week"] == "2020-09-07", printed
     assert checked["realised"]["wape"] > checked["realised"]["threshold"]
 
     phase, nodes = run_drift_workflow(tmp_path / "drifted")
@@ -188,9 +188,9 @@ def test_the_drift_workflow_retrains_only_when_the_check_calls_for_it(tmp_path):
         results = pd.read_sql(select(DriftResult), connection)
         features = pd.read_sql(select(WeeklyForecastFeature.week_start).distinct(), connection)
     realised = results[results["measure"] == "realised_wape"].set_index("week_start")
-    assert bool(realised.loc[date(2021, 12, 6), "drifted"])
+    assert bool(realised.loc[SHIFT_FROM.date(), "drifted"])
     assert {"dataset", *MONITORED, "prediction"} <= set(results["measure"])
-    assert len(features) == 2  # weeks 49 and 50
+    assert len(features) == 2  # the weeks of SHIFT_FROM and after
     runs = mlflow.search_runs(filter_string="tags.job = 'drift'", experiment_names=[
         configure().experiment_name])  # fmt: skip
     assert len(runs) == 3 and runs["metrics.drifted"].max() == 1
