@@ -63,10 +63,10 @@ def test_deploy_stops_naming_the_images_missing_from_the_registry(registry, tmp_
     named = refused.stderr.split("nothing applied:")[1].split("\n")[0].split()
     assert sorted(named) == [
         f"{registry}/mlsys-{name}:0123abcd0123"
-        for name in ("data-registration", "ml", "violation-detection")
+        for name in ("data-registration", "ml", "monitoring", "violation-detection")
     ], refused.stderr
     assert "kubectl" not in refused.stdout, "something was applied before the check"
-    for name in ("data-registration", "ml", "violation-detection"):
+    for name in ("data-registration", "ml", "monitoring", "violation-detection"):
         push(f"{registry}/mlsys-{name}:0123abcd0123")
     passed = deploy_job(registry, tmp_path)
     # Past the check, the apply ran (with no cluster configured, or no kubectl, it fails).
