@@ -26,6 +26,7 @@ above too: on those histories a week's realised WAPE was at most 1.24 times the 
 and 1.9 to 12.8 times after a shift (tests/monitoring/test_forecaster_drift.py).
 """
 
+import functools
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -142,13 +143,10 @@ def check_forecaster(week: date | None = None) -> ForecasterDrift:
     current = forecast_inputs(engine, week, version)
     inputs = input_drift(reference, current)
 
-    backtest_wape: dict[int, float] = {}
-
+    @functools.cache
     def threshold(version: int) -> float:
-        if version not in backtest_wape:
-            run = client.get_run(run_of(client.get_model_version(name, str(version))))
-            backtest_wape[version] = run.data.metrics[GATE_METRIC]
-        return backtest_wape[version] * REALISED_WAPE_FACTOR
+        run = client.get_run(run_of(client.get_model_version(name, str(version))))
+        return run.data.metrics[GATE_METRIC] * REALISED_WAPE_FACTOR
 
     realised = [
         RealisedError(row.week_start, row.model_version, row.wape, threshold(row.model_version))
@@ -256,13 +254,18 @@ def realised_wapes(engine: Engine, weeks: int = REALISED_WEEKS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["week_start", "model_version", "wape"])
 
 
+def finite(score: float) -> float:
+    """A score as the database and MLflow can hold it: a WAPE is infinite when nothing sold."""
+    return min(score, 1e9)
+
+
 def store(engine: Engine, result: ForecasterDrift) -> int:
     """The check's measures as rows of `drift_results` (a week checked again is replaced)."""
 
     def row(version: int, week: date, measure: str, method: str, score: float,
             threshold: float, drifted: bool) -> dict:  # fmt: skip
         return {"model_name": result.model_name, "model_version": version, "week_start": week,
-                "measure": measure, "method": method, "score": min(score, 1e9),
+                "measure": measure, "method": method, "score": finite(score),
                 "threshold": threshold, "drifted": drifted}  # fmt: skip
 
     version, week, inputs = result.model_version, result.week, result.inputs
@@ -291,5 +294,5 @@ def log_run(result: ForecasterDrift) -> None:
             *((f"drift_score_{c.column}", c.score, 0) for c in result.inputs.columns),
         ]
         if latest is not None:
-            metrics.append((REALISED_WAPE_MEASURE, min(latest.wape, 1e9), 0))
+            metrics.append((REALISED_WAPE_MEASURE, finite(latest.wape), 0))
         log_metrics_batch(run.info.run_id, metrics)
