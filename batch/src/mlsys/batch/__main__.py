@@ -1,5 +1,6 @@
 """Command line of the AIAnimals batch jobs."""
 
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,19 @@ def generate(
     dataset_dir: Annotated[
         Path, typer.Option(help="The dataset folder with aianimals/ and images/.")
     ] = Path("dataset"),
+    no_animal_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The share of posts without an animal from "
+            "--shift-from on (default: the usual 3 %, no shift).",
+        ),
+    ] = None,
+    shift_from: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="The day --no-animal-share starts (UTC)."),
+    ] = None,
 ) -> None:
     """Generate posts, likes and search access logs (seeded) as CSV files.
 
@@ -44,13 +58,23 @@ def generate(
     provenance.json.
     """
     from mlsys.batch.dataset import read_master_data
+    from mlsys.batch.generate import NoAnimalShift, write
     from mlsys.batch.generate import generate as run
-    from mlsys.batch.generate import write
 
+    if (no_animal_share is None) != (shift_from is None):
+        raise typer.BadParameter("--no-animal-share and --shift-from go together")
+    shift = (
+        None
+        if no_animal_share is None or shift_from is None
+        else NoAnimalShift(no_animal_share, shift_from.replace(tzinfo=UTC))
+    )
     master = read_master_data(dataset_dir / "aianimals")
-    activity = run(master, dataset_dir / "images", posts, searches, seed)
+    activity = run(master, dataset_dir / "images", posts, searches, seed, shift)
     output = output or generated_dir()
-    write(activity, output, {"posts": posts, "searches": searches, "seed": seed})
+    provenance: dict = {"posts": posts, "searches": searches, "seed": seed}
+    if shift is not None:
+        provenance["no_animal_shift"] = {"share": shift.share, "since": shift.since.isoformat()}
+    write(activity, output, provenance)
     typer.echo(
         f"wrote {len(activity.animals)} posts, {len(activity.likes)} likes, "
         f"{len(activity.access_logs)} access logs to {output}"

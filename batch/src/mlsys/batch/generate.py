@@ -50,6 +50,7 @@ FEED_VIEWS_PER_POST = 0.5  # daily feed impressions: this many times the posts o
 # (a steady audience: the first posts, with fewer rivals, get the most views)
 FEED_RICH_GET_RICHER = 0.8  # exposure ~ (likes + 1) ** this
 FEED_FRESHNESS_DAYS = 20.0  # exposure ~ exp(-age / this)
+NO_ANIMAL_SHARE = 0.03  # of the posts: photos without an animal (moderation's violations)
 
 PET_NAMES = [
     "ポチ", "タマ", "モモ", "ココ", "ソラ", "マロン", "チョコ", "レオ", "ハナ", "コタロウ",
@@ -92,8 +93,22 @@ def synonym_queries(master: MasterData) -> list[dict]:
     return queries
 
 
+@dataclass(frozen=True)
+class NoAnimalShift:
+    """The share of posts without an animal changed for the posts created since a time
+    (a drift the moderation's drift check should see)."""
+
+    share: float
+    since: datetime
+
+
 def generate_animals(
-    master: MasterData, images: pd.DataFrame, posts: int, rng, variation
+    master: MasterData,
+    images: pd.DataFrame,
+    posts: int,
+    rng,
+    variation,
+    shift: NoAnimalShift | None = None,
 ) -> pd.DataFrame:
     categories = master.categories.set_index("id")
     subcategories = master.subcategories
@@ -119,18 +134,23 @@ def generate_animals(
         adjective + breed_ja + "の" + word + "の" + name + "です。"
         + choice(rng, PLACES, posts) + choice(rng, ACTIVITIES, posts)
     )  # fmt: skip
-    no_animal = rng.random(posts) < 0.03  # a few posts without an animal: for moderation
+    # A few posts without an animal, for moderation: NO_ANIMAL_SHARE of them, or from
+    # `shift.since` on the share `shift` gives (drawn in the same order either way, so
+    # that no shift gives the same posts as before shifts existed).
+    draw = rng.random(posts)
     animal_files = images.loc[images["label"] == "animal", "file"].to_numpy()
     other_files = images.loc[images["label"] == "no_animal", "file"].to_numpy()
-    photo = np.where(
-        no_animal,
-        other_files[rng.integers(0, len(other_files), posts)],
-        animal_files[rng.integers(0, len(animal_files), posts)],
-    )
+    other_photo = other_files[rng.integers(0, len(other_files), posts)]
+    animal_photo = animal_files[rng.integers(0, len(animal_files), posts)]
     span = (LAST_POST - FIRST_POST).total_seconds()
     created_at = pd.to_datetime(
         [FIRST_POST + timedelta(seconds=float(s)) for s in np.sort(rng.random(posts) * span)]
     ).floor("s")
+    share = np.full(posts, NO_ANIMAL_SHARE)
+    if shift is not None:
+        share[created_at >= pd.Timestamp(shift.since)] = shift.share
+    no_animal = draw < share
+    photo = np.where(no_animal, other_photo, animal_photo)
     users = master.users["id"].to_numpy()
     owner_weights = rng.pareto(1.5, len(users)) + 1  # a few users post a lot
     return pd.DataFrame(
@@ -293,10 +313,18 @@ def _search_session(
     return phrases, (category_filter, subcategory_filter), sort_by, shown, actions
 
 
-def generate(master: MasterData, images_dir: Path, posts: int, searches: int, seed: int):
+def generate(
+    master: MasterData,
+    images_dir: Path,
+    posts: int,
+    searches: int,
+    seed: int,
+    shift: NoAnimalShift | None = None,
+):
     rng = np.random.default_rng(seed)
     variation = np.random.default_rng([seed, 1])  # nicknames: the rest is drawn as before
-    animals = generate_animals(master, read_image_manifest(images_dir), posts, rng, variation)
+    manifest = read_image_manifest(images_dir)
+    animals = generate_animals(master, manifest, posts, rng, variation, shift)
     quality = rng.beta(2, 4, posts)
     quality[animals["no_animal"].to_numpy()] *= 0.1  # nobody likes a photo of a stapler
     likes, access_logs = simulate_activity(animals, master, quality, searches, rng, variation)
