@@ -5,6 +5,7 @@ threshold and writes the report."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,16 @@ def test_train_reports_logs_and_registers_the_version_with_its_threshold(tmp_pat
     run = client.get_run(champion.run_id)
     assert run.data.metrics["test.roc_auc"] == pytest.approx(report["test"]["roc_auc"])
     assert run.data.params["model.components"] == "4" and len(run.data.params["data"]) == 16
+    # The drift check's reference: the validation photos' scores and labels.
+    from mlsys.aianimals.moderation import DRIFT_REFERENCE_ARTIFACT
+
+    reference = json.loads(
+        Path(client.download_artifacts(run.info.run_id, DRIFT_REFERENCE_ARTIFACT, str(tmp_path)))
+        .read_text()
+    )  # fmt: skip
+    assert len(reference["probability"]) == len(reference["no_animal"])
+    assert len(reference["probability"]) == report["validation"]["photos"]
+    assert sum(reference["no_animal"]) == report["validation"]["no_animal"]
 
 
 def test_the_drawing_crop_fills_the_photo_with_the_drawing_up_to_four_times_its_size():

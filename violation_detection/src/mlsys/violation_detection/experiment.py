@@ -119,6 +119,10 @@ def train_and_register(
             "validation": curves(valid_y, valid_scores),
             "fresh_test": curves(fresh.labels, fresh_scores),
         },
+        drift_reference={
+            "probability": valid_scores.tolist(),
+            "no_animal": valid_y.astype(bool).tolist(),
+        },
         fingerprint=data,
         extra=extra,
     )

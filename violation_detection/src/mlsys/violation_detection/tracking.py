@@ -1,5 +1,6 @@
 """What every classifier run leaves in MLflow: parameters, the data fingerprint and split,
 the report (test, fresh test, validation, baseline), ROC and precision-recall curves, the
+validation photos' scores (the drift check's reference), the
 fitted pipeline registered as MODEL_NAME with its threshold as a version tag, and the
 champion gate on the fixed test set.
 
@@ -15,6 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsys.aianimals.moderation import (
+    CLASSIFIER_EXPERIMENT,
+    CLASSIFIER_MODEL_NAME,
+    DRIFT_REFERENCE_ARTIFACT,
+    THRESHOLD_TAG,
+)
 from mlsys.common.tracking import (
     CHAMPION,
     CHAMPION_VERSION,
@@ -24,19 +31,27 @@ from mlsys.common.tracking import (
     model_uri,
 )
 
-MODEL_NAME = "aianimals_no_animal_violation"
-EXPERIMENT = "aianimals_violation_detection"
+MODEL_NAME, EXPERIMENT = CLASSIFIER_MODEL_NAME, CLASSIFIER_EXPERIMENT
 # The gate: ROC AUC on the fixed test set, the champion scored on the same photos now.
 GATE_METRIC = "test.roc_auc"
-THRESHOLD_TAG = "threshold"  # on each model version: the threshold chosen with it
 # The report's scored parts, logged as metrics PART.roc_auc, PART.precision, ...
 REPORTED = ("test", "fresh_test", "validation", "baseline", "baseline_fresh_test")
 # What the pipeline holds besides scikit-learn and numpy: its own encoder.
 TRUSTED_TYPES = ["mlsys.violation_detection.train.FisherVectorEncoder"]
 
 
-def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, extra: dict):
-    """Log one run and register its model; returns (run_id, version)."""
+def log_run(
+    *,
+    trained,
+    params,
+    report: dict,
+    curves: dict,
+    drift_reference: dict,
+    fingerprint: str,
+    extra: dict,
+):
+    """Log one run and register its model; returns (run_id, version). `drift_reference`:
+    the validation photos' scores and labels (DRIFT_REFERENCE_ARTIFACT)."""
     import mlflow
 
     configure_mlflow(EXPERIMENT)
@@ -54,7 +69,8 @@ def log_run(*, trained, params, report: dict, curves: dict, fingerprint: str, ex
         metrics.append(("train_seconds", trained.seconds, 0))
         log_metrics_batch(run.info.run_id, metrics)
         with tempfile.TemporaryDirectory() as tmp:
-            for name, content in (("report.json", report), ("curves.json", curves)):
+            for name, content in (("report.json", report), ("curves.json", curves),
+                                  (DRIFT_REFERENCE_ARTIFACT, drift_reference)):  # fmt: skip
                 path = Path(tmp) / name
                 path.write_text(json.dumps(content, indent=2))
                 mlflow.log_artifact(str(path))
