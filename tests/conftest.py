@@ -171,7 +171,7 @@ def demo_home(tmp_path_factory) -> Path:
     )
     run_cli("mlsys.ml", "train", env=env)
     run_cli("mlsys.ml", "predict", env=env)
-    run_cli("mlsys.monitoring", "drift", env=env)
+    run_cli("mlsys.monitoring", "drift", "forecaster", env=env)
     return home
 
 

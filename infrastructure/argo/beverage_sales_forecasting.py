@@ -84,7 +84,7 @@ def forecast_drift() -> CronWorkflow:
         check = job(
             "drift-check",
             "mlsys-monitoring",
-            ["drift", "--verdict-file", VERDICT_FILE],
+            ["drift", "forecaster", "--verdict-file", VERDICT_FILE],
             peak_mib=309,
             tracking=True,
             outputs=[Parameter(name="drifted", value_from=m.ValueFrom(path=VERDICT_FILE))],

@@ -16,9 +16,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 from mlsys.aianimals.image_index import IMAGE_EMBEDDING_MODEL_NAME
+from mlsys.aianimals.moderation import CLASSIFIER_MODEL_NAME
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
 from mlsys.aianimals.similar_words import SIMILAR_WORDS_MODEL_NAME
-from mlsys.violation_detection.tracking import MODEL_NAME as CLASSIFIER_MODEL_NAME
 
 HERE = Path(__file__).parent
 OUTPUT = HERE.parent / "manifests" / "monitoring" / "dashboards"
@@ -178,21 +178,21 @@ def forecasting() -> dashboard.Dashboard:
             figure(
                 "Drift: 1 calls for retraining",
                 "none",
-                query('drift_detected{job="monitoring-drift"}'),
+                query('drift_detected{job="monitoring-forecaster-drift"}'),
             )
         )
         .with_panel(
             figure(
                 "Share of the monitored columns that drifted",
                 "percentunit",
-                query('drift_share{job="monitoring-drift"}'),
+                query('drift_share{job="monitoring-forecaster-drift"}'),
             )
         )
         .with_row(
             dashboard.Row("Jobs: registration, validation, training, the gate, predict, drift")
         )
     )
-    for panel in jobs("ml-.*|data-registration-.*|monitoring-.*"):
+    for panel in jobs("ml-.*|data-registration-.*|monitoring-forecaster-.*"):
         built = built.with_panel(panel)
     return built
 
@@ -351,6 +351,21 @@ def moderation() -> dashboard.Dashboard:
         )
         .with_panel(served(CLASSIFIER_MODEL_NAME)[0])
         .with_panel(served(CLASSIFIER_MODEL_NAME)[1])
+        .with_row(dashboard.Row("Drift: the posts the champion judged"))
+        .with_panel(
+            figure(
+                "Drift: 1 calls for retraining",
+                "none",
+                query('drift_detected{job="monitoring-classifier-drift"}'),
+            )
+        )
+        .with_panel(
+            figure(
+                "Estimated change in the share of posts without an animal",
+                "percentunit",
+                query('no_animal_share_change{job="monitoring-classifier-drift"}'),
+            )
+        )
         .with_row(dashboard.Row("The classifier server"))
     )
     for panel in requests("violation-classifier"):

@@ -19,6 +19,7 @@ value() {
 # login role per component (data/create-roles.sh makes them; the migrations grant them).
 roles="beverage_owner beverage_data_registration beverage_ml beverage_monitoring beverage_bi
 aianimals_owner aianimals_api aianimals_batch aianimals_search aianimals_violation_detection
+aianimals_monitoring
 mlflow"
 postgres_server="POSTGRES_USER=postgres
 POSTGRES_SUPERUSER_PASSWORD=$(value POSTGRES_SUPERUSER_PASSWORD)"
@@ -88,7 +89,7 @@ for component in owner data_registration ml monitoring bi; do
   write "$manifests/beverage-sales-forecasting/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "beverage_$component")"
 done
-for component in owner api batch search violation_detection; do
+for component in owner api batch search violation_detection monitoring; do
   write "$manifests/aianimals/secrets/postgres-${component//_/-}.env" \
     "$(postgres_login "aianimals_$component")"
 done

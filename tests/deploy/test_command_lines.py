@@ -68,14 +68,17 @@ def problems(argv: list[str]) -> list[str]:
     words = [word.strip("[]()…,.'\"") for word in rest]
     if not words or words[0].startswith("-") or not words[0]:
         return []  # the component's help, or its options alone
-    commands = group(component).commands
-    if words[0] not in commands:
-        return [f"mlsys.{component} has no command {words[0]!r}"]
-    params = commands[words[0]].params
-    known = {"--help", *(o for p in params for o in [*p.opts, *p.secondary_opts])}
+    command, name = group(component), f"mlsys.{component}"
+    while hasattr(command, "commands") and words and not words[0].startswith("-"):
+        if words[0] not in command.commands:  # a group's command (`drift classifier`) too
+            return [f"{name} has no command {words[0]!r}"]
+        command, name, words = command.commands[words[0]], f"{name} {words[0]}", words[1:]
+    if hasattr(command, "commands"):
+        return []  # a group's help, or its options alone
+    known = {"--help", *(o for p in command.params for o in [*p.opts, *p.secondary_opts])}
     return [
-        f"mlsys.{component} {words[0]} has no option {word.split('=')[0]!r}"
-        for word in words[1:]
+        f"{name} has no option {word.split('=')[0]!r}"
+        for word in words
         if word.startswith("--") and word.split("=")[0] not in known
     ]
 

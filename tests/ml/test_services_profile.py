@@ -84,7 +84,7 @@ def test_register_backtest_train_predict_against_services(
 
     # The drift check as its own role: the reference through the proxy, results by COPY.
     env = os.environ | {"POSTGRES_USER": roles["monitoring"]}
-    checked = run_cli("mlsys.monitoring", "drift", env=env)
+    checked = run_cli("mlsys.monitoring", "drift", "forecaster", env=env)
     assert "version 1, week of 2022-01-03" in checked.stdout, checked.stdout
     with get_engine().connect() as connection:
         measures = connection.execute(select(DriftResult.measure, DriftResult.week_start)).all()

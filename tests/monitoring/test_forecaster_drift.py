@@ -168,7 +168,7 @@ def test_the_drift_workflow_retrains_only_when_the_check_calls_for_it(tmp_path):
     cli("data_registration", "register", "--sales", sales, "--latest-week-only")
     cli("ml", "predict")
     report = tmp_path / "drift.json"
-    printed = cli("monitoring", "drift", "--output", report)
+    printed = cli("monitoring", "drift", "forecaster", "--output", report)
     print(printed)
     checked = json.loads(report.read_text())
     assert checked["drifted"] and checked["realised"]["week"] == "2020-09-07", printed

@@ -13,7 +13,7 @@ set -euo pipefail
 
 DATABASES="beverage aianimals"
 COMPONENTS_beverage="data_registration ml monitoring bi"
-COMPONENTS_aianimals="api batch search violation_detection"
+COMPONENTS_aianimals="api batch search violation_detection monitoring"
 
 psql_admin() {
   psql -v ON_ERROR_STOP=1 -q --no-psqlrc --username "${POSTGRES_USER:-postgres}" \

@@ -77,6 +77,13 @@ SCHEMA = migrate.Schema(
             "dead_letters": "SELECT, INSERT",
             "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the portal's logins
         },
+        # The classifier's drift check: reads the judgements and when their posts were
+        # created; writes its verdicts.
+        "monitoring": {
+            "animals": "SELECT",
+            "violations": "SELECT",
+            "moderation_drift_results": "SELECT, INSERT, UPDATE",
+        },
     },
 )
 

@@ -315,3 +315,29 @@ class Registration(Base):
     __table_args__ = (
         Index("ux_registrations_handle_name_lower", func.lower(handle_name), unique=True),
     )
+
+
+# The measures of a classifier drift check (written by the monitoring job).
+FLAGGED_SHARE_MEASURE = "flagged_share"  # the share of posts judged violations
+PROBABILITY_MEASURE = "probability"  # the distribution of the no-animal probability
+
+
+class ModerationDriftResult(Base):
+    """One measure of a drift check of the classifier: the posts a version judged that
+    were created in the window ending `window_end`, against those it judged before.
+    `reference` and `current` are the measure's values in each (a share, or the mean
+    probability), `score` the test's p-value. Natural key (model, version, window end,
+    measure): checking a window again replaces it."""
+
+    __tablename__ = "moderation_drift_results"
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    measure: Mapped[str] = mapped_column(String(64), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32))  # z, ks
+    reference: Mapped[float] = mapped_column(Float)
+    current: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())

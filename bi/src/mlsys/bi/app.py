@@ -182,7 +182,7 @@ def drift_page() -> None:
     st.header("Drift")
     results = drift_results()
     if results.empty:
-        st.info("No drift check yet: run `python -m mlsys.monitoring drift`.")
+        st.info("No drift check yet: run `python -m mlsys.monitoring drift forecaster`.")
         return
     realised = results[results["measure"] == REALISED_WAPE_MEASURE]
     checks = results[results["measure"] != REALISED_WAPE_MEASURE]

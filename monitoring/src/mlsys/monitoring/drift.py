@@ -134,13 +134,18 @@ def _wasserstein(reference: pd.Series, current: pd.Series) -> float:
 
 
 def _two_proportions(reference: pd.Series, current: pd.Series) -> float:
-    """The two-sided p-value of the Z-test that one value's share is the same in both."""
+    """The two-proportion Z-test of the reference's most common value."""
     value = reference.mode().iloc[0]
-    hits = np.array([(reference == value).sum(), (current == value).sum()], dtype=float)
+    return two_proportions((reference == value).to_numpy(), (current == value).to_numpy())
+
+
+def two_proportions(reference: np.ndarray, current: np.ndarray) -> float:
+    """The two-sided p-value of the Z-test that the share of True is the same in both."""
+    hits = np.array([reference.sum(), current.sum()], dtype=float)
     sizes = np.array([len(reference), len(current)], dtype=float)
     pooled = hits.sum() / sizes.sum()
     spread = np.sqrt(pooled * (1 - pooled) * (1 / sizes[0] + 1 / sizes[1]))
     if spread == 0:
-        return 1.0  # one value everywhere in both: nothing moved
+        return 1.0  # all or none in both: nothing moved
     z = (hits[0] / sizes[0] - hits[1] / sizes[1]) / spread
     return float(2 * stats.norm.sf(abs(z)))
