@@ -158,7 +158,7 @@ engine: ## a Docker engine with BuildKit and Compose v2 (installs Debian's docke
 base_images: ## the Dockerfile's bases built from Debian's archive and PyPI, for a machine that cannot pull (then: make build_all BASES=debian)
 	bash infrastructure/scripts/base_images.sh
 
-standins: base_images ## PostgreSQL, Redis and RabbitMQ images built from Debian packages, standing in for the official ones where nothing can be pulled (the container tests, make up BASES=debian)
+standins: base_images ## PostgreSQL, Redis, RabbitMQ, Prometheus and Pushgateway images built from Debian packages, standing in for the official ones where nothing can be pulled (the container tests, make up BASES=debian)
 	@$(IMAGES_PY) standins $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 build_all: $(if $(filter debian,$(BASES)),$(if $(filter 1,$(DRY_RUN)),,base_images)) $(addprefix build-,$(IMAGES)) ## build every image of infrastructure/images.toml, print their sizes, record the tag (REGISTRY, TAG: the commit; BASES=debian; DRY_RUN=1 prints the commands)

@@ -2,7 +2,8 @@
 infrastructure/standins/compose.yaml (the Debian stand-ins, no Elasticsearch) and the
 test's small seeded configuration (compose-small.yaml: less data, shorter training). The
 whole stack comes up: every healthcheck healthy and every job completed; the API and the
-BI (in Chromium) answer a login through their published ports; it comes down leaving no
+BI (in Chromium) answer a login through their published ports; Prometheus scrapes every
+server and worker and has the jobs' runs from the Pushgateway; it comes down leaving no
 container, network or volume behind."""
 
 import io
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from infrastructure.images import docker
 from tests.containers.conftest import built
@@ -25,7 +27,15 @@ from tests.helpers.services import port_open
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-PUBLISHED = {"mlflow": 5000, "bi": 8501, "review-portal": 8502, "api": 8000, "ab-test-proxy": 8080}
+PUBLISHED = {"mlflow": 5000, "bi": 8501, "review-portal": 8502, "api": 8000, "ab-test-proxy": 8080,
+             "prometheus": 9090, "pushgateway": 9091}  # fmt: skip
+# What compose's Prometheus scrapes (every server and worker, and the Pushgateway).
+SCRAPED = {
+    job["job_name"]
+    for job in yaml.safe_load(
+        (ROOT / "infrastructure/monitoring/prometheus-compose.yml").read_text()
+    )["scrape_configs"]
+}
 SECONDS_TO_COME_UP = 1500
 
 
@@ -145,6 +155,19 @@ def test_the_stack_comes_up_and_answers_through_its_published_ports(stack, brows
         token = {"token": api.post("/v0/user/login", json=login).json()["token"]}
         found = api.post("/v0/animal/search", json={"phrases": ["ねこ"]}, headers=token)
         assert found.status_code == 200 and found.json()["hits"] > 0, found.text
+    # Prometheus scrapes every server and worker, with the Pushgateway's jobs.
+    with httpx.Client(base_url="http://127.0.0.1:9090", timeout=30) as prometheus:
+
+        def query(expression: str) -> dict[str, str]:
+            answer = prometheus.get("/api/v1/query", params={"query": expression}).json()
+            return {r["metric"]["job"]: r["value"][1] for r in answer["data"]["result"]}
+
+        deadline = time.monotonic() + 120
+        while (up := query("up")) != dict.fromkeys(SCRAPED, "1"):
+            assert time.monotonic() < deadline, f"scraped: {up}, wanted all of {SCRAPED} up"
+            time.sleep(5)
+        ran = query("job_success")
+        assert ran.get("ml-train") == "1" and ran.get("monitoring-forecaster-drift") == "1", ran
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto("http://127.0.0.1:8501/")
     page.get_by_label("User name").fill("admin")

@@ -93,6 +93,8 @@ def test_data_lives_in_named_volumes():
         "mlflow-artifacts",
         "rabbitmq-data",
         "elasticsearch-data",
+        "prometheus-data",
+        "grafana-data",
     }  # photos live in PostgreSQL (STORAGE_BACKEND=database): nothing shared on disk
     assert "postgres-data:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
 
