@@ -222,3 +222,17 @@ def test_the_check_runs_as_its_own_role_on_postgresql(services_profile, monkeypa
     with get_engine().connect() as connection:
         stored = connection.execute(select(ModerationDriftResult.measure)).scalars().all()
     assert sorted(stored) == ["flagged_share", "probability"]
+
+
+def test_too_few_posts_in_either_window_decide_nothing():
+    from mlsys.monitoring.classifier import MIN_POSTS, Rates
+
+    end = pd.Timestamp("2021-12-31", tz="UTC")
+    created = [end - pd.Timedelta(days=d) for d in np.linspace(0.1, 34.9, MIN_POSTS * 10)]
+    judged = pd.DataFrame({"created_at": created, "probability": 0.5, "is_violation": False})
+    rates_ = Rates(0.8, 0.05)
+    assert compare(judged, end, rates_, 7, 28)[0]  # about 2 and 8 times MIN_POSTS
+    measures, reference, current = compare(judged, end, rates_, 3, 28)
+    assert measures == [] and current < MIN_POSTS <= reference
+    assert compare(judged.iloc[:0], end, rates_)[1:] == (0, 0)
+    assert np.isnan(Rates(0.1, 0.2).no_animal_change(0.1, 0.2))  # rates that cannot tell

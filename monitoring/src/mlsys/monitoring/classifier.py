@@ -29,7 +29,7 @@ than MIN_POSTS in either window the check cannot decide: it says so and calls fo
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -221,9 +221,9 @@ def check_classifier(
 
     engine = get_engine()
     judged = judgements(engine, f"{CLASSIFIER_MODEL_NAME}/{version}")
-    if judged.empty:
-        raise ValueError(f"version {version} has judged no posts yet")
-    window_end = until or judged["created_at"].max().to_pydatetime()
+    # A champion promoted since the last posts has judged none yet: nothing to decide.
+    latest = judged["created_at"].max().to_pydatetime() if len(judged) else datetime.now(UTC)
+    window_end = until or latest
     measures, reference_posts, current_posts = compare(
         judged, window_end, classifier_rates, days, reference_days
     )
