@@ -84,7 +84,7 @@ def judged(seed: int, shift: NoAnimalShift | None) -> pd.DataFrame:
 def check(seed: int, shift: NoAnimalShift | None):
     _, classifier_rates, _ = classifier()
     measures, reference_posts, current_posts = compare(
-        judged(seed, shift), LAST_POST, classifier_rates, DAYS, REFERENCE_DAYS
+        judged(seed, shift), LAST_POST, DAYS, REFERENCE_DAYS
     )
     assert min(reference_posts, current_posts) > 4_500
     flagged, probability = measures
@@ -230,9 +230,8 @@ def test_too_few_posts_in_either_window_decide_nothing():
     end = pd.Timestamp("2021-12-31", tz="UTC")
     created = [end - pd.Timedelta(days=d) for d in np.linspace(0.1, 34.9, MIN_POSTS * 10)]
     judged = pd.DataFrame({"created_at": created, "probability": 0.5, "is_violation": False})
-    rates_ = Rates(0.8, 0.05)
-    assert compare(judged, end, rates_, 7, 28)[0]  # about 2 and 8 times MIN_POSTS
-    measures, reference, current = compare(judged, end, rates_, 3, 28)
+    assert compare(judged, end, 7, 28)[0]  # about 2 and 8 times MIN_POSTS
+    measures, reference, current = compare(judged, end, 3, 28)
     assert measures == [] and current < MIN_POSTS <= reference
-    assert compare(judged.iloc[:0], end, rates_)[1:] == (0, 0)
+    assert compare(judged.iloc[:0], end)[1:] == (0, 0)
     assert np.isnan(Rates(0.1, 0.2).no_animal_change(0.1, 0.2))  # rates that cannot tell

@@ -167,7 +167,6 @@ def rates(reference: dict, threshold: float) -> Rates:
 def compare(
     judged: pd.DataFrame,
     window_end: datetime,
-    rates: Rates,
     days: int = WINDOW_DAYS,
     reference_days: int = REFERENCE_DAYS,
 ) -> tuple[list[Measure], int, int]:
@@ -224,9 +223,7 @@ def check_classifier(
     # A champion promoted since the last posts has judged none yet: nothing to decide.
     latest = judged["created_at"].max().to_pydatetime() if len(judged) else datetime.now(UTC)
     window_end = until or latest
-    measures, reference_posts, current_posts = compare(
-        judged, window_end, classifier_rates, days, reference_days
-    )
+    measures, reference_posts, current_posts = compare(judged, window_end, days, reference_days)
     result = ClassifierDrift(CLASSIFIER_MODEL_NAME, version, window_end, days, reference_posts,
                              current_posts, measures, classifier_rates)  # fmt: skip
     if result.decided:
