@@ -121,20 +121,18 @@ def classifier_drift(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     report(DRIFT_DETECTED, int(result.drifted))
-    change = result.no_animal_change()
-    if change is not None:
-        report(NO_ANIMAL_CHANGE, change)
     if output:
         write_report(output, result.report())
     if verdict_file:
         verdict_file.write_text("true" if result.drifted else "false")
     posts = f"{result.current_posts} posts against {result.reference_posts}"
-    if not result.decided:
+    change = result.no_animal_change()
+    if change is None:  # undecided
         typer.echo(f"version {result.model_version}, {posts}: too few to decide; retrain: no")
         return
+    report(NO_ANIMAL_CHANGE, change)
     flagged = result.measure(FLAGGED_SHARE_MEASURE)
     probability = result.measure(PROBABILITY_MEASURE)
-    change = result.rates.no_animal_change(flagged.reference, flagged.current)
     typer.echo(
         f"version {result.model_version}, {posts}: flagged {flagged.current:.1%} "
         f"(was {flagged.reference:.1%}, p={flagged.score:.2g}), the share without an animal "

@@ -27,10 +27,8 @@ than MIN_POSTS in either window the check cannot decide: it says so and calls fo
 """
 
 import json
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,8 +52,9 @@ from mlsys.aianimals.tables import (
 )
 from mlsys.common.bulk import bulk_upsert
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION, configure_mlflow, log_metrics_batch, run_of
+from mlsys.common.tracking import configure_mlflow, log_metrics_batch
 from mlsys.monitoring.drift import two_proportions
+from mlsys.monitoring.reference import champion_reference
 
 log = get_logger(__name__)
 
@@ -198,25 +197,12 @@ def check_classifier(
     """Check the champion's judgements of the posts created in the `days` up to `until`
     (default: its latest judged post's creation); store the results in PostgreSQL and a
     run in MLflow (when it could decide)."""
-    from mlflow.exceptions import MlflowException
-
-    import mlflow
-
     configure_mlflow(CLASSIFIER_EXPERIMENT)
-    client = mlflow.MlflowClient()
-    champion = client.get_model_version_by_alias(CLASSIFIER_MODEL_NAME, CHAMPION)
+    champion, content = champion_reference(
+        CLASSIFIER_MODEL_NAME, DRIFT_REFERENCE_ARTIFACT, "python -m mlsys.violation_detection train"
+    )
     version = int(champion.version)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_of(champion), DRIFT_REFERENCE_ARTIFACT, tmp)
-        except (MlflowException, OSError) as error:
-            raise ValueError(
-                f"version {version} has no drift reference ({DRIFT_REFERENCE_ARTIFACT}): it "
-                "was trained before drift checks; train a new version "
-                "(`python -m mlsys.violation_detection train`)"
-            ) from error
-        validation = json.loads(Path(path).read_text())
-    classifier_rates = rates(validation, float(champion.tags[THRESHOLD_TAG]))
+    classifier_rates = rates(json.loads(content), float(champion.tags[THRESHOLD_TAG]))
 
     engine = get_engine()
     judged = judgements(engine, f"{CLASSIFIER_MODEL_NAME}/{version}")

@@ -27,7 +27,7 @@ and 1.9 to 12.8 times after a shift (tests/monitoring/test_forecaster_drift.py).
 """
 
 import functools
-import tempfile
+import io
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -46,8 +46,9 @@ from mlsys.beverage.tables import (
 from mlsys.beverage.tracking import DRIFT_REFERENCE_ARTIFACT, GATE_METRIC, forecasting_settings
 from mlsys.common.bulk import bulk_upsert
 from mlsys.common.logging import get_logger
-from mlsys.common.tracking import CHAMPION, configure_mlflow, log_metrics_batch, run_of
+from mlsys.common.tracking import configure_mlflow, log_metrics_batch, run_of
 from mlsys.monitoring.drift import DATASET_SHARE, DatasetDrift, dataset_drift
+from mlsys.monitoring.reference import champion_reference
 
 log = get_logger(__name__)
 
@@ -118,25 +119,17 @@ class ForecasterDrift:
 def check_forecaster(week: date | None = None) -> ForecasterDrift:
     """Check the champion's forecasts of `week` (default: the latest it forecast); store the
     results in PostgreSQL and a run in MLflow."""
-    from mlflow.exceptions import MlflowException
-
     import mlflow
 
     settings = forecasting_settings()
     configure_mlflow(settings.experiment_name)
     client = mlflow.MlflowClient()
     name = settings.registered_model_name
-    champion = client.get_model_version_by_alias(name, CHAMPION)
+    champion, content = champion_reference(
+        name, DRIFT_REFERENCE_ARTIFACT, "python -m mlsys.ml train"
+    )
     version = int(champion.version)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_of(champion), DRIFT_REFERENCE_ARTIFACT, tmp)
-        except (MlflowException, OSError) as error:
-            raise ValueError(
-                f"version {version} has no drift reference ({DRIFT_REFERENCE_ARTIFACT}): it was "
-                "trained before drift checks; train a new version (`python -m mlsys.ml train`)"
-            ) from error
-        reference = pd.read_parquet(path)
+    reference = pd.read_parquet(io.BytesIO(content))
 
     engine = get_engine()
     week = week or latest_forecast_week(engine, version)
