@@ -81,7 +81,7 @@ serve: install ## serve what the last `make demo` made, without running its jobs
 	@echo "Classifier: http://localhost:$(CLASSIFIER_PORT)/docs   (the no-animal classifier; every post is judged)"
 	@echo "Similar: POST /v0/animal/search/similar in the API's docs   (similar photos; new posts join the index)"
 	trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
-	$(PY) -m mlsys.bi serve --port $(BI_PORT) & \
+	METRICS_PORT=9103 $(PY) -m mlsys.bi serve --port $(BI_PORT) & \
 	$(PY) -m mlsys.api serve --port $(API_PORT) & \
 	$(PY) -m mlsys.ab_test_proxy serve --config infrastructure/ab_test_proxy/experiment.yaml \
 		--upstream http://127.0.0.1:$(API_PORT) --port $(AB_PORT) & \
@@ -90,7 +90,7 @@ serve: install ## serve what the last `make demo` made, without running its jobs
 	$(PY) -m mlsys.violation_detection serve --port $(CLASSIFIER_PORT) & \
 	VIOLATION_DETECTION_URL=http://127.0.0.1:$(CLASSIFIER_PORT) METRICS_PORT=9101 \
 		$(PY) -m mlsys.violation_detection consume & \
-	$(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
+	METRICS_PORT=9104 $(PY) -m mlsys.violation_detection portal --port $(PORTAL_PORT) & \
 	METRICS_PORT=9102 $(PY) -m mlsys.search image-index-consumer & \
 	wait
 

@@ -116,6 +116,30 @@ def requests(job: str) -> list[timeseries.Panel]:
     ]
 
 
+def pages(job: str) -> list[timeseries.Panel]:
+    """A Streamlit app's page runs (every view and widget change), errors and duration."""
+    selector = f'job="{job}"'
+    return [
+        graph(
+            "Page runs per second, by page and outcome",
+            "ops",
+            query(
+                f"sum by (page, outcome) (rate(streamlit_page_runs_total{{{selector}}}[{RATE}]))",
+                "{{page}} {{outcome}}",
+            ),
+        ),
+        graph(
+            "Page run time p99, by page",
+            "s",
+            query(
+                "histogram_quantile(0.99, sum by (page, le) "
+                f"(rate(streamlit_page_run_duration_seconds_bucket{{{selector}}}[{RATE}])))",
+                "{{page}}",
+            ),
+        ),
+    ]
+
+
 def jobs(pattern: str) -> list:
     """Batch jobs' runs, as pushed to the Pushgateway."""
     selector = f'job=~"{pattern}"'
@@ -193,6 +217,9 @@ def forecasting() -> dashboard.Dashboard:
         )
     )
     for panel in jobs("ml-.*|data-registration-.*|monitoring-forecaster-.*"):
+        built = built.with_panel(panel)
+    built = built.with_row(dashboard.Row("The BI"))
+    for panel in pages("bi"):
         built = built.with_panel(panel)
     return built
 
@@ -369,6 +396,9 @@ def moderation() -> dashboard.Dashboard:
         .with_row(dashboard.Row("The classifier server"))
     )
     for panel in requests("violation-classifier"):
+        built = built.with_panel(panel)
+    built = built.with_row(dashboard.Row("The review portal"))
+    for panel in pages("review-portal"):
         built = built.with_panel(panel)
     return built
 

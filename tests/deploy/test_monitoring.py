@@ -79,8 +79,7 @@ def test_compose_scrapes_every_server_and_worker_it_runs():
         if service.get("restart") == "unless-stopped"
         and "METRICS_PORT" in (service.get("environment") or {})
     }
-    # The review portal is Streamlit's server: no /metrics of ours yet (docs/operations.md).
-    assert workers and workers - {"review-portal"} <= jobs
+    assert {"review-portal", "bi"} <= workers <= jobs
     assert {"api", "ab-test-proxy", "violation-classifier", "pushgateway"} <= jobs
     local = yaml.safe_load((LOCAL / "prometheus-local.yml").read_text())
     assert {job["job_name"] for job in local["scrape_configs"]} <= jobs

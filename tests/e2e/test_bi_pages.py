@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from tests.helpers.cli import local_env
 from tests.helpers.http import wait_for_url
+from tests.helpers.monitoring import scrape
 from tests.helpers.paths import ROOT, SCREENSHOTS
 from tests.helpers.services import free_port
 
@@ -23,30 +25,44 @@ def serve_bi(env: dict):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlsys.bi", "serve", "--port", str(port)],
-        env=env,
+        env=env | {"METRICS_PORT": str(metrics_port := free_port())},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     wait_for_url(f"{url}/_stcore/health", timeout=60, process=server)
-    return url, server
+    return Served(url, f"http://127.0.0.1:{metrics_port}/metrics", server)
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    metrics: str  # its pages' runs (METRICS_PORT)
+    server: subprocess.Popen
+
+    def stop(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def bi_url(demo_home):
-    url, server = serve_bi(local_env(demo_home))  # development: open, as in `make demo`
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+def bi(demo_home):
+    served = serve_bi(local_env(demo_home))  # development: open, as in `make demo`
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def bi_url(bi) -> str:
+    return bi.url
 
 
 @pytest.fixture(scope="module")
 def guarded_bi_url(demo_home):
-    url, server = serve_bi(local_env(demo_home) | {"BI_PASSWORD": "a-password-from-the-secret"})
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    served = serve_bi(local_env(demo_home) | {"BI_PASSWORD": "a-password-from-the-secret"})
+    yield served.url
+    served.stop()
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -73,6 +89,25 @@ def test_page_renders_with_charts(bi_url, browser, path):
     )
     assert not errors
     page.close()
+
+
+def test_each_page_run_is_counted_and_timed(bi, browser):
+    """Issue 35, item 1: the BI serves its pages' runs on METRICS_PORT, under the names the
+    dashboards read (compose's test sees it up before any page was opened)."""
+    before = scrape(bi.metrics)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path, (heading, _) in PAGES.items():
+        page.goto(f"{bi.url}/{path}")
+        page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    page.close()
+    after = scrape(bi.metrics)
+    for name in ("sales", "evaluation", "models", "drift"):  # the functions, less _page
+        runs = ("streamlit_page_runs_total", frozenset({("page", name), ("outcome", "ok")}))
+        timed = ("streamlit_page_run_duration_seconds_count", frozenset({("page", name)}))
+        assert after[runs] - before.get(runs, 0) >= 1, name
+        assert after[timed] >= after[runs], name
+        errors = ("streamlit_page_runs_total", frozenset({("page", name), ("outcome", "error")}))
+        assert after.get(errors, 0) == 0, name
 
 
 def test_model_history_names_the_champion(bi_url, browser):

@@ -41,6 +41,7 @@ from tests.helpers.aianimals import (
 from tests.helpers.cli import run_cli
 from tests.helpers.http import login, wait_for_url
 from tests.helpers.moderation import IMAGES, register_tiny_classifier
+from tests.helpers.monitoring import scrape
 from tests.helpers.paths import SCREENSHOTS
 from tests.helpers.services import PG, free_port
 
@@ -67,6 +68,7 @@ class Loop:
     api: object
     database_url: str
     portal_url: str
+    portal_metrics: str  # its pages' runs (METRICS_PORT)
     env: dict
     no_animal: bytes
     animal: bytes
@@ -104,7 +106,7 @@ def loop(tmp_path_factory, aianimals_generated):
 
         register_tiny_classifier(between, photos=mirrored_files)
         no_animal, animal = chosen["no_animal"], chosen["animal"]
-        port, portal_port = free_port(), free_port()
+        port, portal_port, portal_metrics = free_port(), free_port(), free_port()
         base = os.environ | {
             "RABBITMQ_RETRY_BASE_SECONDS": "0.2",
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -137,8 +139,9 @@ def loop(tmp_path_factory, aianimals_generated):
                   log=opened["relay"]),
             spawn(base, "mlsys.batch", "search-index", log=opened["index"]),
             spawn(moderation, "mlsys.violation_detection", "consume", log=opened["consumer"]),
-            portal := spawn(moderation, "mlsys.violation_detection", "portal", "--port",
-                            str(portal_port), log=opened["portal"]),
+            portal := spawn(moderation | {"METRICS_PORT": str(portal_metrics)},
+                            "mlsys.violation_detection", "portal", "--port", str(portal_port),
+                            log=opened["portal"]),
         ]  # fmt: skip
         try:
             start_classifier()  # the last process: the one stop_classifier stops
@@ -154,6 +157,7 @@ def loop(tmp_path_factory, aianimals_generated):
                 api=api,
                 database_url=owner_url,
                 portal_url=f"http://127.0.0.1:{portal_port}",
+                portal_metrics=f"http://127.0.0.1:{portal_metrics}/metrics",
                 env=moderation,
                 no_animal=mirrored_files[no_animal].read_bytes(),
                 animal=mirrored_files[animal].read_bytes(),
@@ -358,6 +362,10 @@ def test_a_reversal_in_the_portal_brings_the_post_back_and_becomes_a_label(loop,
     finally:
         run_cli("mlsys.batch", "grant-role", MODERATOR, "moderator")
     page.close()
+    # Both pages' runs are counted on the portal's METRICS_PORT (issue 35, item 1).
+    runs = scrape(loop.portal_metrics)
+    for name in ("queue", "violations"):
+        assert runs[("streamlit_page_runs_total", frozenset({("page", name), ("outcome", "ok")}))]
 
     [(decision, reviewer)] = _rows(
         loop, "SELECT r.decision, u.handle_name FROM violation_reviews r JOIN users u "

@@ -1,7 +1,6 @@
 """Command line of the BI."""
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,31 +25,12 @@ def serve(
     """
     from mlsys.beverage.database import upgrade_or_wait
     from mlsys.common.logging import configure_logging
+    from mlsys.common.streamlit_apps import serve_streamlit
 
     configure_logging()
     upgrade_or_wait()
-    app_path = Path(__file__).with_name("app.py")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.execv(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(app_path),
-            "--server.address",
-            host,
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--global.developmentMode",
-            "false",
-        ],
-    )
+    serve_streamlit(Path(__file__).with_name("app.py"), host, port)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from mlsys.beverage.database import get_engine
 from mlsys.beverage.tables import DATASET_MEASURE, REALISED_WAPE_MEASURE
 from mlsys.beverage.tracking import Forecaster, forecasting_settings
 from mlsys.bi import access, queries
+from mlsys.common.metrics import measured_page
 from mlsys.common.settings import mlflow_tracking_uri
 from mlsys.common.tracking import CHAMPION
 
@@ -237,9 +238,11 @@ if not access.signed_in():
     st.stop()  # nothing of the data is rendered, or queried, before the login
 st.navigation(
     [
-        st.Page(sales_page, title="Sales", default=True),
-        st.Page(evaluation_page, title="Predictions vs actuals", url_path="evaluation"),
-        st.Page(models_page, title="Model history", url_path="models"),
-        st.Page(drift_page, title="Drift", url_path="drift"),
+        st.Page(measured_page(sales_page), title="Sales", default=True),
+        st.Page(
+            measured_page(evaluation_page), title="Predictions vs actuals", url_path="evaluation"
+        ),
+        st.Page(measured_page(models_page), title="Model history", url_path="models"),
+        st.Page(measured_page(drift_page), title="Drift", url_path="drift"),
     ]
 ).run()

@@ -15,7 +15,9 @@ registry of its own registers it there too): each `ChampionWatch`'s version, 0 w
 serves none, and when that version was registered (its age: `time() - ...`).
 
 A worker that is no HTTP server (a consumer, the relay) serves the default registry on
-METRICS_PORT (`serve_worker_metrics`). A batch job lives too briefly to be scraped: its
+METRICS_PORT (`serve_worker_metrics`); so does a Streamlit app, whose pages are counted and
+timed (`measured_page`: `streamlit_page_runs_total{page, outcome}`,
+`streamlit_page_run_duration_seconds{page}`). A batch job lives too briefly to be scraped: its
 command, decorated with `job`, pushes its run to the Pushgateway at
 METRICS_PUSHGATEWAY_URL when it ends, grouped by `job` (`<component>-<command>`):
 `job_duration_seconds`, `job_success` (1 or 0), `job_last_success_timestamp_seconds` or
@@ -150,6 +152,43 @@ class ServedModels(Collector):
 
 SERVED_MODELS = ServedModels()
 REGISTRY.register(SERVED_MODELS)
+
+
+# --- Streamlit apps -----------------------------------------------------------------------
+
+# A Streamlit app (the BI, the review portal) answers on a websocket, not with a request per
+# page: its unit of work is a page's run, which every click and widget change repeats.
+PAGE_RUNS = Counter(
+    "streamlit_page_runs_total", "Runs of a Streamlit page by outcome (ok, error)",
+    ["page", "outcome"],
+)  # fmt: skip
+PAGE_RUN_DURATION = Histogram(
+    "streamlit_page_run_duration_seconds", "How long a Streamlit page's run took", ["page"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+
+
+def measured_page(page: Callable[[], None]) -> Callable[[], None]:
+    """`page` (a function of `st.Page`), counted and timed under its name less `_page`. A
+    run that raised is an error; one that `st.stop()` or a rerun ended (Streamlit's
+    control flow, BaseException) is not."""
+    name = page.__name__.removesuffix("_page")
+    runs = {outcome: PAGE_RUNS.labels(name, outcome) for outcome in ("ok", "error")}
+    duration = PAGE_RUN_DURATION.labels(name)
+
+    @functools.wraps(page)  # Streamlit names the page's URL after the function
+    def run() -> None:
+        start, outcome = perf_counter(), "ok"
+        try:
+            page()
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            duration.observe(perf_counter() - start)
+            runs[outcome].inc()
+
+    return run
 
 
 # --- workers and jobs ---------------------------------------------------------------------

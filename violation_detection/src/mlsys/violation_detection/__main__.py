@@ -260,21 +260,13 @@ def portal(
     them in the review queue; a reversal puts the post back in search, and every decision
     becomes a label for `retrain`. Make a user a moderator with
     `python -m mlsys.batch grant-role HANDLE moderator`."""
-    import os
-    import sys
-
     from mlsys.aianimals.database import upgrade_or_wait
+    from mlsys.common.streamlit_apps import serve_streamlit
 
     configure_logging()
     upgrade_or_wait()
-    script = Path(__file__).with_name("portal.py")
     typer.echo(f"review portal: http://{host}:{port}")
-    os.execv(
-        sys.executable,
-        [sys.executable, "-m", "streamlit", "run", str(script),
-         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"],
-    )  # fmt: skip
+    serve_streamlit(Path(__file__).with_name("portal.py"), host, port)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from mlsys.aianimals.database import get_engine
 from mlsys.aianimals.settings import AuthSettings
 from mlsys.aianimals.storage import photo_store
 from mlsys.aianimals.throttle import LoginThrottle
+from mlsys.common.metrics import measured_page
 from mlsys.violation_detection import review
 
 
@@ -141,7 +142,7 @@ if (moderator := signed_in()) is None:
 st.sidebar.text(f"Moderator: {moderator.handle_name}")  # text, never Markdown
 st.navigation(
     [
-        st.Page(queue_page, title="Review queue", default=True),
-        st.Page(violations_page, title="Violations", url_path="violations"),
+        st.Page(measured_page(queue_page), title="Review queue", default=True),
+        st.Page(measured_page(violations_page), title="Violations", url_path="violations"),
     ]
 ).run()
