@@ -45,9 +45,16 @@ def generate(
             "--shift-from on (default: the usual 3 %, no shift).",
         ),
     ] = None,
+    newest_first: Annotated[
+        bool,
+        typer.Option(
+            help="From --shift-from on, most searches ask for the newest posts first (the "
+            "app's default order changed: a drift of the ranker's inputs)."
+        ),
+    ] = False,
     shift_from: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="The day --no-animal-share starts (UTC)."),
+        typer.Option(formats=["%Y-%m-%d"], help="The day the shifts asked for start (UTC)."),
     ] = None,
 ) -> None:
     """Generate posts, likes and search access logs (seeded) as CSV files.
@@ -58,22 +65,25 @@ def generate(
     provenance.json.
     """
     from mlsys.batch.dataset import read_master_data
-    from mlsys.batch.generate import NoAnimalShift, write
+    from mlsys.batch.generate import NewestFirstShift, NoAnimalShift, write
     from mlsys.batch.generate import generate as run
 
-    if (no_animal_share is None) != (shift_from is None):
-        raise typer.BadParameter("--no-animal-share and --shift-from go together")
-    shift = (
-        None
-        if no_animal_share is None or shift_from is None
-        else NoAnimalShift(no_animal_share, shift_from.replace(tzinfo=UTC))
-    )
+    shifted = no_animal_share is not None or newest_first
+    if shifted != (shift_from is not None):
+        raise typer.BadParameter(
+            "--shift-from goes with a shift (--no-animal-share, --newest-first), and they with it"
+        )
+    since = shift_from.replace(tzinfo=UTC) if shift_from else None
+    shift = NoAnimalShift(no_animal_share, since) if no_animal_share is not None and since else None
+    order = NewestFirstShift(since) if newest_first and since else None
     master = read_master_data(dataset_dir / "aianimals")
-    activity = run(master, dataset_dir / "images", posts, searches, seed, shift)
+    activity = run(master, dataset_dir / "images", posts, searches, seed, shift, order)
     output = output or generated_dir()
     provenance: dict = {"posts": posts, "searches": searches, "seed": seed}
     if shift is not None:
         provenance["no_animal_shift"] = {"share": shift.share, "since": shift.since.isoformat()}
+    if order is not None:
+        provenance["newest_first_since"] = order.since.isoformat()
     write(activity, output, provenance)
     typer.echo(
         f"wrote {len(activity.animals)} posts, {len(activity.likes)} likes, "

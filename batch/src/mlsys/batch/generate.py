@@ -102,6 +102,21 @@ class NoAnimalShift:
     since: datetime
 
 
+# The order a search asks for: the text score (the app's default), newest or most liked
+# first. After an app release that made newest first the default, most users keep it.
+ORDERS = {"score": 0.6, "created_at": 0.2, "like": 0.2}
+SHIFTED_ORDERS = {"score": 0.1, "created_at": 0.8, "like": 0.1}
+
+
+@dataclass(frozen=True)
+class NewestFirstShift:
+    """Newest first the default order of the searches made since a time (SHIFTED_ORDERS):
+    the results logged are then mostly fresh posts with little activity, a drift of what
+    the ranker learns from that its drift check should see."""
+
+    since: datetime
+
+
 def generate_animals(
     master: MasterData,
     images: pd.DataFrame,
@@ -209,7 +224,13 @@ class _Likes:
 
 
 def simulate_activity(
-    animals: pd.DataFrame, master: MasterData, quality: np.ndarray, searches: int, rng, variation
+    animals: pd.DataFrame,
+    master: MasterData,
+    quality: np.ndarray,
+    searches: int,
+    rng,
+    variation,
+    newest_first: NewestFirstShift | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Likes and search sessions, day by day: (likes, access_logs)."""
     breed_ja = master.subcategories.set_index("id")["name_ja"]
@@ -249,6 +270,7 @@ def simulate_activity(
             session = _search_session(
                 rng, visible, category, subcategory, adjective, breed_ja, category_en,
                 likes.counts, quality, Nicknames(nicknames, variation),
+                newest_first is not None and when >= newest_first.since,
             )  # fmt: skip
             if session is not None:
                 phrases, filters, sort_by, shown, actions = session
@@ -278,7 +300,7 @@ def simulate_activity(
 
 def _search_session(
     rng, visible, category, subcategory, adjective, breed_ja, category_en, like_counts, quality,
-    nicknames: Nicknames,
+    nicknames: Nicknames, newest_first: bool = False,
 ):  # fmt: skip
     """One search: (phrases, (category filter, breed filter), sort_by, shown, actions), or
     None when nothing posted yet matches."""
@@ -301,7 +323,8 @@ def _search_session(
     candidates = np.flatnonzero(match[:visible])
     if len(candidates) == 0:
         return None
-    sort_by = str(rng.choice(["score", "created_at", "like"], p=[0.6, 0.2, 0.2]))
+    orders = SHIFTED_ORDERS if newest_first else ORDERS  # one draw either way
+    sort_by = str(rng.choice(list(orders), p=list(orders.values())))
     if sort_by == "created_at":
         order = candidates[::-1]  # posts are generated in order of creation
     elif sort_by == "like":
@@ -320,6 +343,7 @@ def generate(
     searches: int,
     seed: int,
     shift: NoAnimalShift | None = None,
+    newest_first: NewestFirstShift | None = None,
 ):
     rng = np.random.default_rng(seed)
     variation = np.random.default_rng([seed, 1])  # nicknames: the rest is drawn as before
@@ -327,7 +351,9 @@ def generate(
     animals = generate_animals(master, manifest, posts, rng, variation, shift)
     quality = rng.beta(2, 4, posts)
     quality[animals["no_animal"].to_numpy()] *= 0.1  # nobody likes a photo of a stapler
-    likes, access_logs = simulate_activity(animals, master, quality, searches, rng, variation)
+    likes, access_logs = simulate_activity(
+        animals, master, quality, searches, rng, variation, newest_first
+    )
     hidden = pd.DataFrame({"animal_id": animals["id"], "quality": quality})
     return GeneratedActivity(
         animals.drop(columns=["adjective", "no_animal"]), likes, access_logs, hidden,
