@@ -19,8 +19,8 @@ from mlsys.aianimals.ranking import (
     query_features,
     reciprocal_rank,
 )
+from mlsys.aianimals.ranking_data import History
 from mlsys.aianimals.search import AnimalDocument, SearchQuery
-from mlsys.search.dataset import History
 from mlsys.search.evaluate import TextScores
 
 

@@ -22,9 +22,9 @@ QUERIES = [["ねこ"], ["イヌ"], ["かわいい", "猫"], ["ポメラニアン
 
 def test_the_api_scores_the_rows_training_builds_for_the_same_posts(ranked_home, local_home):
     from mlsys.aianimals.database import get_engine
+    from mlsys.aianimals.ranking_data import read_ranking_data
     from mlsys.aianimals.search import SearchQuery, SortBy, get_search_index
     from mlsys.api.ranking import ActivityCache, serving_columns
-    from mlsys.search.dataset import read_ranking_data
 
     shutil.copytree(ranked_home, local_home)
     run_cli("mlsys.search", "features", env=local_env(local_home))  # post_activity as of now

@@ -34,8 +34,8 @@ from mlsys.aianimals.ranking import (
     quality_gain,
     reciprocal_rank,
 )
+from mlsys.aianimals.ranking_data import RankingData
 from mlsys.aianimals.search import SearchQuery
-from mlsys.search.dataset import RankingData
 
 Scorer = Callable[[np.ndarray], Any]  # feature rows -> scores (higher first)
 BASELINES = ("likes", "text_score", "recency")

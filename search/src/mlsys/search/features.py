@@ -9,9 +9,9 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from mlsys.aianimals.ranking import ACTIVITY, FEATURE_SET_VERSION
+from mlsys.aianimals.ranking_data import RankingData
 from mlsys.aianimals.tables import PostActivity
 from mlsys.common.bulk import bulk_upsert
-from mlsys.search.dataset import RankingData
 
 
 def current_activity(data: RankingData, now: datetime) -> pd.DataFrame:

@@ -3,9 +3,9 @@ champion on the same held-out searches (NDCG@10 of the randomized logged searche
 test split), both scored now, on the same data."""
 
 from mlsys.aianimals.ranking import RANKER_MODEL_NAME
+from mlsys.aianimals.ranking_data import RankingData
 from mlsys.common.logging import get_logger
 from mlsys.common.tracking import CHAMPION_VERSION, champion_gate, configure_tracking, model_uri
-from mlsys.search.dataset import RankingData
 from mlsys.search.evaluate import evaluate_logged
 from mlsys.search.tracking import GATE_METRIC
 

@@ -18,8 +18,8 @@ import lightgbm as lgb
 import numpy as np
 
 from mlsys.aianimals.ranking import CATEGORICAL, FEATURES
+from mlsys.aianimals.ranking_data import RankingData
 from mlsys.common.logging import get_logger
-from mlsys.search.dataset import RankingData
 
 log = get_logger(__name__)
 

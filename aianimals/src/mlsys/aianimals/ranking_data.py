@@ -1,10 +1,12 @@
 """The ranking data: posts, likes and access logs read from the AIAnimals database, the
 logged searches split by time, and every (search, post) pair's features as they were when
-the search happened (point in time: only events strictly before it count)."""
+the search happened (point in time: only events strictly before it count). The ranker's
+training (`mlsys.search`) and its drift check (`mlsys.monitoring`) read it."""
 
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from sqlalchemy import Engine, select
 
 from mlsys.aianimals.ranking import (
     ACTION_GRADE,
+    FEATURES,
     RESULTS_SHOWN,
     estimate_propensities,
     feature_matrix,
@@ -68,6 +71,13 @@ class RankingData:
         counts["owner_posts"] = self.histories["owner_posts"].before(owner, time)
         return counts
 
+    def shown_features(self, searches: np.ndarray) -> pd.DataFrame:
+        """The features of every result shown in `searches` (a mask over `self.searches`),
+        one column per feature: what the ranker saw of them."""
+        rows = self.impressions[searches[self.impressions["search"].to_numpy()]]
+        matrix = self.features(rows["search"].to_numpy(), rows["post"].to_numpy())
+        return pd.DataFrame(matrix, columns=list(FEATURES))
+
     def features(self, search: np.ndarray, post: np.ndarray) -> np.ndarray:
         """The model's input for (search, post) pairs, as of each search's time."""
         searches = self.searches
@@ -86,11 +96,17 @@ class RankingData:
 
 
 def read_ranking_data(
-    engine: Engine, validation_share: float = 0.1, test_share: float = 0.2, min_searches: int = 50
+    engine: Engine,
+    validation_share: float = 0.1,
+    test_share: float = 0.2,
+    min_searches: int = 50,
+    until: datetime | None = None,
 ) -> RankingData:
-    """Everything training and evaluation need, from the database. Searches are split by
-    time: the earliest train, the next validate (early stopping), the latest test (used
-    once, for the reported figures); a search's results never straddle two splits."""
+    """Everything training and evaluation need, from the database: the searches logged
+    before `until` (default: all), see `ranking_data`."""
+    logged = select(AccessLog)
+    if until is not None:
+        logged = logged.where(AccessLog.created_at < until)
     with engine.connect() as connection:
         posts = pd.read_sql(
             select(
@@ -107,7 +123,23 @@ def read_ranking_data(
             connection,
         )
         likes = pd.read_sql(select(Like.animal_id, Like.created_at), connection)
-        logs = pd.read_sql(select(AccessLog), connection)
+        logs = pd.read_sql(logged, connection)
+    return ranking_data(posts, likes, logs, validation_share, test_share, min_searches)
+
+
+def ranking_data(
+    posts: pd.DataFrame,
+    likes: pd.DataFrame,
+    logs: pd.DataFrame,
+    validation_share: float = 0.1,
+    test_share: float = 0.2,
+    min_searches: int = 50,
+) -> RankingData:
+    """The ranking data of posts (the `animals` columns with their breed's Japanese name,
+    `breed_ja`), likes (`animal_id`, `created_at`) and access logs (the table's columns).
+    Searches are split by time: the earliest train, the next validate (early stopping), the
+    latest test (used once, for the reported figures); a search's results never straddle
+    two splits."""
     if logs["search_id"].nunique() < min_searches:
         raise NotEnoughData(
             f"{logs['search_id'].nunique()} logged searches: at least {min_searches} needed"
