@@ -251,7 +251,23 @@ def aianimals_api() -> dashboard.Dashboard:
     )
     for model in (RANKER_MODEL_NAME, SIMILAR_WORDS_MODEL_NAME, IMAGE_EMBEDDING_MODEL_NAME):
         built = built.with_panel(served(model)[0]).with_panel(served(model)[1])
-    return built
+    return (
+        built.with_row(dashboard.Row("Drift: the results searches showed"))
+        .with_panel(
+            figure(
+                "Ranker drift: 1 calls for retraining",
+                "none",
+                query('drift_detected{job="monitoring-ranker-drift"}'),
+            )
+        )
+        .with_panel(
+            figure(
+                "Share of the ranker's features that drifted",
+                "percentunit",
+                query('drift_share{job="monitoring-ranker-drift"}'),
+            )
+        )
+    )
 
 
 def messages_and_jobs() -> dashboard.Dashboard:

@@ -16,7 +16,7 @@ from mlsys.common.settings import database_url
 
 SCHEMAS = [BEVERAGE, AIANIMALS]
 SHARED_CHAIN = [(BEVERAGE, "0001"), (AIANIMALS, "0002")]  # what the former chain applied
-HEADS = [(BEVERAGE, "0002"), (AIANIMALS, "0013")]
+HEADS = [(BEVERAGE, "0002"), (AIANIMALS, "0014")]
 
 
 def tables(engine: Engine) -> set[str]:

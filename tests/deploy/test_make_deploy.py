@@ -70,7 +70,8 @@ def test_deploy_base_dry_run_prints_commands_and_manifests():
 def test_deploy_job_dry_run_prints_every_cron_workflow():
     output = make("deploy_job")
     names = ("forecasting", "forecast-drift", "register-next-week", "search-ranker",
-             "similar-words", "image-index", "violation-retrain", "moderation-drift")  # fmt: skip
+             "ranker-drift", "similar-words", "image-index", "violation-retrain",
+             "moderation-drift")  # fmt: skip
     for name in names:
         assert f"+ kubectl apply -f infrastructure/argo/{name}.yaml" in output
     assert output.count("kind: CronWorkflow") == len(names)

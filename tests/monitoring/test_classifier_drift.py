@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 import mlflow
 from mlsys.aianimals.moderation import CLASSIFIER_MODEL_NAME
-from mlsys.aianimals.tables import Animal, ModerationDriftResult
+from mlsys.aianimals.tables import Animal, ModelDriftResult
 from mlsys.batch.dataset import read_image_manifest, read_master_data
 from mlsys.batch.generate import LAST_POST, NO_ANIMAL_SHARE, NoAnimalShift, generate_animals
 from mlsys.monitoring.classifier import compare, rates
@@ -183,7 +183,7 @@ def test_the_moderation_drift_workflow_retrains_when_the_share_doubles(tmp_path)
     from mlsys.aianimals.database import get_engine
 
     with get_engine().connect() as connection:
-        results = pd.read_sql(select(ModerationDriftResult), connection)
+        results = pd.read_sql(select(ModelDriftResult), connection)
     assert set(results["measure"]) == {"flagged_share", "probability"}
     assert results.set_index("measure").loc["flagged_share", "drifted"]
     runs = mlflow.search_runs(filter_string="tags.job = 'drift'",
@@ -220,7 +220,7 @@ def test_the_check_runs_as_its_own_role_on_postgresql(services_profile, monkeypa
     assert f"version {version}, " in checked.stdout and "retrain: " in checked.stdout
     monkeypatch.setenv("POSTGRES_USER", roles["monitoring"])
     with get_engine().connect() as connection:
-        stored = connection.execute(select(ModerationDriftResult.measure)).scalars().all()
+        stored = connection.execute(select(ModelDriftResult.measure)).scalars().all()
     assert sorted(stored) == ["flagged_share", "probability"]
 
 

@@ -77,12 +77,15 @@ SCHEMA = migrate.Schema(
             "dead_letters": "SELECT, INSERT",
             "login_failures": "SELECT, INSERT, UPDATE, DELETE",  # the portal's logins
         },
-        # The classifier's drift check: reads the judgements and when their posts were
-        # created; writes its verdicts.
+        # The drift checks: the classifier's reads the judgements and when their posts were
+        # created, the ranker's the ranking data (posts, likes, the access logs); both
+        # write their verdicts.
         "monitoring": {
-            "animals": "SELECT",
-            "violations": "SELECT",
-            "moderation_drift_results": "SELECT, INSERT, UPDATE",
+            **dict.fromkeys(
+                ("animals", "animal_subcategories", "likes", "access_logs", "violations"),
+                "SELECT",
+            ),
+            "model_drift_results": "SELECT, INSERT, UPDATE",
         },
     },
 )

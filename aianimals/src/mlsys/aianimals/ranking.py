@@ -19,6 +19,10 @@ RANKER_EXPERIMENT = "aianimals_search_ranking"
 FEATURE_SET_VERSION = 1
 RERANK_CANDIDATES = 100  # the engine's most liked matches that learn_to_rank reorders
 RESULTS_SHOWN = 20  # what one page of the app shows, the positions propensities cover
+# Logged with each ranker: the features of results shown in its test searches, at most this
+# many, which its drift check compares the results shown since with.
+DRIFT_REFERENCE_ARTIFACT = "drift_reference.parquet"
+DRIFT_REFERENCE_ROWS = 20_000
 
 # Per-post activity from the access logs and the owner: the online features.
 LOGGED_ACTIVITY = ("impressions", "examinations", "selects", "see_longs", "logged_likes")

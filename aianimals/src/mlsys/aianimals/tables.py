@@ -320,16 +320,22 @@ class Registration(Base):
 # The measures of a classifier drift check (written by the monitoring job).
 FLAGGED_SHARE_MEASURE = "flagged_share"  # the share of posts judged violations
 PROBABILITY_MEASURE = "probability"  # the distribution of the no-animal probability
+# A ranker drift check's measures: each feature by its name, and the share of them that
+# drifted under this one.
+RANKER_DATASET_MEASURE = "dataset"
 
 
-class ModerationDriftResult(Base):
-    """One measure of a drift check of the classifier: the posts a version judged that
-    were created in the window ending `window_end`, against those it judged before.
-    `reference` and `current` are the measure's values in each (a share, or the mean
-    probability), `score` the test's p-value. Natural key (model, version, window end,
+class ModelDriftResult(Base):
+    """One measure of a drift check of an AIAnimals model in the window ending
+    `window_end`. The classifier's: the posts a version judged that were created in the
+    window, against those it judged before; `reference` and `current` are the measure's
+    values in each (a share, or the mean probability), `score` the test's p-value. The
+    search ranker's: the features of the results shown in the window's searches against
+    its training reference; `reference` and `current` the feature's means, `score` the
+    distance (or the share of features drifted). Natural key (model, version, window end,
     measure): checking a window again replaces it."""
 
-    __tablename__ = "moderation_drift_results"
+    __tablename__ = "model_drift_results"
     model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
     window_end: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)

@@ -24,7 +24,9 @@ drift_app = typer.Typer(
 app.add_typer(drift_app, name="drift")
 # Pushed by the drift jobs: the alert on drift reads it.
 DRIFT_DETECTED = job_figure("drift_detected", "1 if the latest drift check called for retraining")
-DRIFT_SHARE = job_figure("drift_share", "Share of the forecaster's monitored columns that drifted")
+DRIFT_SHARE = job_figure(
+    "drift_share", "Share of the monitored columns that drifted (the forecaster's, the ranker's)"
+)
 NO_ANIMAL_CHANGE = job_figure(
     "no_animal_share_change",
     "Estimated change in the share of new posts without an animal (the classifier's check)",
@@ -138,6 +140,54 @@ def classifier_drift(
         f"(was {flagged.reference:.1%}, p={flagged.score:.2g}), the share without an animal "
         f"changed by about {100 * change:+.1f} points; probability KS "
         f"p={probability.score:.2g}; "
+        f"retrain: {'yes' if result.drifted else 'no'}"
+    )
+
+
+@drift_app.command("ranker")
+@job
+def ranker_drift(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="The searches checked: those of the latest DAYS (default: 7)."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+            help="The window's end, UTC (default: the latest search).",
+        ),
+    ] = None,
+    output: OutputFile = None,
+    verdict_file: VerdictFile = None,
+) -> None:
+    """Check the search ranker for drift: the features of the results shown in the latest
+    searches against those of its test searches, logged with it at training. Stores the
+    results in the database and MLflow; a drift calls for retraining (`--verdict-file`).
+    Too few searches to decide calls for nothing."""
+    from mlsys.monitoring.ranker import WINDOW_DAYS, check_ranker
+
+    configure_logging()
+    try:
+        result = check_ranker(days or WINDOW_DAYS, until.replace(tzinfo=UTC) if until else None)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    report(DRIFT_DETECTED, int(result.drifted))
+    if output:
+        write_report(output, result.report())
+    if verdict_file:
+        verdict_file.write_text("true" if result.drifted else "false")
+    checked = result.window
+    searches = f"{checked.searches} searches in the {checked.days} days to {checked.end:%Y-%m-%d}"
+    if result.inputs is None:
+        typer.echo(f"version {result.model_version}, {searches}: too few to decide; retrain: no")
+        return
+    report(DRIFT_SHARE, result.inputs.share)
+    drifted = [c.column for c in result.inputs.columns if c.drifted]
+    typer.echo(
+        f"version {result.model_version}, {searches}: {result.inputs.share:.0%} of the "
+        f"features drifted ({', '.join(drifted) or 'none'}); "
         f"retrain: {'yes' if result.drifted else 'no'}"
     )
 

@@ -47,7 +47,7 @@ from mlsys.aianimals.tables import (
     NO_ANIMAL_VIOLATION_ID,
     PROBABILITY_MEASURE,
     Animal,
-    ModerationDriftResult,
+    ModelDriftResult,
     Violation,
 )
 from mlsys.common.bulk import bulk_upsert
@@ -240,7 +240,7 @@ def judgements(engine: Engine, model_version: str) -> pd.DataFrame:
 
 
 def store(engine: Engine, result: ClassifierDrift) -> int:
-    """The check's measures as rows of `moderation_drift_results` (a window checked again is
+    """The check's measures as rows of `model_drift_results` (a window checked again is
     replaced)."""
     rows = pd.DataFrame(
         [
@@ -252,7 +252,7 @@ def store(engine: Engine, result: ClassifierDrift) -> int:
         ]
     )  # fmt: skip
     with engine.begin() as connection:
-        return bulk_upsert(connection, ModerationDriftResult, rows)
+        return bulk_upsert(connection, ModelDriftResult, rows)
 
 
 def log_run(result: ClassifierDrift) -> None:

@@ -1,5 +1,6 @@
 """Command line of the AIAnimals search-ranking jobs."""
 
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -56,7 +57,7 @@ def features() -> None:
     position-weighted examinations, selects, long views and likes from the access logs,
     the owner's posts) and write them to the post_activity table the API reads."""
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.search.dataset import read_ranking_data
+    from mlsys.aianimals.ranking_data import read_ranking_data
     from mlsys.search.features import current_activity, now, write_activity
 
     configure_logging()
@@ -84,15 +85,16 @@ def features_consumer(
     )
 
 
-def _logged_data():
-    """The ranking data from the database (at head), or exit 1 when too few searches."""
+def _logged_data(until: datetime | None = None):
+    """The ranking data from the database (at head): the searches logged before `until`
+    (default: all), or exit 1 when too few."""
     from mlsys.aianimals.database import get_engine, upgrade_or_wait
-    from mlsys.search.dataset import NotEnoughData, read_ranking_data
+    from mlsys.aianimals.ranking_data import NotEnoughData, read_ranking_data
 
     engine = get_engine()
     upgrade_or_wait(engine)
     try:
-        return read_ranking_data(engine)
+        return read_ranking_data(engine, until=until)
     except NotEnoughData as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
@@ -123,6 +125,13 @@ def train_ranker(
         ),
     ] = 200,
     seed: Annotated[int, typer.Option(help="LightGBM's seed.")] = 0,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Learn from the searches logged before this day (UTC; default: all of them).",
+        ),
+    ] = None,
 ) -> None:
     """Train the LightGBM lambdarank ranker and the regressor on the earliest logged
     searches, evaluate both and the baselines (likes, text_score, recency) on the latest
@@ -145,7 +154,14 @@ def train_ranker(
         else None
     )
     params = RankerParams(num_boost_round=num_boost_round, seed=seed)
-    outcome = run(_logged_data(), params, quality, promote)
+    from mlsys.aianimals.ranking_data import NotEnoughData
+
+    data = _logged_data(until.replace(tzinfo=UTC) if until else None)
+    try:
+        outcome = run(data, params, quality, promote)
+    except NotEnoughData as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     print_report(outcome.report)
     if output:
         write_report(output, outcome.report)

@@ -2,7 +2,7 @@
 
 - A ranker run: parameters, the feature-set version and the data fingerprint, both
   evaluation tables, the propensities, the two models (the ranker registered as
-  RANKER_MODEL_NAME), and the champion gate.
+  RANKER_MODEL_NAME), its drift reference, and the champion gate.
 - An image-embedding run: parameters, the photos' fingerprint, the per-epoch curve, the
   report (the index's recall, precision@10 beside chance), the Keras model registered as
   IMAGE_EMBEDDING_MODEL_NAME and its SavedModel export (`serve`), and its gate:
@@ -18,8 +18,14 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
-from mlsys.aianimals.ranking import FEATURE_SET_VERSION, FEATURES, RANKER_EXPERIMENT
+from mlsys.aianimals.ranking import (
+    DRIFT_REFERENCE_ARTIFACT,
+    FEATURE_SET_VERSION,
+    FEATURES,
+    RANKER_EXPERIMENT,
+)
 from mlsys.common.tracking import configure_mlflow, log_metrics_batch, model_uri
 from mlsys.search.train import RankerParams, Trained
 
@@ -42,8 +48,10 @@ def log_ranker_run(
     propensities: np.ndarray,
     fingerprint: str,
     registered_model_name: str | None,
+    drift_reference: pd.DataFrame | None = None,
 ) -> tuple[str, int | None]:
-    """Log one run; register the ranker when a name is given. Returns (run_id, version)."""
+    """Log one run; register the ranker when a name is given. Returns (run_id, version).
+    `drift_reference`: what the drift check reads (DRIFT_REFERENCE_ARTIFACT)."""
     import mlflow
 
     configure_mlflow(RANKER_EXPERIMENT)
@@ -82,6 +90,10 @@ def log_ranker_run(
             path = Path(tmp) / "feature_importance.json"
             path.write_text(json.dumps(importance, indent=2))
             mlflow.log_artifact(str(path))
+            if drift_reference is not None:
+                path = Path(tmp) / DRIFT_REFERENCE_ARTIFACT
+                drift_reference.to_parquet(path, index=False)
+                mlflow.log_artifact(str(path))
         requirements = [f"lightgbm=={lgb.__version__}", f"numpy=={np.__version__}"]
         boosters = {"ranker": trained.ranker, "regressor": trained.regressor}
         for name, booster in boosters.items():

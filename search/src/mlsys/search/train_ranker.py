@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlsys.search.dataset import RankingData
+from mlsys.aianimals.ranking_data import NotEnoughData, RankingData
 from mlsys.search.train import RankerParams
 
 REPORT_KEYS = ("hidden_quality", "logged_clicks", "gap_closed", "chosen", "untokenizable_posts")
@@ -38,6 +38,11 @@ def train_ranker(
     # The model served is chosen on the validation searches; the test searches only report.
     chosen = max(rankers, key=lambda name: max(trained.validation[name].values()))
     report: dict = {"logged_clicks": evaluate_logged(data, rankers, terms), "chosen": chosen}
+    if "ndcg@10" not in report["logged_clicks"][chosen]:
+        raise NotEnoughData(
+            "no test search can be scored: none ordered by text score (the randomized order "
+            "evaluation needs) has a selected result"
+        )
     # A post the tokenizer refuses is skipped by the evaluation, not the end of the job.
     report["untokenizable_posts"] = len(terms.untokenizable)
     if quality is not None:
@@ -53,6 +58,19 @@ def train_ranker(
         propensities=data.propensities,
         fingerprint=data.fingerprint,
         registered_model_name=RANKER_MODEL_NAME,
+        drift_reference=drift_reference(data),
     )
     assert version is not None  # registered just above
     return RankerOutcome(report, version, promoted=gate(data, version) if promote else False)
+
+
+def drift_reference(data: RankingData) -> pd.DataFrame:
+    """What the ranker's drift check compares the results shown since with: the features of
+    the results shown in the test searches (the latest before training, where the model's
+    reported quality was measured), a seeded sample of at most DRIFT_REFERENCE_ROWS."""
+    from mlsys.aianimals.ranking import DRIFT_REFERENCE_ROWS
+
+    shown = data.shown_features((data.searches["split"] == "test").to_numpy())
+    if len(shown) <= DRIFT_REFERENCE_ROWS:
+        return shown
+    return shown.sample(DRIFT_REFERENCE_ROWS, random_state=0).sort_index()
